@@ -1,0 +1,42 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Size rules (docs/architecture.md, research swift-stack.md): Hummingbird with no traits so
+// full Foundation/ICU never links; SQLite through our own wrapper over the system library.
+let package = Package(
+    name: "claworc",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "claworc", targets: ["Appliance"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // Syscalls Swift cannot reach (clone3, pivot_root, SCM_RIGHTS cmsg macros) and the
+        // async-signal-safe child side of every launch.
+        .target(name: "CSandbox"),
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // The dashboard, packed by scripts/pack-web.py and linked in with .incbin.
+        .target(name: "CAssets"),
+        .target(name: "Sandbox", dependencies: ["CSandbox"]),
+        .target(name: "Supervisor", dependencies: ["CSandbox", "Sandbox"]),
+        .executableTarget(
+            name: "Appliance",
+            dependencies: [
+                "Sandbox", "Supervisor", "CSQLite", "CAssets",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Dashboard"]
+        ),
+        .testTarget(name: "ApplianceTests", dependencies: ["Appliance"]),
+    ]
+)

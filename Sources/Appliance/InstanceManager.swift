@@ -1,0 +1,288 @@
+import Glibc
+import Logging
+import Sandbox
+import Supervisor
+
+/// A running instance as the daemon holds it: the init's pidfd and its control socket.
+final class InstanceRuntime: Sendable {
+    let process: SandboxProcess
+    let channel: ControlChannel
+
+    init(process: SandboxProcess, channel: ControlChannel) {
+        self.process = process
+        self.channel = channel
+    }
+}
+
+/// Everything the API reports about one instance.
+struct InstanceView: Encodable, Sendable {
+    var id: Int64
+    var name: String
+    var state: InstanceState
+    var createdAt: String
+    var lastError: String?
+    var services: [ServiceStatus]
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, state, services
+        case createdAt = "created_at"
+        case lastError = "last_error"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(lastError, forKey: .lastError)   // explicit null, never missing
+        try c.encode(services, forKey: .services)
+    }
+}
+
+enum InstanceName {
+    /// 1–40 characters of [a-z0-9-], starting with a letter: it becomes the hostname.
+    static func validate(_ name: String) throws {
+        let bytes = Array(name.utf8)
+        let ok = (1...40).contains(bytes.count) && (97...122).contains(bytes[0])
+            && bytes.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 45 }
+        guard ok else {
+            throw APIError.badRequest("invalid_name",
+                "An instance name is 1 to 40 characters of a-z, 0-9 and '-', starting with a letter.")
+        }
+    }
+}
+
+/// Owns the lifecycle of every instance: the database row is the record, the runtime map is
+/// what actually runs. All transitions go through this actor.
+actor InstanceManager {
+    static let stopGraceMs: Int32 = 10_000
+    static let helloTimeoutMs = 10_000
+
+    let store: Store
+    let paths: DataPaths
+    let logger: Logger
+    /// The binary the launcher execs as each instance's init, opened once at startup.
+    let initExecutable: Int32
+    let mountExtras: [String]
+    private var runtimes: [Int64: InstanceRuntime] = [:]
+
+    init(store: Store, paths: DataPaths, logger: Logger) throws {
+        self.store = store
+        self.paths = paths
+        self.logger = logger
+        initExecutable = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+        guard initExecutable >= 0 else { throw StartupError("cannot open /proc/self/exe: \(FileSystem.errorText(errno))") }
+        mountExtras = MountPlan.loadedLibraryDirsOutsideSystem()
+    }
+
+    // MARK: queries
+
+    func view(_ record: InstanceRecord) async -> InstanceView {
+        var services: [ServiceStatus] = []
+        if let runtime = runtimes[record.id], record.state == .running {
+            let channel = runtime.channel
+            services = (try? await Blocking.run { try channel.call(.status, timeoutMs: 2000).0.services ?? [] }) ?? []
+        } else {
+            services = ServiceCatalog.standard().map {
+                ServiceStatus(name: $0.name, state: "stopped", pid: nil, restarts: 0, lastExit: nil, error: nil)
+            }
+        }
+        return InstanceView(id: record.id, name: record.name, state: record.state, createdAt: record.createdAt,
+                            lastError: record.lastError, services: services)
+    }
+
+    func record(_ id: Int64, for user: User) throws -> InstanceRecord {
+        guard let record = try store.instance(id: id), try store.canAccess(user: user, instanceID: id) else {
+            throw APIError.notFound("The instance")
+        }
+        return record
+    }
+
+    // MARK: lifecycle
+
+    func create(name: String) throws -> InstanceRecord {
+        try InstanceName.validate(name)
+        do {
+            return try store.createInstance(name: name) { id in
+                let dir = paths.instanceDir(id)
+                if FileSystem.exists(dir) { FileSystem.removeTree(dir) }   // a leftover of a crash
+                let rc = FileSystem.makeDirectories(paths.home(id), mode: 0o700)
+                guard rc == 0 else {
+                    FileSystem.removeTree(dir)
+                    throw StartupError("cannot create the instance's storage: \(FileSystem.errorText(rc))")
+                }
+                chmod(dir, 0o700)
+                chown(paths.home(id), ServiceCatalog.agentUID, ServiceCatalog.agentGID)
+                chmod(paths.home(id), 0o750)
+            }
+        } catch let error as DatabaseError where error.isConstraintViolation {
+            throw APIError.conflict("name_taken", "An instance named '\(name)' already exists.")
+        } catch let error as StartupError {
+            logger.error("instance create failed", metadata: ["name": "\(name)", "error": "\(error)"])
+            throw APIError(status: .internalServerError, code: "storage_failed",
+                           message: "The instance's storage could not be created; nothing was kept.")
+        }
+    }
+
+    func start(_ id: Int64) async throws -> InstanceRecord {
+        guard try store.transition(id, from: [.stopped, .failed], to: .starting) else {
+            guard let current = try store.instance(id: id) else { throw APIError.notFound("The instance") }
+            throw APIError.conflict("invalid_state", "The instance is \(current.state.rawValue); it can only be started when stopped.")
+        }
+        guard let record = try store.instance(id: id) else { throw APIError.notFound("The instance") }
+        let paths = self.paths
+        do {
+            let request = try launchRequest(for: record)
+            let runtime = try await Blocking.run { try Self.launch(request, logPath: paths.log(id)) }
+            runtimes[id] = runtime
+            try store.setState(id, .running)
+            try store.setAutostart(id, true)
+            logger.info("instance started", metadata: ["instance": "\(record.name)", "pid": "\(runtime.process.pid)"])
+        } catch {
+            // Nothing of the attempt survives: launch() already killed and reaped its child.
+            let reason = "\(error)"
+            try? store.setState(id, .stopped, lastError: reason)
+            logger.error("instance start failed", metadata: ["instance": "\(record.name)", "error": "\(reason)"])
+            throw APIError(status: .internalServerError, code: "start_failed", message: "The instance could not start: \(reason)")
+        }
+        return try store.instance(id: id)!
+    }
+
+    private func launchRequest(for record: InstanceRecord) throws -> LaunchRequest {
+        let home = paths.home(record.id)
+        guard FileSystem.isDirectory(home) else {
+            throw StartError.storage("the instance's home \(home) is missing or not a directory")
+        }
+        let plan = MountPlan(homeSource: home, extraReadOnly: mountExtras)
+        return LaunchRequest(
+            hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,
+            arguments: ["claworc-init", "__init"],
+            environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)"],
+            controlFD: -1, stdioFD: -1)
+    }
+
+    enum StartError: Error, CustomStringConvertible {
+        case storage(String)
+        var description: String { if case .storage(let s) = self { return s }; return "" }
+    }
+
+    /// Blocking: launch, then wait for the init's hello. On any failure the child is killed
+    /// and reaped before the error is thrown.
+    static func launch(_ base: LaunchRequest, logPath: String) throws -> InstanceRuntime {
+        let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard logFD >= 0 else { throw StartError.storage("cannot open \(logPath): \(FileSystem.errorText(errno))") }
+        defer { close(logFD) }
+        let (channel, initEnd) = try ControlChannel.makePair()
+        var request = base
+        request.controlFD = initEnd
+        request.stdioFD = logFD
+        let process: SandboxProcess
+        do {
+            process = try Launcher.launch(request)
+            close(initEnd)
+        } catch {
+            close(initEnd)
+            throw error
+        }
+        do {
+            _ = try channel.awaitHello(timeoutMs: helloTimeoutMs)
+        } catch {
+            process.signal(SIGKILL)
+            _ = process.wait(timeoutMs: -1)
+            throw error
+        }
+        return InstanceRuntime(process: process, channel: channel)
+    }
+
+    func stop(_ id: Int64, keepAutostart: Bool = false) async throws -> InstanceRecord {
+        guard try store.transition(id, from: [.running, .failed], to: .stopping) else {
+            guard let current = try store.instance(id: id) else { throw APIError.notFound("The instance") }
+            if current.state == .stopped { return current }
+            throw APIError.conflict("invalid_state", "The instance is \(current.state.rawValue); it cannot be stopped now.")
+        }
+        if !keepAutostart { try store.setAutostart(id, false) }
+        if let runtime = runtimes.removeValue(forKey: id) {
+            let outcome = try await Blocking.run { Self.terminate(runtime.process) }
+            logger.info("instance stopped", metadata: ["instance": "\(id)", "outcome": "\(outcome)"])
+        }
+        try store.setState(id, .stopped)
+        return try store.instance(id: id)!
+    }
+
+    /// SIGTERM, a bounded wait for the init's clean exit, then SIGKILL. The init's death
+    /// takes every process of its pid namespace with it, and its mount namespace with them.
+    static func terminate(_ process: SandboxProcess) -> String {
+        process.signal(SIGTERM)
+        let first = process.wait(timeoutMs: stopGraceMs)
+        if first != .timedOut { return "\(first)" }
+        process.signal(SIGKILL)
+        return "killed after \(stopGraceMs) ms: \(process.wait(timeoutMs: -1))"
+    }
+
+    func restart(_ id: Int64) async throws -> InstanceRecord {
+        _ = try await stop(id, keepAutostart: true)
+        return try await start(id)
+    }
+
+    func delete(_ id: Int64) async throws {
+        guard let record = try store.instance(id: id) else { throw APIError.notFound("The instance") }
+        if record.state == .starting || record.state == .stopping {
+            throw APIError.conflict("invalid_state", "The instance is \(record.state.rawValue); try again in a moment.")
+        }
+        if runtimes[id] != nil { _ = try await stop(id) }
+        FileSystem.removeTree(paths.instanceDir(id))
+        try store.deleteInstance(id)
+        logger.info("instance deleted", metadata: ["instance": "\(record.name)"])
+    }
+
+    /// A connected socket to `port` on the instance's loopback, handed over by its init.
+    func connect(_ id: Int64, port: Int) async throws -> Int32 {
+        guard let runtime = runtimes[id] else {
+            throw APIError.conflict("not_running", "The instance is not running.")
+        }
+        let channel = runtime.channel
+        let (response, fd) = try await Blocking.run { try channel.call(.connect, port: port) }
+        guard response.ok, fd >= 0 else {
+            if fd >= 0 { close(fd) }
+            throw APIError(status: .serviceUnavailable, code: "service_unavailable",
+                           message: response.error ?? "The service inside the instance is not reachable.")
+        }
+        return fd
+    }
+
+    // MARK: daemon lifecycle
+
+    /// Called once at startup: rows left in transient states by a crash are reset, and the
+    /// instances that were running when the daemon stopped are started again.
+    func resume() async {
+        guard let all = try? store.allInstances() else { return }
+        for record in all where record.state != .stopped {
+            try? store.setState(record.id, .stopped, lastError: record.state == .failed ? record.lastError : nil)
+        }
+        for record in all where record.autostart {
+            do { _ = try await start(record.id) } catch {
+                logger.error("autostart failed", metadata: ["instance": "\(record.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Notices inits that died on their own (crash, OOM, kill from outside).
+    func sweep() {
+        for (id, runtime) in runtimes {
+            let result = runtime.process.wait(timeoutMs: 0)
+            guard result != .timedOut else { continue }
+            runtimes.removeValue(forKey: id)
+            let reason = "the instance's init exited unexpectedly (\(result))"
+            try? store.setState(id, .failed, lastError: reason)
+            logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+        }
+    }
+
+    /// Daemon shutdown: stop everything but remember what was running.
+    func shutdownAll() async {
+        for id in Array(runtimes.keys) {
+            _ = try? await stop(id, keepAutostart: true)
+        }
+    }
+}

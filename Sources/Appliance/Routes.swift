@@ -1,0 +1,93 @@
+import FoundationEssentials
+import Hummingbird
+import Logging
+import Supervisor
+
+struct SetupBody: Decodable { var code: String; var username: String; var password: String }
+struct LoginBody: Decodable { var username: String; var password: String }
+struct CreateInstanceBody: Decodable { var name: String }
+struct UserEnvelope: Encodable { var user: User }
+struct InstancesEnvelope: Encodable { var instances: [InstanceView] }
+
+/// The JSON API under /api/v1 and the health check.
+struct APIRoutes {
+    let accounts: Accounts
+    let manager: InstanceManager
+
+    func register(on router: Router<AppContext>) {
+        router.get("/healthz") { _, _ in JSON.response(["status": "ok"]) }
+
+        let api = router.group("/api/v1")
+        api.get("/setup") { _, _ in JSON.response(["required": accounts.setupRequired]) }
+        api.post("/setup") { request, _ in
+            let body = try await JSON.decode(SetupBody.self, from: request, expecting: #"with "code", "username" and "password""#)
+            let accounts = self.accounts
+            let user = try await Blocking.run { try accounts.completeSetup(code: body.code, username: body.username, password: body.password) }
+            var response = JSON.response(UserEnvelope(user: user))
+            response.setCookie(try accounts.openSession(for: user))
+            return response
+        }
+
+        api.post("/auth/login") { request, _ in
+            let body = try await JSON.decode(LoginBody.self, from: request, expecting: #"with "username" and "password""#)
+            let accounts = self.accounts
+            let user = try await Blocking.run { try accounts.login(username: body.username, password: body.password) }
+            var response = JSON.response(UserEnvelope(user: user))
+            response.setCookie(try accounts.openSession(for: user))
+            return response
+        }
+        api.post("/auth/logout") { request, _ in
+            if let token = request.cookies[Accounts.cookieName]?.value { accounts.closeSession(token: token) }
+            var response = Response(status: .noContent)
+            response.setCookie(Accounts.expiredCookie)
+            return response
+        }
+        api.get("/auth/me") { _, context in JSON.response(UserEnvelope(user: try context.requireUser())) }
+
+        api.get("/instances") { _, context in
+            let user = try context.requireUser()
+            var views: [InstanceView] = []
+            for record in try accounts.store.instances(visibleTo: user) { views.append(await manager.view(record)) }
+            return JSON.response(InstancesEnvelope(instances: views))
+        }
+        api.post("/instances") { request, context in
+            _ = try context.requireAdmin()
+            let body = try await JSON.decode(CreateInstanceBody.self, from: request, expecting: #"with a "name""#)
+            let record = try await manager.create(name: body.name)
+            return JSON.response(await manager.view(record), status: .created)
+        }
+        api.get("/instances/:id") { _, context in
+            let record = try await manager.record(try instanceID(context), for: try context.requireUser())
+            return JSON.response(await manager.view(record))
+        }
+        api.delete("/instances/:id") { _, context in
+            let id = try instanceID(context)
+            _ = try await manager.record(id, for: try context.requireAdmin())
+            try await manager.delete(id)
+            return Response(status: .noContent)
+        }
+        api.post("/instances/:id/start") { _, context in
+            let id = try instanceID(context)
+            _ = try await manager.record(id, for: try context.requireUser())
+            return JSON.response(await manager.view(try await manager.start(id)))
+        }
+        api.post("/instances/:id/stop") { _, context in
+            let id = try instanceID(context)
+            _ = try await manager.record(id, for: try context.requireUser())
+            return JSON.response(await manager.view(try await manager.stop(id)))
+        }
+        api.post("/instances/:id/restart") { _, context in
+            let id = try instanceID(context)
+            _ = try await manager.record(id, for: try context.requireUser())
+            return JSON.response(await manager.view(try await manager.restart(id)))
+        }
+    }
+}
+
+/// The `{id}` path parameter; anything but a positive integer is an instance that does not exist.
+func instanceID(_ context: AppContext) throws -> Int64 {
+    guard let raw = context.parameters.get("id"), let id = Int64(raw), id > 0 else {
+        throw APIError.notFound("The instance")
+    }
+    return id
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Glibc
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+
+struct Claworc: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "claworc",
+        abstract: "Runs many sandboxed OpenClaw instances behind one web dashboard.",
+        subcommands: [Serve.self])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the appliance daemon: dashboard, API and instance supervisor.")
+
+    @Option(help: "Address to listen on, host:port.")
+    var listen = "127.0.0.1:8080"
+
+    @Option(name: .customLong("data-dir"), help: "State directory (default: $CLAWORC_DATA_DIR or /var/lib/claworc).")
+    var dataDir: String?
+
+    func run() async throws {
+        let logger = { var l = Logger(label: "claworc"); l.logLevel = .info; return l }()
+        guard getuid() == 0 else {
+            throw ValidationError("claworc serve must run as root: it creates namespaces and mounts for each instance.")
+        }
+        let (host, port) = try Self.parse(listen: listen)
+        let root = dataDir ?? ProcessInfoLite.environment("CLAWORC_DATA_DIR") ?? "/var/lib/claworc"
+        let paths = DataPaths(root: root)
+        try paths.prepare()
+        let store = try Store(path: paths.database)
+        let accounts = Accounts(store: store, setupCodePath: paths.setupCode)
+        if let code = try accounts.issueSetupCodeIfNeeded() {
+            print("""
+
+                ==============================================================
+                  Claworc first-time setup code: \(code)
+                  Open the dashboard and enter it to create the admin account.
+                  (also written to \(paths.setupCode))
+                ==============================================================
+
+                """)
+        }
+        let assets = try StaticAssets()
+        let manager = try InstanceManager(store: store, paths: paths, logger: logger)
+
+        let router = Router(context: AppContext.self)
+        router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
+        router.middlewares.add(SessionMiddleware(accounts: accounts))
+        APIRoutes(accounts: accounts, manager: manager).register(on: router)
+        assets.register(on: router)
+
+        let wsRouter = Router(context: AppContext.self)
+        wsRouter.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
+        wsRouter.middlewares.add(SessionMiddleware(accounts: accounts))
+        VNCProxy(manager: manager).register(on: wsRouter)
+
+        let app = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter,
+                                           configuration: .init(ws: .init(maxFrameSize: 1 << 20))),
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { channel in
+                logger.info("claworc listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            },
+            logger: logger)
+
+        await manager.resume()
+        let sweeper = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                await manager.sweep()
+            }
+        }
+        try await app.runService()
+        sweeper.cancel()
+        await manager.shutdownAll()
+    }
+
+    static func parse(listen: String) throws -> (String, Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (0...65535).contains(port) else {
+            throw ValidationError("--listen must be host:port, for example 127.0.0.1:8080")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+}
+
+enum ProcessInfoLite {
+    static func environment(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        let s = String(cString: value)
+        return s.isEmpty ? nil : s
+    }
+}

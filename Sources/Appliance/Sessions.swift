@@ -1,0 +1,127 @@
+import FoundationEssentials
+import Hummingbird
+import HummingbirdBcrypt
+import Synchronization
+import Glibc
+
+/// Password checks, session tokens and the first-admin setup code.
+final class Accounts: Sendable {
+    static let cookieName = "claworc_session"
+    static let sessionLifetime: Int64 = 30 * 24 * 3600
+    static let bcryptCost: UInt8 = 11
+    /// Verified against for unknown usernames so both failures take the same time.
+    private let decoyHash: String
+
+    let store: Store
+    let setupCodePath: String
+    private let setupCode: Mutex<String?>
+
+    init(store: Store, setupCodePath: String) {
+        self.store = store
+        self.setupCodePath = setupCodePath
+        self.setupCode = Mutex(nil)
+        self.decoyHash = Bcrypt.hash("decoy-password-never-used", cost: Self.bcryptCost)
+    }
+
+    var setupRequired: Bool { (try? store.userCount()) ?? 1 == 0 }
+
+    /// On a store without users: a fresh one-time code, printed and written 0600.
+    func issueSetupCodeIfNeeded() throws -> String? {
+        guard try store.userCount() == 0 else {
+            unlink(setupCodePath)
+            return nil
+        }
+        let code = Secrets.setupCode()
+        setupCode.withLock { $0 = code }
+        unlink(setupCodePath)
+        let fd = open(setupCodePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw APIError.internalError }
+        let line = code + "\n"
+        _ = line.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        return code
+    }
+
+    func completeSetup(code: String, username: String, password: String) throws -> User {
+        guard let expected = setupCode.withLock({ $0 }), setupRequired else {
+            throw APIError.conflict("setup_complete", "The appliance is already set up; log in instead.")
+        }
+        guard Secrets.constantTimeEqual(String(code.filter { !$0.isWhitespace }).uppercased(), expected) else {
+            throw APIError(status: .forbidden, code: "invalid_setup_code", message: "The setup code is not correct.")
+        }
+        try Self.validate(username: username, password: password)
+        let hash = Bcrypt.hash(password, cost: Self.bcryptCost)
+        guard let user = try store.createFirstAdmin(username: username, passwordHash: hash) else {
+            throw APIError.conflict("setup_complete", "The appliance is already set up; log in instead.")
+        }
+        setupCode.withLock { $0 = nil }
+        unlink(setupCodePath)
+        return user
+    }
+
+    func login(username: String, password: String) throws -> User {
+        guard let (user, hash) = try store.credentials(username: username) else {
+            _ = Bcrypt.verify(password, hash: decoyHash)
+            throw Self.badCredentials
+        }
+        guard Bcrypt.verify(password, hash: hash) else { throw Self.badCredentials }
+        return user
+    }
+
+    static let badCredentials = APIError(status: .unauthorized, code: "invalid_credentials",
+                                         message: "The username or password is not correct.")
+
+    static func validate(username: String, password: String) throws {
+        let allowed = username.utf8.allSatisfy { c in
+            (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c == 46 || c == 95 || c == 45
+        }
+        guard (1...64).contains(username.utf8.count), allowed else {
+            throw APIError.badRequest("invalid_username", "A username is 1 to 64 letters, digits, '.', '_' or '-'.")
+        }
+        guard password.utf8.count >= 8 else {
+            throw APIError.badRequest("weak_password", "A password needs at least 8 characters.")
+        }
+        guard password.utf8.count <= 72 else {
+            throw APIError.badRequest("password_too_long", "A password can be at most 72 bytes long.")
+        }
+    }
+
+    /// Creates a session and returns the cookie that carries its token. Only the token's
+    /// SHA-256 is stored.
+    func openSession(for user: User) throws -> Cookie {
+        let token = Hex.encode(Secrets.randomBytes(32))
+        let now = Int64(Date().timeIntervalSince1970)
+        try store.createSession(tokenHash: SHA256.hex(Array(token.utf8)), userID: user.id, now: now, lifetime: Self.sessionLifetime)
+        try? store.deleteExpiredSessions(now: now)
+        return Cookie(name: Self.cookieName, value: token, maxAge: Int(Self.sessionLifetime), path: "/",
+                      httpOnly: true, sameSite: .strict)
+    }
+
+    func user(forToken token: String) -> User? {
+        guard token.utf8.count == 64 else { return nil }
+        let now = Int64(Date().timeIntervalSince1970)
+        return try? store.sessionUser(tokenHash: SHA256.hex(Array(token.utf8)), now: now)
+    }
+
+    func closeSession(token: String) {
+        try? store.deleteSession(tokenHash: SHA256.hex(Array(token.utf8)))
+    }
+
+    static var expiredCookie: Cookie {
+        Cookie(name: cookieName, value: "", maxAge: 0, path: "/", httpOnly: true, sameSite: .strict)
+    }
+}
+
+/// Resolves the session cookie into `context.user`; routes decide whether one is required.
+struct SessionMiddleware: RouterMiddleware {
+    typealias Context = AppContext
+    let accounts: Accounts
+
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        var context = context
+        if let token = request.cookies[Accounts.cookieName]?.value, !token.isEmpty {
+            context.user = accounts.user(forToken: token)
+        }
+        return try await next(request, context)
+    }
+}

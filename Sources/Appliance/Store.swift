@@ -1,0 +1,215 @@
+/// Schema changes, in order. Each runs once, inside a transaction, and is recorded in
+/// schema_migrations; never edit a released one, append a new one.
+enum Migrations {
+    static let all: [(version: Int64, sql: String)] = [
+        (1, """
+            CREATE TABLE users (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                username TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                role TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+                created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+            );
+            CREATE TABLE sessions (
+                token_hash TEXT PRIMARY KEY,
+                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            );
+            CREATE INDEX sessions_user ON sessions(user_id);
+            CREATE TABLE instances (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL UNIQUE,
+                state TEXT NOT NULL DEFAULT 'stopped'
+                    CHECK (state IN ('stopped', 'starting', 'running', 'stopping', 'failed')),
+                autostart INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+            );
+            CREATE TABLE instance_users (
+                instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                PRIMARY KEY (instance_id, user_id)
+            );
+            """),
+    ]
+}
+
+enum Role: String, Codable, Sendable { case admin, user }
+
+struct User: Codable, Sendable, Equatable {
+    var id: Int64
+    var username: String
+    var role: Role
+}
+
+enum InstanceState: String, Codable, Sendable { case stopped, starting, running, stopping, failed }
+
+struct InstanceRecord: Sendable, Equatable {
+    var id: Int64
+    var name: String
+    var state: InstanceState
+    var autostart: Bool
+    var lastError: String?
+    var createdAt: String
+}
+
+/// Typed access to the appliance's SQLite state.
+final class Store: Sendable {
+    let db: Database
+
+    init(path: String) throws {
+        db = try Database(path: path)
+        try migrate()
+    }
+
+    /// Applies every migration newer than the file's schema; a no-op on an up-to-date file.
+    func migrate() throws {
+        try db.execute("""
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+            )
+            """)
+        for migration in Migrations.all {
+            try db.transaction { tx in
+                let done = try tx.query("SELECT 1 FROM schema_migrations WHERE version = ?", [.integer(migration.version)])
+                guard done.isEmpty else { return }
+                for statement in migration.sql.split(separator: ";") where !statement.allSatisfy(\.isWhitespace) {
+                    try tx.write(String(statement))
+                }
+                try tx.write("INSERT INTO schema_migrations (version) VALUES (?)", [.integer(migration.version)])
+            }
+        }
+    }
+
+    func schemaVersion() throws -> Int64 {
+        try db.query("SELECT MAX(version) AS v FROM schema_migrations").first?["v"]?.int ?? 0
+    }
+
+    // MARK: users
+
+    func userCount() throws -> Int64 {
+        try db.query("SELECT COUNT(*) AS n FROM users").first?["n"]?.int ?? 0
+    }
+
+    func createUser(username: String, passwordHash: String, role: Role) throws -> User {
+        let (_, id) = try db.write("INSERT INTO users (username, password_hash, role) VALUES (?, ?, ?)",
+                                   [.text(username), .text(passwordHash), .text(role.rawValue)])
+        return User(id: id, username: username, role: role)
+    }
+
+    /// Creates the first admin only if there is still no user (one statement, so two racing
+    /// setup requests cannot both win).
+    func createFirstAdmin(username: String, passwordHash: String) throws -> User? {
+        let (changes, id) = try db.write("""
+            INSERT INTO users (username, password_hash, role)
+            SELECT ?, ?, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)
+            """, [.text(username), .text(passwordHash)])
+        return changes == 1 ? User(id: id, username: username, role: .admin) : nil
+    }
+
+    func credentials(username: String) throws -> (User, String)? {
+        guard let row = try db.query("SELECT id, username, role, password_hash FROM users WHERE username = ?",
+                                     [.text(username)]).first else { return nil }
+        return (Self.user(row), row["password_hash"]?.string ?? "")
+    }
+
+    private static func user(_ row: Row) -> User {
+        User(id: row["id"]?.int ?? 0, username: row["username"]?.string ?? "",
+             role: Role(rawValue: row["role"]?.string ?? "") ?? .user)
+    }
+
+    // MARK: sessions
+
+    func createSession(tokenHash: String, userID: Int64, now: Int64, lifetime: Int64) throws {
+        try db.write("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                     [.text(tokenHash), .integer(userID), .integer(now), .integer(now + lifetime)])
+    }
+
+    func sessionUser(tokenHash: String, now: Int64) throws -> User? {
+        guard let row = try db.query("""
+            SELECT u.id, u.username, u.role FROM sessions s JOIN users u ON u.id = s.user_id
+            WHERE s.token_hash = ? AND s.expires_at > ?
+            """, [.text(tokenHash), .integer(now)]).first else { return nil }
+        return Self.user(row)
+    }
+
+    func deleteSession(tokenHash: String) throws {
+        try db.write("DELETE FROM sessions WHERE token_hash = ?", [.text(tokenHash)])
+    }
+
+    func deleteExpiredSessions(now: Int64) throws {
+        try db.write("DELETE FROM sessions WHERE expires_at <= ?", [.integer(now)])
+    }
+
+    // MARK: instances
+
+    static let instanceColumns = "id, name, state, autostart, last_error, created_at"
+
+    private static func instance(_ row: Row) -> InstanceRecord {
+        InstanceRecord(id: row["id"]?.int ?? 0, name: row["name"]?.string ?? "",
+                       state: InstanceState(rawValue: row["state"]?.string ?? "") ?? .failed,
+                       autostart: (row["autostart"]?.int ?? 0) != 0,
+                       lastError: row["last_error"]?.string, createdAt: row["created_at"]?.string ?? "")
+    }
+
+    func instances(visibleTo user: User) throws -> [InstanceRecord] {
+        let rows: [Row]
+        if user.role == .admin {
+            rows = try db.query("SELECT \(Self.instanceColumns) FROM instances ORDER BY id")
+        } else {
+            rows = try db.query("""
+                SELECT \(Self.instanceColumns) FROM instances
+                WHERE id IN (SELECT instance_id FROM instance_users WHERE user_id = ?) ORDER BY id
+                """, [.integer(user.id)])
+        }
+        return rows.map(Self.instance)
+    }
+
+    func allInstances() throws -> [InstanceRecord] {
+        try db.query("SELECT \(Self.instanceColumns) FROM instances ORDER BY id").map(Self.instance)
+    }
+
+    func instance(id: Int64) throws -> InstanceRecord? {
+        try db.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)]).first.map(Self.instance)
+    }
+
+    func canAccess(user: User, instanceID: Int64) throws -> Bool {
+        if user.role == .admin { return true }
+        return try !db.query("SELECT 1 FROM instance_users WHERE instance_id = ? AND user_id = ?",
+                             [.integer(instanceID), .integer(user.id)]).isEmpty
+    }
+
+    /// Inserts the row and runs `prepare` (which creates the instance's directories) in one
+    /// transaction: if `prepare` throws, the row never existed.
+    func createInstance(name: String, prepare: (Int64) throws -> Void) throws -> InstanceRecord {
+        try db.transaction { tx in
+            let (_, id) = try tx.write("INSERT INTO instances (name) VALUES (?)", [.text(name)])
+            try prepare(id)
+            return Self.instance(try tx.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)])[0])
+        }
+    }
+
+    func setState(_ id: Int64, _ state: InstanceState, lastError: String? = nil) throws {
+        try db.write("UPDATE instances SET state = ?, last_error = ? WHERE id = ?",
+                     [.text(state.rawValue), lastError.map(SQLValue.text) ?? .null, .integer(id)])
+    }
+
+    /// Moves to `to` only from one of `from`; returns false if another request got there first.
+    func transition(_ id: Int64, from: [InstanceState], to: InstanceState) throws -> Bool {
+        let placeholders = from.map { _ in "?" }.joined(separator: ", ")
+        let (changes, _) = try db.write(
+            "UPDATE instances SET state = ? WHERE id = ? AND state IN (\(placeholders))",
+            [.text(to.rawValue), .integer(id)] + from.map { .text($0.rawValue) })
+        return changes == 1
+    }
+
+    func setAutostart(_ id: Int64, _ on: Bool) throws {
+        try db.write("UPDATE instances SET autostart = ? WHERE id = ?", [.integer(on ? 1 : 0), .integer(id)])
+    }
+
+    func deleteInstance(_ id: Int64) throws {
+        try db.write("DELETE FROM instances WHERE id = ?", [.integer(id)])
+    }
+}

@@ -1,0 +1,68 @@
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOPosix
+import Supervisor
+import Glibc
+
+/// `GET /api/v1/instances/{id}/vnc`: a WebSocket carrying the raw RFB stream of the
+/// instance's VNC server. The TCP connection to it is made by the instance's init inside its
+/// network namespace and passed to us as a descriptor; no port exists on the host.
+struct VNCProxy {
+    let manager: InstanceManager
+
+    func register(on router: Router<AppContext>) {
+        router.ws("/api/v1/instances/:id/vnc", shouldUpgrade: { request, context in
+            let user = try context.requireUser()
+            try Self.checkOrigin(request)
+            let id = try instanceID(context)
+            let record = try await manager.record(id, for: user)
+            guard record.state == .running else {
+                throw APIError.conflict("not_running", "The instance is not running.")
+            }
+            return .upgrade([:])
+        }, onUpgrade: { inbound, outbound, wsContext in
+            let id = try instanceID(wsContext.requestContext)
+            let fd: Int32
+            do {
+                fd = try await manager.connect(id, port: Int(ServiceCatalog.vncPort))
+            } catch {
+                try await outbound.close(.unexpectedServerError, reason: "VNC server not reachable")
+                return
+            }
+            let backend = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .withConnectedSocket(fd) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            try await backend.executeThenClose { fromVNC, toVNC in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await frame in inbound where frame.opcode == .binary || frame.opcode == .continuation {
+                            try await toVNC.write(frame.data)
+                        }
+                    }
+                    group.addTask {
+                        for try await buffer in fromVNC { try await outbound.write(.binary(buffer)) }
+                    }
+                    // Either side ending ends the session.
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+        })
+    }
+
+    /// Browsers send Origin on every WebSocket; one from another site is refused (the
+    /// SameSite=Strict cookie already keeps it out, this is the second lock).
+    static func checkOrigin(_ request: Request) throws {
+        guard let origin = request.headers[.origin] else { return }
+        let host = request.head.authority ?? ""
+        let originHost = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? ""
+        guard originHost == host else {
+            throw APIError(status: .forbidden, code: "bad_origin", message: "This WebSocket is only for the appliance's own pages.")
+        }
+    }
+}

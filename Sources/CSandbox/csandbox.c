@@ -1,0 +1,533 @@
+// The launcher and its helpers. Read docs/architecture.md ("Launch") for the sequence.
+//
+// Rule for everything reachable from child_main: raw syscalls and async-signal-safe libc
+// only, no malloc, no stdio, no locks. The child is a copy of the multi-threaded Swift
+// daemon; whatever lock another thread held at clone time stays held forever in it.
+#define _GNU_SOURCE
+#include "csandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <grp.h>
+#include <unistd.h>
+#include <limits.h>
+
+const uint64_t CSBX_CLONE_NEWNS = CLONE_NEWNS;
+const uint64_t CSBX_CLONE_NEWPID = CLONE_NEWPID;
+const uint64_t CSBX_CLONE_NEWUTS = CLONE_NEWUTS;
+const uint64_t CSBX_CLONE_NEWIPC = CLONE_NEWIPC;
+const uint64_t CSBX_CLONE_NEWNET = CLONE_NEWNET;
+const uint64_t CSBX_CLONE_NEWUSER = CLONE_NEWUSER;
+const uint64_t CSBX_CLONE_NEWCGROUP = CLONE_NEWCGROUP;
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef CLONE_CLEAR_SIGHAND
+#define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+// Our own copy of the mount_setattr argument: glibc's and the kernel's headers collide.
+struct csbx_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+#define CSBX_MOUNT_ATTR_RDONLY 0x00000001ULL
+
+struct child_report {
+    int32_t stage;
+    int32_t err;
+    int32_t detail;
+};
+
+// ---------------------------------------------------------------------------------------
+// Child side
+// ---------------------------------------------------------------------------------------
+
+__attribute__((noreturn)) static void report_and_die(int sync_fd, int stage, int err, int detail) {
+    struct child_report r = {stage, err, detail};
+    ssize_t ignored = write(sync_fd, &r, sizeof r);
+    (void)ignored;
+    _exit(127);
+}
+
+// dst = a + b, bounded. Returns 0 or -1 when it does not fit.
+static int join_path(char *dst, size_t cap, const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb + 1 > cap) return -1;
+    memcpy(dst, a, la);
+    memcpy(dst + la, b, lb + 1);
+    return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) return -1;
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char saved = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, mode) < 0 && errno != EEXIST) return -1;
+            buf[i] = saved;
+        }
+    }
+    return 0;
+}
+
+static int make_read_only(const char *path, int recursive) {
+    struct csbx_mount_attr attr = {.attr_set = CSBX_MOUNT_ATTR_RDONLY};
+    if (syscall(SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &attr, sizeof attr) == 0)
+        return 0;
+    if (errno != ENOSYS) return -1;
+    // Pre-5.12 kernels: only the top mount can be made read-only.
+    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+}
+
+static int apply_mount(const char *root, const struct csbx_mount *m) {
+    char path[PATH_MAX];
+    if (join_path(path, sizeof path, root, strcmp(m->target, "/") == 0 ? "" : m->target) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    switch (m->kind) {
+    case CSBX_MKDIR:
+        return mkdir_p(path, m->mode);
+    case CSBX_FILE: {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, m->mode);
+        if (fd < 0) return -1;
+        close(fd);
+        return 0;
+    }
+    case CSBX_SYMLINK:
+        return symlink(m->source, path);
+    case CSBX_BIND:
+        return mount(m->source, path, NULL, MS_BIND | MS_REC, NULL);
+    case CSBX_BIND_RO:
+        if (mount(m->source, path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+        if (m->flags && mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | m->flags, NULL) < 0) return -1;
+        return make_read_only(path, 1);
+    case CSBX_TMPFS:
+        return mount("tmpfs", path, "tmpfs", m->flags, m->data);
+    case CSBX_PROC:
+        return mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | m->flags, NULL);
+    case CSBX_DEVPTS:
+        return mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC | m->flags, m->data);
+    case CSBX_MAKE_RO:
+        return make_read_only(path, 0);
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+}
+
+static int bring_loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int saved = errno;
+    close(s);
+    errno = saved;
+    return rc;
+}
+
+static void reset_signals(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < _NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &dfl, NULL);   // fails harmlessly for glibc-reserved signals
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+// Moves fd out of the low range so dup2 into 0..3 cannot clobber another source fd.
+static int lift_fd(int fd) {
+    if (fd < 0) return -1;
+    return fcntl(fd, F_DUPFD_CLOEXEC, 64);
+}
+
+static int mark_cloexec_from(unsigned int first) {
+    if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+    // Pre-5.11 kernels: walk the table.
+    for (int fd = (int)first; fd < 4096; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+__attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *spec, int sync_fd) {
+    reset_signals();
+
+    char go = 0;
+    ssize_t n;
+    do { n = read(sync_fd, &go, 1); } while (n < 0 && errno == EINTR);
+    if (n != 1 || go != 'G') report_and_die(sync_fd, CSBX_STAGE_SYNC, n < 0 ? errno : EPIPE, 0);
+
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        report_and_die(sync_fd, CSBX_STAGE_MOUNT_PRIVATE, errno, 0);
+    // The new root is a small tmpfs holding only mount points and symlinks; it is made
+    // read-only by the caller's last op once everything is mounted into it.
+    if (mount("tmpfs", spec->stage_dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
+        report_and_die(sync_fd, CSBX_STAGE_ROOT_TMPFS, errno, 0);
+    for (int i = 0; i < spec->n_mounts; i++) {
+        if (apply_mount(spec->stage_dir, &spec->mounts[i]) < 0)
+            report_and_die(sync_fd, CSBX_STAGE_MOUNTS, errno, i);
+    }
+
+    if (chdir(spec->stage_dir) < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 0);
+    // Pivot onto itself, then detach the old root stacked underneath: no put_old directory
+    // remains inside the instance.
+    if (syscall(SYS_pivot_root, ".", ".") < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 1);
+    if (umount2(".", MNT_DETACH) < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 2);
+    if (chdir("/") < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 3);
+
+    if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+        report_and_die(sync_fd, CSBX_STAGE_HOSTNAME, errno, 0);
+    if ((spec->namespaces & CLONE_NEWNET) && bring_loopback_up() < 0)
+        report_and_die(sync_fd, CSBX_STAGE_LOOPBACK, errno, 0);
+
+    int sync_hi = lift_fd(sync_fd);
+    int exec_hi = lift_fd(spec->exec_fd);
+    int stdio_hi = lift_fd(spec->stdio_fd);
+    int control_hi = lift_fd(spec->control_fd);
+    if (sync_hi < 0 || exec_hi < 0 || (spec->stdio_fd >= 0 && stdio_hi < 0) ||
+        (spec->control_fd >= 0 && control_hi < 0))
+        report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 0);
+    sync_fd = sync_hi;
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 1);
+    if (dup2(null_fd, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 2);
+    int out = stdio_hi >= 0 ? stdio_hi : null_fd;
+    if (dup2(out, 1) < 0 || dup2(out, 2) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 3);
+    if (control_hi >= 0 && dup2(control_hi, 3) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 4);
+    // Everything above the fds we hand over (the daemon's listeners, its database, other
+    // instances' sockets) is closed by the exec.
+    mark_cloexec_from(control_hi >= 0 ? 4 : 3);
+
+    // The slots for rlimits, capabilities, no_new_privs and seccomp go here, in that order.
+
+    syscall(SYS_execveat, exec_hi, "", spec->argv, spec->envp, AT_EMPTY_PATH);
+    report_and_die(sync_fd, CSBX_STAGE_EXEC, errno, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Parent side
+// ---------------------------------------------------------------------------------------
+
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = strlen(text);
+    ssize_t n = write(fd, text, len);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static int write_maps(pid_t pid, const struct csbx_launch_spec *spec) {
+    char path[64];
+    const char *names[2] = {"uid_map", "gid_map"};
+    const char *maps[2] = {spec->uid_map, spec->gid_map};
+    for (int i = 0; i < 2; i++) {
+        if (!maps[i]) continue;
+        // pid is a positive int; format it by hand to stay away from stdio locks.
+        char digits[16];
+        int nd = 0;
+        for (pid_t v = pid; v > 0; v /= 10) digits[nd++] = (char)('0' + v % 10);
+        char *p = path;
+        memcpy(p, "/proc/", 6);
+        p += 6;
+        while (nd > 0) *p++ = digits[--nd];
+        *p++ = '/';
+        size_t ln = strlen(names[i]);
+        memcpy(p, names[i], ln + 1);
+        if (write_file(path, maps[i]) < 0) return -1;
+    }
+    return 0;
+}
+
+int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result) {
+    memset(result, 0, sizeof *result);
+    result->pid = -1;
+    result->pidfd = -1;
+
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        result->stage = CSBX_STAGE_SYNC;
+        result->err = errno;
+        return -1;
+    }
+
+    // Block every signal across clone so no handler of the daemon runs in the child
+    // before it has reset them; the child starts with this mask and clears it.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+
+    int pidfd = -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = spec->namespaces | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+    if (spec->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)spec->cgroup_fd;
+    }
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0 && errno == EINVAL) {
+        // Kernels before 5.5 do not know CLONE_CLEAR_SIGHAND; the child resets handlers anyway.
+        args.flags &= ~(uint64_t)CLONE_CLEAR_SIGHAND;
+        pid = syscall(SYS_clone3, &args, sizeof args);
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        child_main(spec, sv[1]);
+    }
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        result->stage = CSBX_STAGE_CLONE;
+        result->err = clone_errno;
+        return -1;
+    }
+    result->pid = (pid_t)pid;
+    result->pidfd = pidfd;
+
+    struct child_report report = {0, 0, 0};
+    if ((spec->namespaces & CLONE_NEWUSER) && write_maps((pid_t)pid, spec) < 0) {
+        report.stage = CSBX_STAGE_USERNS_MAPS;
+        report.err = errno;
+    } else if (write(sv[0], "G", 1) != 1) {
+        report.stage = CSBX_STAGE_SYNC;
+        report.err = errno;
+    } else {
+        ssize_t n;
+        do { n = read(sv[0], &report, sizeof report); } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            report.stage = CSBX_STAGE_SYNC;
+            report.err = errno;
+        } else if (n == 0) {
+            report.stage = 0;   // EOF: the exec closed the child's end. The init runs.
+        } else if (n != sizeof report) {
+            report.stage = CSBX_STAGE_SYNC;
+            report.err = EPROTO;
+        }
+    }
+    close(sv[0]);
+    if (report.stage == 0) return 0;
+
+    // Failed before exec: make sure the child is gone and reaped, so nothing is left.
+    int status;
+    csbx_pidfd_signal(pidfd, SIGKILL);
+    csbx_pidfd_wait(pidfd, -1, &status);
+    close(pidfd);
+    result->pid = -1;
+    result->pidfd = -1;
+    result->stage = report.stage;
+    result->err = report.err;
+    result->detail = report.detail;
+    return -1;
+}
+
+int csbx_pidfd_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int csbx_pidfd_wait(int pidfd, int timeout_ms, int *wstatus) {
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    for (;;) {
+        int r = poll(&p, 1, timeout_ms);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) return 0;
+        break;
+    }
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int rc;
+    do { rc = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED); } while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno == ECHILD) {   // someone else reaped it: it has exited all the same
+        if (wstatus) *wstatus = 0;
+        return 1;
+    }
+    if (rc < 0) return -1;
+    if (wstatus) {
+        if (info.si_code == CLD_EXITED) *wstatus = (info.si_status & 0xff) << 8;
+        else *wstatus = (info.si_status & 0x7f) | (info.si_code == CLD_DUMPED ? 0x80 : 0);
+    }
+    return 1;
+}
+
+ssize_t csbx_send_with_fd(int sock, const void *buf, size_t len, int fd) {
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    if (fd >= 0) {
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    ssize_t n;
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t csbx_recv_with_fd(int sock, void *buf, size_t cap, int *fd_out) {
+    *fd_out = -1;
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } control;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    ssize_t n;
+    do { n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int fds[4];
+        memcpy(fds, CMSG_DATA(c), count * sizeof(int));
+        for (size_t i = 0; i < count; i++) {
+            if (*fd_out < 0) *fd_out = fds[i];
+            else close(fds[i]);   // only one descriptor is ever expected
+        }
+    }
+    if (msg.msg_flags & MSG_TRUNC) {
+        errno = EMSGSIZE;
+        if (*fd_out >= 0) close(*fd_out);
+        *fd_out = -1;
+        return -1;
+    }
+    return n;
+}
+
+pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
+    *err = 0;
+    int ep[2];
+    if (pipe2(ep, O_CLOEXEC) < 0) {
+        *err = errno;
+        return -1;
+    }
+    // The init is single-threaded, so a plain fork is safe here.
+    pid_t pid = fork();
+    if (pid < 0) {
+        *err = errno;
+        close(ep[0]);
+        close(ep[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(ep[0]);
+        int e = 0;
+        reset_signals();
+        if (setsid() < 0) goto fail;
+        int lifted[3 + 8];
+        int n_extra = spec->n_extra > 8 ? 8 : spec->n_extra;
+        const int sources[3] = {spec->stdin_fd, spec->stdout_fd, spec->stderr_fd};
+        for (int i = 0; i < 3; i++) lifted[i] = lift_fd(sources[i]);
+        for (int i = 0; i < n_extra; i++) lifted[3 + i] = lift_fd(spec->extra_fds[i]);
+        for (int i = 0; i < 3 + n_extra; i++) {
+            if (lifted[i] < 0) {
+                if (i < 3) continue;   // a missing stdio fd stays as it was
+                goto fail;
+            }
+            if (dup2(lifted[i], i) < 0) goto fail;
+        }
+        mark_cloexec_from((unsigned int)(3 + n_extra));
+        gid_t gid = spec->gid;
+        if (setgroups(1, &gid) < 0) goto fail;
+        if (setresgid(spec->gid, spec->gid, spec->gid) < 0) goto fail;
+        if (setresuid(spec->uid, spec->uid, spec->uid) < 0) goto fail;
+        if (spec->cwd && chdir(spec->cwd) < 0) goto fail;
+        execve(spec->path, spec->argv, spec->envp);
+    fail:
+        e = errno;
+        ssize_t ignored = write(ep[1], &e, sizeof e);
+        (void)ignored;
+        _exit(127);
+    }
+    close(ep[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do { n = read(ep[0], &child_errno, sizeof child_errno); } while (n < 0 && errno == EINTR);
+    close(ep[0]);
+    if (n == (ssize_t)sizeof child_errno) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        *err = child_errno;
+        return -1;
+    }
+    return pid;
+}
+
+int csbx_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0); }
+int csbx_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+int csbx_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+
+int csbx_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK); }
+
+int csbx_signalfd_next(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n;
+    do { n = read(fd, &info, sizeof info); } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
+}
+
+int csbx_pipe_cloexec_nonblock(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }

@@ -1,0 +1,137 @@
+import CSandbox
+import Glibc
+
+/// Everything needed to start one instance's init inside fresh namespaces.
+public struct LaunchRequest: Sendable {
+    public var hostname: String
+    /// An empty host directory on which the child assembles the new root (private to its
+    /// mount namespace; the host never sees anything mounted there).
+    public var stageDir: String
+    public var mounts: [MountOp]
+    /// File descriptor of the binary to exec as the init (kept open by the caller).
+    public var execFD: Int32
+    public var arguments: [String]
+    public var environment: [String]
+    /// Becomes fd 3 of the init: its end of the control socket.
+    public var controlFD: Int32
+    /// Becomes fds 1 and 2 of the init.
+    public var stdioFD: Int32
+
+    public init(hostname: String, stageDir: String, mounts: [MountOp], execFD: Int32,
+                arguments: [String], environment: [String], controlFD: Int32, stdioFD: Int32) {
+        self.hostname = hostname
+        self.stageDir = stageDir
+        self.mounts = mounts
+        self.execFD = execFD
+        self.arguments = arguments
+        self.environment = environment
+        self.controlFD = controlFD
+        self.stdioFD = stdioFD
+    }
+}
+
+public struct LaunchError: Error, CustomStringConvertible, Sendable {
+    public var stage: String
+    public var errno: Int32
+    public var detail: String
+
+    public var description: String {
+        "sandbox launch failed at \(stage)\(detail.isEmpty ? "" : " (\(detail))"): \(FileSystem.errorText(errno))"
+    }
+}
+
+/// A launched init, held through its pidfd so signals and waits can never hit a recycled pid.
+public final class SandboxProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let pidfd: Int32
+
+    init(pid: pid_t, pidfd: Int32) {
+        self.pid = pid
+        self.pidfd = pidfd
+    }
+
+    deinit { close(pidfd) }
+
+    @discardableResult
+    public func signal(_ sig: Int32) -> Bool { csbx_pidfd_signal(pidfd, sig) == 0 }
+
+    public enum WaitResult: Sendable, Equatable { case exited(Int32), signaled(Int32), timedOut }
+
+    /// Blocks up to `timeoutMs` (-1 forever) and reaps the process if it exited.
+    public func wait(timeoutMs: Int32) -> WaitResult {
+        var status: Int32 = 0
+        let r = csbx_pidfd_wait(pidfd, timeoutMs, &status)
+        if r <= 0 { return .timedOut }
+        if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
+        return .signaled(status & 0x7f)
+    }
+}
+
+public enum Launcher {
+    static let stageNames: [Int32: String] = [
+        1: "clone", 2: "sync", 3: "mount-private", 4: "root-tmpfs", 5: "mounts", 6: "pivot_root",
+        7: "hostname", 8: "loopback", 9: "fds", 10: "signals", 11: "exec", 12: "userns-maps",
+    ]
+
+    public static let namespaces: UInt64 =
+        CSBX_CLONE_NEWNS | CSBX_CLONE_NEWPID | CSBX_CLONE_NEWUTS | CSBX_CLONE_NEWIPC | CSBX_CLONE_NEWNET
+
+    /// Runs the C launcher. Blocks for the few milliseconds the child needs to reach exec.
+    public static func launch(_ request: LaunchRequest) throws(LaunchError) -> SandboxProcess {
+        var keep: [UnsafeMutablePointer<CChar>] = []
+        defer { keep.forEach { free($0) } }
+        func cString(_ s: String?) -> UnsafePointer<CChar>? {
+            guard let s else { return nil }
+            let p = strdup(s)!
+            keep.append(p)
+            return UnsafePointer(p)
+        }
+        func cArray(_ items: [String]) -> [UnsafeMutablePointer<CChar>?] {
+            var arr: [UnsafeMutablePointer<CChar>?] = items.map { s in
+                let p = strdup(s)!
+                keep.append(p)
+                return p
+            }
+            arr.append(nil)
+            return arr
+        }
+        let ops: [csbx_mount] = request.mounts.map { op in
+            csbx_mount(kind: op.kind.rawValue, source: cString(op.source), target: cString(op.target),
+                       data: cString(op.data), flags: op.flags, mode: op.mode)
+        }
+        let argv = cArray(request.arguments)
+        let envp = cArray(request.environment)
+        var result = csbx_result()
+        let rc: Int32 = ops.withUnsafeBufferPointer { opsBuf in
+            argv.withUnsafeBufferPointer { argvBuf in
+                envp.withUnsafeBufferPointer { envBuf in
+                    var spec = csbx_launch_spec()
+                    spec.exec_fd = request.execFD
+                    spec.argv = argvBuf.baseAddress
+                    spec.envp = envBuf.baseAddress
+                    spec.stage_dir = cString(request.stageDir)
+                    spec.mounts = opsBuf.baseAddress
+                    spec.n_mounts = Int32(opsBuf.count)
+                    spec.hostname = cString(request.hostname)
+                    spec.control_fd = request.controlFD
+                    spec.stdio_fd = request.stdioFD
+                    spec.namespaces = namespaces
+                    spec.cgroup_fd = -1
+                    spec.uid_map = nil
+                    spec.gid_map = nil
+                    return csbx_launch(&spec, &result)
+                }
+            }
+        }
+        guard rc == 0 else {
+            var detail = ""
+            if result.stage == 5, Int(result.detail) < request.mounts.count {
+                let op = request.mounts[Int(result.detail)]
+                detail = "\(op.kind) \(op.target)"
+            }
+            throw LaunchError(stage: stageNames[result.stage] ?? "stage \(result.stage)",
+                              errno: result.err, detail: detail)
+        }
+        return SandboxProcess(pid: result.pid, pidfd: result.pidfd)
+    }
+}

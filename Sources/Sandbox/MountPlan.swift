@@ -1,0 +1,126 @@
+import CSandbox
+import Glibc
+
+/// One step of assembling an instance's root, executed in order by the C child.
+public struct MountOp: Sendable, Equatable {
+    public enum Kind: Int32, Sendable {
+        case mkdir = 1, file, symlink, bind, bindReadOnly, tmpfs, proc, devpts, makeReadOnly
+    }
+    public var kind: Kind
+    public var source: String?
+    public var target: String
+    public var data: String?
+    public var flags: UInt = 0
+    public var mode: UInt32 = 0o755
+
+    public init(_ kind: Kind, _ target: String, source: String? = nil, data: String? = nil,
+                flags: UInt = 0, mode: UInt32 = 0o755) {
+        self.kind = kind
+        self.target = target
+        self.source = source
+        self.data = data
+        self.flags = flags
+        self.mode = mode
+    }
+}
+
+/// Sizes of the memory-backed filesystems inside an instance.
+public struct TmpfsSizes: Sendable {
+    public var shmMiB: Int
+    public var tmpMiB: Int
+    public var runMiB: Int
+    public init(shmMiB: Int = 512, tmpMiB: Int = 512, runMiB: Int = 64) {
+        self.shmMiB = shmMiB
+        self.tmpMiB = tmpMiB
+        self.runMiB = runMiB
+    }
+}
+
+/// Builds the mount table of the `host` root mode: the host's system directories bound
+/// read-only, a private /proc, a minimal /dev, memory-backed /tmp and /run, and the
+/// instance's persistent home as the only writable disk.
+public struct MountPlan: Sendable {
+    /// Where the persistent home appears inside every instance.
+    public static let homePath = "/home/claworc"
+    static let hostSystemDirs = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+    static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
+
+    public var homeSource: String
+    public var sizes: TmpfsSizes
+    /// Host directories outside the system dirs that the init binary needs (for example the
+    /// Swift runtime of a development build), bound read-only at the same path.
+    public var extraReadOnly: [String]
+
+    public init(homeSource: String, sizes: TmpfsSizes = TmpfsSizes(), extraReadOnly: [String] = []) {
+        self.homeSource = homeSource
+        self.sizes = sizes
+        self.extraReadOnly = extraReadOnly
+    }
+
+    public func operations() -> [MountOp] {
+        let nosuidNodev = UInt(MS_NOSUID) | UInt(MS_NODEV)
+        var ops: [MountOp] = []
+        for dir in Self.hostSystemDirs {
+            if let link = FileSystem.symlinkTarget(dir) {
+                ops.append(MountOp(.symlink, dir, source: link))
+            } else if FileSystem.isDirectory(dir) {
+                ops.append(MountOp(.mkdir, dir))
+                ops.append(MountOp(.bindReadOnly, dir, source: dir, flags: UInt(MS_NODEV)))
+            }
+        }
+        for dir in extraReadOnly where FileSystem.isDirectory(dir) {
+            ops.append(MountOp(.mkdir, dir))
+            ops.append(MountOp(.bindReadOnly, dir, source: dir, flags: nosuidNodev))
+        }
+        ops.append(MountOp(.mkdir, "/proc"))
+        ops.append(MountOp(.proc, "/proc"))
+
+        ops.append(MountOp(.mkdir, "/dev"))
+        ops.append(MountOp(.tmpfs, "/dev", data: "mode=0755,size=64k", flags: UInt(MS_NOSUID) | UInt(MS_NOEXEC)))
+        for dev in Self.devices {
+            ops.append(MountOp(.file, "/dev/\(dev)", mode: 0o666))
+            ops.append(MountOp(.bind, "/dev/\(dev)", source: "/dev/\(dev)"))
+        }
+        ops.append(MountOp(.mkdir, "/dev/pts"))
+        ops.append(MountOp(.devpts, "/dev/pts", data: "newinstance,ptmxmode=0666,mode=0620"))
+        ops.append(MountOp(.symlink, "/dev/ptmx", source: "pts/ptmx"))
+        ops.append(MountOp(.mkdir, "/dev/shm"))
+        ops.append(MountOp(.tmpfs, "/dev/shm", data: "mode=1777,size=\(sizes.shmMiB)m",
+                           flags: nosuidNodev))
+        ops.append(MountOp(.symlink, "/dev/fd", source: "/proc/self/fd"))
+        ops.append(MountOp(.symlink, "/dev/stdin", source: "/proc/self/fd/0"))
+        ops.append(MountOp(.symlink, "/dev/stdout", source: "/proc/self/fd/1"))
+        ops.append(MountOp(.symlink, "/dev/stderr", source: "/proc/self/fd/2"))
+        ops.append(MountOp(.makeReadOnly, "/dev"))
+
+        ops.append(MountOp(.mkdir, "/tmp"))
+        ops.append(MountOp(.tmpfs, "/tmp", data: "mode=1777,size=\(sizes.tmpMiB)m", flags: nosuidNodev))
+        ops.append(MountOp(.mkdir, "/run"))
+        ops.append(MountOp(.tmpfs, "/run", data: "mode=0755,size=\(sizes.runMiB)m", flags: nosuidNodev))
+        ops.append(MountOp(.mkdir, "/var"))
+        ops.append(MountOp(.symlink, "/var/tmp", source: "/tmp"))
+
+        ops.append(MountOp(.mkdir, Self.homePath))
+        ops.append(MountOp(.bind, Self.homePath, source: homeSource))
+        // Last: the root itself (a tmpfs of mount points) becomes read-only.
+        ops.append(MountOp(.makeReadOnly, "/"))
+        return ops
+    }
+
+    /// Directories of shared objects the running binary has loaded from outside the host
+    /// system dirs. A release build (static Swift runtime) returns none.
+    public static func loadedLibraryDirsOutsideSystem() -> [String] {
+        guard let maps = FileSystem.readText("/proc/self/maps") else { return [] }
+        var dirs: [String] = []
+        for line in maps.split(separator: "\n") {
+            guard let slash = line.firstIndex(of: "/") else { continue }
+            let path = String(line[slash...])
+            guard path.contains(".so") else { continue }
+            if hostSystemDirs.contains(where: { path.hasPrefix($0 + "/") }) { continue }
+            guard let cut = path.lastIndex(of: "/") else { continue }
+            let dir = String(path[..<cut])
+            if !dirs.contains(dir) { dirs.append(dir) }
+        }
+        return dirs
+    }
+}

@@ -1,0 +1,70 @@
+import FoundationEssentials
+
+/// Messages on the control socket between the daemon and an instance's init.
+///
+/// The socket is a SOCK_SEQPACKET pair created by the daemon; the init holds its end as fd 3.
+/// Every message is one JSON document in one packet, so framing is the kernel's job. A
+/// `connect` reply carries the connected TCP socket as SCM_RIGHTS ancillary data: the daemon
+/// reaches ports inside the instance's network namespace without any port on the host.
+public struct ControlRequest: Codable, Sendable {
+    public enum Op: String, Codable, Sendable { case status, connect, shutdown }
+    public var id: UInt64
+    public var op: Op
+    public var port: Int?
+
+    public init(id: UInt64, op: Op, port: Int? = nil) {
+        self.id = id
+        self.op = op
+        self.port = port
+    }
+}
+
+public struct ServiceStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var state: String
+    public var pid: Int32?
+    public var restarts: Int
+    public var lastExit: String?
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, state, pid, restarts, error
+        case lastExit = "last_exit"
+    }
+
+    public init(name: String, state: String, pid: Int32?, restarts: Int, lastExit: String?, error: String?) {
+        self.name = name
+        self.state = state
+        self.pid = pid
+        self.restarts = restarts
+        self.lastExit = lastExit
+        self.error = error
+    }
+}
+
+public struct ControlResponse: Codable, Sendable {
+    /// 0 for the unsolicited hello the init sends once it runs.
+    public var id: UInt64
+    public var ok: Bool
+    public var error: String?
+    public var services: [ServiceStatus]?
+
+    public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil) {
+        self.id = id
+        self.ok = ok
+        self.error = error
+        self.services = services
+    }
+}
+
+public enum ControlCodec {
+    public static let maxMessage = 64 * 1024
+
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        (try? Array(JSONEncoder().encode(value))) ?? []
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, _ bytes: ArraySlice<UInt8>) -> T? {
+        try? JSONDecoder().decode(type, from: Data(bytes))
+    }
+}

@@ -1,0 +1,135 @@
+import CSandbox
+import Glibc
+import Sandbox
+
+/// PID 1 of an instance: the daemon's binary re-exec'd by the launcher in hidden init mode.
+///
+/// It is a fresh, single-threaded process and stays that way: one poll loop over a
+/// signalfd (children, stop signals), the control socket (fd 3) and readiness pipes. No Swift
+/// concurrency, so nothing here races with fork.
+public enum InstanceInit {
+    public static let controlFD: Int32 = 3
+
+    public static func run(environment: [String: String]) -> Never {
+        // /proc/1 of the instance must not be a way back to the daemon's binary.
+        csbx_set_dumpable(0)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for sig in [SIGCHLD, SIGTERM, SIGINT, SIGHUP] { sigaddset(&mask, sig) }
+        sigprocmask(SIG_BLOCK, &mask, nil)
+        signal(SIGPIPE, SIG_IGN)
+        let sigFD = csbx_signalfd(&mask)
+        guard sigFD >= 0 else {
+            log("signalfd: \(FileSystem.errorText(errno))")
+            exit(1)
+        }
+        prepareFilesystem()
+
+        let supervisor = ServiceSupervisor(specs: ServiceCatalog.standard(screen: environment["CLAWORC_SCREEN"] ?? "1280x800"))
+        var controlOpen = true
+        send(ControlResponse(id: 0, ok: true, services: supervisor.statuses), fd: -1)
+
+        while true {
+            let now = monotonicMs()
+            let due = supervisor.advance(now: now)
+            if supervisor.shuttingDown && supervisor.allStopped {
+                log("all services stopped; exiting")
+                exit(0)
+            }
+            var fds = [pollfd(fd: sigFD, events: Int16(POLLIN), revents: 0)]
+            if controlOpen { fds.append(pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)) }
+            for fd in supervisor.notifyFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            let timeout = Int32(max(0, min(due - monotonicMs(), 1000)))
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            if ready < 0 && errno != EINTR { log("poll: \(FileSystem.errorText(errno))"); exit(1) }
+            guard ready > 0 else { continue }
+            let after = monotonicMs()
+            for p in fds where p.revents != 0 {
+                if p.fd == sigFD {
+                    handleSignals(sigFD, supervisor, now: after)
+                } else if p.fd == controlFD {
+                    if !handleControl(supervisor, now: after) {
+                        // The daemon is gone: an instance never outlives its supervisor.
+                        controlOpen = false
+                        supervisor.beginShutdown(now: after)
+                    }
+                } else {
+                    supervisor.notifyReadable(p.fd, now: after)
+                }
+            }
+        }
+    }
+
+    /// Directories the X server and Chromium expect, owned as they need.
+    static func prepareFilesystem() {
+        for dir in ["/tmp/.X11-unix", "/tmp/.ICE-unix"] {
+            mkdir(dir, 0o1777)
+            chmod(dir, 0o1777)
+        }
+        FileSystem.makeDirectories(ServiceCatalog.runtimeDir, mode: 0o700)
+        chown(ServiceCatalog.runtimeDir, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
+        chown(ServiceCatalog.home, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
+    }
+
+    static func handleSignals(_ sigFD: Int32, _ supervisor: ServiceSupervisor, now: Int64) {
+        while case let signo = csbx_signalfd_next(sigFD), signo > 0 {
+            switch signo {
+            case SIGCHLD:
+                reapChildren(supervisor, now: now)
+            default:
+                supervisor.beginShutdown(now: now)
+            }
+        }
+        // Coalesced SIGCHLDs: always sweep.
+        reapChildren(supervisor, now: now)
+    }
+
+    static func reapChildren(_ supervisor: ServiceSupervisor, now: Int64) {
+        var status: Int32 = 0
+        while true {
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid <= 0 { break }
+            supervisor.childExited(pid: pid, status: status, now: now)
+        }
+    }
+
+    /// Answers one request; returns false when the daemon's end is closed.
+    static func handleControl(_ supervisor: ServiceSupervisor, now: Int64) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: ControlCodec.maxMessage)
+        var stray: Int32 = -1
+        let n = buffer.withUnsafeMutableBytes { csbx_recv_with_fd(controlFD, $0.baseAddress, $0.count, &stray) }
+        if stray >= 0 { close(stray) }
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return true }
+        guard n > 0 else { return false }
+        guard let request = ControlCodec.decode(ControlRequest.self, buffer[0..<n]) else {
+            send(ControlResponse(id: 0, ok: false, error: "malformed request"), fd: -1)
+            return true
+        }
+        switch request.op {
+        case .status:
+            send(ControlResponse(id: request.id, ok: true, services: supervisor.statuses), fd: -1)
+        case .connect:
+            guard let port = request.port, (1...65535).contains(port) else {
+                send(ControlResponse(id: request.id, ok: false, error: "invalid port"), fd: -1)
+                return true
+            }
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            if fd >= 0 && Probe.connectLoopback(fd: fd, port: UInt16(port)) {
+                send(ControlResponse(id: request.id, ok: true), fd: fd)
+            } else {
+                let reason = FileSystem.errorText(errno)
+                send(ControlResponse(id: request.id, ok: false, error: "connect to port \(port): \(reason)"), fd: -1)
+            }
+            if fd >= 0 { close(fd) }
+        case .shutdown:
+            send(ControlResponse(id: request.id, ok: true), fd: -1)
+            supervisor.beginShutdown(now: now)
+        }
+        return true
+    }
+
+    static func send(_ response: ControlResponse, fd: Int32) {
+        let bytes = ControlCodec.encode(response)
+        _ = bytes.withUnsafeBytes { csbx_send_with_fd(controlFD, $0.baseAddress, $0.count, fd) }
+    }
+}

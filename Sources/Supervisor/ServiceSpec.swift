@@ -1,0 +1,85 @@
+import Glibc
+
+/// How the supervisor learns that a started service is ready for its dependents.
+public enum Readiness: Sendable, Equatable {
+    /// The service writes to an fd we pass it (Xvfb's `-displayfd`), as s6's notification-fd.
+    case notifyFD
+    /// A TCP connect to 127.0.0.1:port inside the instance succeeds.
+    case tcp(port: UInt16)
+}
+
+public struct ServiceSpec: Sendable {
+    public var name: String
+    public var path: String
+    public var arguments: [String]
+    public var environment: [String]
+    public var dependsOn: [String]
+    public var readiness: Readiness
+    /// Files removed before every start (stale locks a killed process leaves behind).
+    public var staleFiles: [String]
+    public var uid: uid_t
+    public var gid: gid_t
+    public var workingDirectory: String
+
+    public init(name: String, path: String, arguments: [String], environment: [String],
+                dependsOn: [String], readiness: Readiness, staleFiles: [String] = [],
+                uid: uid_t, gid: gid_t, workingDirectory: String) {
+        self.name = name
+        self.path = path
+        self.arguments = arguments
+        self.environment = environment
+        self.dependsOn = dependsOn
+        self.readiness = readiness
+        self.staleFiles = staleFiles
+        self.uid = uid
+        self.gid = gid
+        self.workingDirectory = workingDirectory
+    }
+}
+
+/// The services every instance runs: a virtual display, a VNC server on it and Chromium.
+public enum ServiceCatalog {
+    public static let agentUID: uid_t = 1000
+    public static let agentGID: gid_t = 1000
+    public static let home = "/home/claworc"
+    public static let display = ":0"
+    public static let vncPort: UInt16 = 5900
+    public static let devToolsPort: UInt16 = 9222
+    public static let runtimeDir = "/run/user/1000"
+
+    public static func standard(screen: String = "1280x800") -> [ServiceSpec] {
+        let size = screen.split(separator: "x").map(String.init)
+        let windowSize = size.count == 2 ? "\(size[0]),\(size[1])" : "1280,800"
+        let env = [
+            "HOME=\(home)", "USER=claworc", "LOGNAME=claworc", "SHELL=/bin/bash",
+            "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "DISPLAY=\(display)",
+            "XDG_RUNTIME_DIR=\(runtimeDir)",
+        ]
+        let profile = "\(home)/chrome-data"
+        return [
+            ServiceSpec(
+                name: "xvfb", path: "/usr/bin/Xvfb",
+                arguments: ["Xvfb", display, "-screen", "0", "\(screen)x24", "-nolisten", "tcp",
+                            "-displayfd", "3"],
+                environment: env, dependsOn: [], readiness: .notifyFD,
+                uid: agentUID, gid: agentGID, workingDirectory: home),
+            ServiceSpec(
+                name: "vnc", path: "/usr/bin/x11vnc",
+                arguments: ["x11vnc", "-display", display, "-rfbport", String(vncPort), "-localhost",
+                            "-forever", "-shared", "-nopw", "-quiet"],
+                environment: env, dependsOn: ["xvfb"], readiness: .tcp(port: vncPort),
+                uid: agentUID, gid: agentGID, workingDirectory: home),
+            ServiceSpec(
+                name: "chromium", path: "/usr/lib/chromium/chromium",
+                arguments: ["chromium", "--user-data-dir=\(profile)",
+                            "--remote-debugging-address=127.0.0.1",
+                            "--remote-debugging-port=\(devToolsPort)",
+                            "--no-first-run", "--no-default-browser-check", "--password-store=basic",
+                            "--disable-component-update", "--ozone-platform=x11",
+                            "--window-position=0,0", "--window-size=\(windowSize)", "about:blank"],
+                environment: env, dependsOn: ["xvfb"], readiness: .tcp(port: devToolsPort),
+                staleFiles: ["\(profile)/SingletonLock", "\(profile)/SingletonSocket", "\(profile)/SingletonCookie"],
+                uid: agentUID, gid: agentGID, workingDirectory: home),
+        ]
+    }
+}
