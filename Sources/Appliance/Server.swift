@@ -33,7 +33,7 @@ struct Serve: AsyncParsableCommand {
         let store = try Store(path: paths.database)
         let accounts = Accounts(store: store, setupCodePath: paths.setupCode)
         if let code = try accounts.issueSetupCodeIfNeeded() {
-            print("""
+            Console.say("""
 
                 ==============================================================
                   Claworc first-time setup code: \(code)
@@ -63,7 +63,8 @@ struct Serve: AsyncParsableCommand {
                                            configuration: .init(ws: .init(maxFrameSize: 1 << 20))),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in
-                logger.info("claworc listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                let port = channel.localAddress?.port ?? 0
+                Console.say("claworc listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
             },
             logger: logger)
 
@@ -95,5 +96,13 @@ enum ProcessInfoLite {
         guard let value = getenv(name) else { return nil }
         let s = String(cString: value)
         return s.isEmpty ? nil : s
+    }
+}
+
+/// Lines meant for the operator's console, flushed at once (stdout is often a pipe).
+enum Console {
+    static func say(_ text: String) {
+        let line = text + "\n"
+        _ = line.withCString { write(1, $0, strlen($0)) }
     }
 }

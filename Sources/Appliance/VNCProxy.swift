@@ -13,22 +13,26 @@ struct VNCProxy {
     let manager: InstanceManager
 
     func register(on router: Router<AppContext>) {
-        router.ws("/api/v1/instances/:id/vnc", shouldUpgrade: { request, context in
-            let user = try context.requireUser()
-            try Self.checkOrigin(request)
-            let id = try instanceID(context)
-            let record = try await manager.record(id, for: user)
-            guard record.state == .running else {
-                throw APIError.conflict("not_running", "The instance is not running.")
-            }
-            return .upgrade([:])
-        }, onUpgrade: { inbound, outbound, wsContext in
-            let id = try instanceID(wsContext.requestContext)
+        // Browsers never show a script the HTTP status of a refused handshake, so every
+        // request is upgraded and refusals are close codes the dashboard can explain:
+        // 4401 not logged in, 4403 foreign origin, 4404 no such instance, 4409 not running,
+        // 4503 the VNC server inside is not reachable. No byte of the instance flows before
+        // the checks pass.
+        router.ws("/api/v1/instances/:id/vnc") { inbound, outbound, wsContext in
             let fd: Int32
             do {
+                let context = wsContext.requestContext
+                let user = try context.requireUser()
+                try Self.checkOrigin(wsContext.request)
+                let id = try instanceID(context)
+                let record = try await manager.record(id, for: user)
+                guard record.state == .running else {
+                    throw APIError.conflict("not_running", "The instance is not running.")
+                }
                 fd = try await manager.connect(id, port: Int(ServiceCatalog.vncPort))
-            } catch {
-                try await outbound.close(.unexpectedServerError, reason: "VNC server not reachable")
+            } catch let error as APIError {
+                let code = error.status.code == 500 ? 4500 : 4000 + error.status.code
+                try await outbound.close(.init(codeNumber: code), reason: error.code)
                 return
             }
             let backend = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -52,7 +56,7 @@ struct VNCProxy {
                     group.cancelAll()
                 }
             }
-        })
+        }
     }
 
     /// Browsers send Origin on every WebSocket; one from another site is refused (the

@@ -32,6 +32,17 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
         case lastExit = "last_exit"
     }
 
+    /// Absent values are written as explicit nulls: API clients see a stable shape.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(restarts, forKey: .restarts)
+        try c.encode(lastExit, forKey: .lastExit)
+        try c.encode(error, forKey: .error)
+    }
+
     public init(name: String, state: String, pid: Int32?, restarts: Int, lastExit: String?, error: String?) {
         self.name = name
         self.state = state

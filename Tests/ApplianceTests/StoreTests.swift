@@ -1,0 +1,130 @@
+import Glibc
+import Testing
+@testable import Appliance
+
+/// A fresh directory per test, removed afterwards.
+final class TempDir {
+    let path: String
+    init() {
+        var template = Array("/tmp/claworc-store-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+    }
+    deinit { _ = system("rm -rf '\(path)'") }
+}
+
+@Suite struct StoreTests {
+    @Test func migrationsApplyToAnEmptyFile() throws {
+        let dir = TempDir()
+        let store = try Store(path: dir.path + "/claworc.db")
+        #expect(try store.schemaVersion() == Migrations.all.last!.version)
+        #expect(try store.userCount() == 0)
+        let mode = try store.db.query("PRAGMA journal_mode").first?["journal_mode"]?.string
+        #expect(mode == "wal")
+        let fk = try store.db.query("PRAGMA foreign_keys").first?["foreign_keys"]?.int
+        #expect(fk == 1)
+    }
+
+    @Test func migrationsOnAnExistingFileKeepItsData() throws {
+        let dir = TempDir()
+        let path = dir.path + "/claworc.db"
+        do {
+            let store = try Store(path: path)
+            _ = try store.createUser(username: "keep", passwordHash: "x", role: .admin)
+            _ = try store.createInstance(name: "kept") { _ in }
+        }
+        // Reopening runs migrate() again: nothing is re-applied, nothing is lost.
+        let reopened = try Store(path: path)
+        #expect(try reopened.schemaVersion() == Migrations.all.last!.version)
+        let applied = try reopened.db.query("SELECT COUNT(*) AS n FROM schema_migrations").first?["n"]?.int
+        #expect(applied == Int64(Migrations.all.count))
+        #expect(try reopened.userCount() == 1)
+        #expect(try reopened.allInstances().map(\.name) == ["kept"])
+    }
+
+    @Test func aFileFromBeforeTheMigrationsTableIsUpgraded() throws {
+        let dir = TempDir()
+        let path = dir.path + "/claworc.db"
+        do {
+            // A database that predates schema tracking: some unrelated table, no schema_migrations.
+            let raw = try Database(path: path)
+            try raw.execute("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('hello')")
+        }
+        let store = try Store(path: path)
+        #expect(try store.schemaVersion() == Migrations.all.last!.version)
+        #expect(try store.db.query("SELECT body FROM notes").first?["body"]?.string == "hello")
+    }
+
+    @Test func sessionsSurviveARestart() throws {
+        let dir = TempDir()
+        let path = dir.path + "/claworc.db"
+        let token = Hex.encode(Secrets.randomBytes(32))
+        let hash = SHA256.hex(Array(token.utf8))
+        do {
+            let store = try Store(path: path)
+            let user = try store.createUser(username: "admin", passwordHash: "x", role: .admin)
+            try store.createSession(tokenHash: hash, userID: user.id, now: 1_000, lifetime: 3600)
+        }
+        let store = try Store(path: path)
+        #expect(try store.sessionUser(tokenHash: hash, now: 2_000)?.username == "admin")
+        #expect(try store.sessionUser(tokenHash: hash, now: 5_000) == nil, "expired sessions do not authenticate")
+    }
+
+    @Test func deletingAUserDeletesTheirSessions() throws {
+        let dir = TempDir()
+        let store = try Store(path: dir.path + "/claworc.db")
+        let user = try store.createUser(username: "gone", passwordHash: "x", role: .user)
+        try store.createSession(tokenHash: "h", userID: user.id, now: 0, lifetime: 100)
+        try store.db.write("DELETE FROM users WHERE id = ?", [.integer(user.id)])
+        #expect(try store.db.query("SELECT * FROM sessions").isEmpty)
+    }
+
+    @Test func failedInstanceCreationLeavesNoRow() throws {
+        let dir = TempDir()
+        let store = try Store(path: dir.path + "/claworc.db")
+        struct Boom: Error {}
+        #expect(throws: Boom.self) { try store.createInstance(name: "doomed") { _ in throw Boom() } }
+        #expect(try store.allInstances().isEmpty)
+        #expect(try store.createInstance(name: "doomed") { _ in }.name == "doomed")
+    }
+
+    @Test func stateTransitionsAreConditional() throws {
+        let dir = TempDir()
+        let store = try Store(path: dir.path + "/claworc.db")
+        let id = try store.createInstance(name: "one") { _ in }.id
+        #expect(try store.transition(id, from: [.stopped], to: .starting))
+        #expect(try !store.transition(id, from: [.stopped], to: .starting), "a second start loses the race")
+    }
+
+    @Test func firstAdminCanOnlyBeCreatedOnce() throws {
+        let dir = TempDir()
+        let store = try Store(path: dir.path + "/claworc.db")
+        #expect(try store.createFirstAdmin(username: "a", passwordHash: "x") != nil)
+        #expect(try store.createFirstAdmin(username: "b", passwordHash: "x") == nil)
+        #expect(try store.userCount() == 1)
+    }
+}
+
+@Suite struct PrimitiveTests {
+    @Test func sha256KnownAnswers() {
+        #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
+        #expect(SHA256.hex(long) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+
+    @Test func instanceNames() {
+        for good in ["a", "abc-123", String(repeating: "z", count: 40)] {
+            #expect(throws: Never.self) { try InstanceName.validate(good) }
+        }
+        for bad in ["", "1a", "-a", "A", "a_b", "a.b", String(repeating: "z", count: 41), "é"] {
+            #expect(throws: APIError.self) { try InstanceName.validate(bad) }
+        }
+    }
+
+    @Test func listenAddresses() throws {
+        #expect(try Serve.parse(listen: "127.0.0.1:8080") == ("127.0.0.1", 8080))
+        #expect(try Serve.parse(listen: "[::1]:9000") == ("::1", 9000))
+        #expect(try Serve.parse(listen: ":80") == ("0.0.0.0", 80))
+        #expect(throws: (any Error).self) { try Serve.parse(listen: "nonsense") }
+    }
+}

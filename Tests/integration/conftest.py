@@ -1,0 +1,278 @@
+"""Shared fixtures: a real `claworc serve` on loopback with its own data dir and SQLite file.
+
+Every test talks to the real daemon over HTTP; sandbox checks look inside instances with
+nsenter into the real namespaces. Nothing is mocked.
+"""
+import os
+import pathlib
+import re
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINARY = pathlib.Path(os.environ.get("CLAWORC_BIN", ROOT / ".build" / "debug" / "claworc"))
+LISTENING = re.compile(r"claworc listening on http://[^ ]*:(\d+)\s*$")
+ADMIN = ("admin", "correct-horse-battery")
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the integration suite needs root: it creates real namespaces and mounts")
+    if not BINARY.exists():
+        raise pytest.UsageError(f"{BINARY} is missing; build first (see README)")
+
+
+class Daemon:
+    """One `claworc serve` process; restartable on the same data dir."""
+
+    def __init__(self, data_dir: pathlib.Path):
+        self.data_dir = data_dir
+        self.proc = None
+        self.port = None
+        self.log_path = data_dir.parent / (data_dir.name + ".daemon.log")
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=30):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BINARY), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._log = log
+        deadline = time.monotonic() + timeout
+        buf = b""
+        # Readiness signal: the daemon logs the address it bound once it accepts connections.
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if not ready:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            log.write(chunk)
+            log.flush()
+            buf += chunk
+            for line in buf.decode(errors="replace").splitlines():
+                m = LISTENING.search(line)
+                if m:
+                    self.port = int(m.group(1))
+                    self._drain_in_background()
+                    return self
+        raise RuntimeError(f"daemon did not start; output:\n{buf.decode(errors='replace')}")
+
+    def _drain_in_background(self):
+        # Keep reading the daemon's output into its log file so it never blocks on a full pipe.
+        import threading
+
+        def pump(stream, sink):
+            for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+                sink.write(chunk)
+                sink.flush()
+
+        threading.Thread(target=pump, args=(self.proc.stdout, self._log), daemon=True).start()
+
+    def stop(self, timeout=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def setup_code(self):
+        return (self.data_dir / "setup-code").read_text().strip()
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Client:
+    """requests.Session bound to a daemon, with JSON helpers."""
+
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+        self.http = requests.Session()
+
+    def url(self, path):
+        return self.daemon.base_url + path
+
+    def get(self, path, **kw):
+        return self.http.get(self.url(path), timeout=30, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.http.post(self.url(path), json=json, timeout=60, **kw)
+
+    def delete(self, path, **kw):
+        return self.http.delete(self.url(path), timeout=60, **kw)
+
+    def login(self, username=ADMIN[0], password=ADMIN[1]):
+        r = self.post("/api/v1/auth/login", {"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        return r
+
+    def create(self, name):
+        r = self.post("/api/v1/instances", {"name": name})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def instance(self, iid):
+        r = self.get(f"/api/v1/instances/{iid}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_for(self, iid, predicate, timeout=60, what="condition"):
+        """Polls the instance's reported state until predicate(instance) holds.
+
+        The daemon's service states come from the init's readiness checks (Xvfb's displayfd,
+        TCP accepts), so this waits on real readiness signals, not on elapsed time."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.instance(iid)
+            if predicate(last):
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; last state: {last}")
+
+    def wait_all_services_running(self, iid, timeout=60):
+        return self.wait_for(
+            iid,
+            lambda i: i["state"] == "running" and i["services"]
+            and all(s["state"] == "running" for s in i["services"]),
+            timeout, "all services running")
+
+
+def bootstrap_admin(daemon: Daemon) -> Client:
+    client = Client(daemon)
+    r = client.post("/api/v1/setup", {"code": daemon.setup_code(), "username": ADMIN[0], "password": ADMIN[1]})
+    assert r.status_code == 200, r.text
+    return client
+
+
+@pytest.fixture
+def data_dir():
+    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-test-"))
+    yield base / "data"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(data_dir):
+    d = Daemon(data_dir).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def admin(daemon) -> Client:
+    return bootstrap_admin(daemon)
+
+
+@pytest.fixture(scope="module")
+def shared_daemon():
+    """One daemon per module for the slower tests that share a running instance."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-test-"))
+    d = Daemon(base / "data").start()
+    yield d
+    d.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared_admin(shared_daemon) -> Client:
+    return bootstrap_admin(shared_daemon)
+
+
+class ServerHandle:
+    """What the browser test needs: a fresh, not-yet-set-up daemon."""
+
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+        self.base_url = daemon.base_url
+        self.data_dir = daemon.data_dir
+
+    def setup_code(self):
+        return self.daemon.setup_code()
+
+
+@pytest.fixture
+def claworc_server(daemon):
+    return ServerHandle(daemon)
+
+
+# ---- helpers for looking inside instances -------------------------------------------------
+
+def host_pids():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def read_proc(pid, name):
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def init_pid(daemon: Daemon, hostname: str):
+    """Host pid of the init of the instance named `hostname` (a child of the daemon)."""
+    for pid in host_pids():
+        status = read_proc(pid, "status")
+        cmdline = read_proc(pid, "cmdline")
+        if not status or not cmdline or not cmdline.startswith(b"claworc-init\0__init"):
+            continue
+        ppid = int(re.search(rb"PPid:\s+(\d+)", status).group(1))
+        if ppid != daemon.proc.pid:
+            continue
+        try:
+            uts = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            continue
+        if uts == hostname:
+            return pid
+    raise AssertionError(f"no init process for instance {hostname}")
+
+
+def host_pid_of(init: int, ns_pid: int):
+    """Maps a pid inside an instance (as the API reports it) to the host pid."""
+    pidns = os.readlink(f"/proc/{init}/ns/pid")
+    for pid in host_pids():
+        try:
+            if os.readlink(f"/proc/{pid}/ns/pid") != pidns:
+                continue
+        except OSError:
+            continue
+        status = read_proc(pid, "status") or b""
+        m = re.search(rb"NSpid:\s+([\d\s]+)\n", status)
+        if m and int(m.group(1).split()[-1]) == ns_pid:
+            return pid
+    raise AssertionError(f"pid {ns_pid} of the instance not found on the host")
+
+
+def run_inside(init: int, *args, namespaces=("-a",)):
+    """Runs a command inside the instance's namespaces (as root of the host, for observation)."""
+    return subprocess.run(["nsenter", "-t", str(init), *namespaces, *args], capture_output=True, text=True, timeout=60)
+
+
+def processes_in_pidns(pidns_link: str):
+    found = []
+    for pid in host_pids():
+        try:
+            if os.readlink(f"/proc/{pid}/ns/pid") == pidns_link:
+                found.append(pid)
+        except OSError:
+            pass
+    return found

@@ -1,0 +1,80 @@
+"""A minimal RFB 3.8 client over the appliance's VNC WebSocket, enough to read one frame."""
+import struct
+
+import websocket
+
+
+class RFBClient:
+    def __init__(self, base_url: str, instance_id: int, cookie: str, timeout: float = 30):
+        url = base_url.replace("http://", "ws://") + f"/api/v1/instances/{instance_id}/vnc"
+        self.ws = websocket.create_connection(url, header=[f"Cookie: claworc_session={cookie}"], timeout=timeout)
+        self.buf = b""
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            opcode, data = self.ws.recv_data()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise ConnectionError("server closed the WebSocket")
+            self.buf += data
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _send(self, data: bytes):
+        self.ws.send(data, opcode=websocket.ABNF.OPCODE_BINARY)
+
+    def handshake(self):
+        version = self._read(12)
+        assert version.startswith(b"RFB 003."), version
+        self._send(b"RFB 003.008\n")
+        (count,) = struct.unpack("B", self._read(1))
+        types = self._read(count)
+        assert 1 in types, f"security type None not offered: {list(types)}"
+        self._send(b"\x01")
+        (result,) = struct.unpack(">I", self._read(4))
+        assert result == 0, "security handshake failed"
+        self._send(b"\x01")   # ClientInit: shared session
+        self.width, self.height = struct.unpack(">HH", self._read(4))
+        self.pixel_format = self._read(16)
+        self.bpp = self.pixel_format[0]
+        (name_len,) = struct.unpack(">I", self._read(4))
+        self.name = self._read(name_len).decode(errors="replace")
+        self._send(struct.pack(">BxHi", 2, 1, 0))   # SetEncodings: raw only
+        return self
+
+    def frame(self) -> bytes:
+        """Requests and returns one full framebuffer in the server's pixel format."""
+        self._send(struct.pack(">BBHHHH", 3, 0, 0, 0, self.width, self.height))
+        bytes_per_pixel = self.bpp // 8
+        fb = bytearray(self.width * self.height * bytes_per_pixel)
+        while True:
+            (kind,) = struct.unpack("B", self._read(1))
+            if kind == 2:            # Bell
+                continue
+            if kind == 3:            # ServerCutText
+                self._read(3)
+                (n,) = struct.unpack(">I", self._read(4))
+                self._read(n)
+                continue
+            if kind == 1:            # SetColourMapEntries
+                self._read(1)
+                _, n = struct.unpack(">HH", self._read(4))
+                self._read(6 * n)
+                continue
+            assert kind == 0, f"unexpected server message {kind}"
+            self._read(1)
+            (rects,) = struct.unpack(">H", self._read(2))
+            for _ in range(rects):
+                x, y, w, h, enc = struct.unpack(">HHHHi", self._read(12))
+                assert enc == 0, f"unexpected encoding {enc}"
+                data = self._read(w * h * bytes_per_pixel)
+                for row in range(h):
+                    start = ((y + row) * self.width + x) * bytes_per_pixel
+                    fb[start:start + w * bytes_per_pixel] = data[row * w * bytes_per_pixel:(row + 1) * w * bytes_per_pixel]
+            return bytes(fb)
+
+    def distinct_colours(self, fb: bytes, step: int = 7) -> int:
+        bpp = self.bpp // 8
+        return len({fb[i:i + bpp] for i in range(0, len(fb) - bpp, bpp * step)})
+
+    def close(self):
+        self.ws.close()

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what Claworc needs from Debian (and, for the tests, PyPI). Idempotent.
+#   scripts/install-deps.sh run    what `claworc serve` and its build need
+#   scripts/install-deps.sh test   that, plus the test suite's tools
+set -euo pipefail
+mode="${1:-run}"
+
+runtime=(libsqlite3-dev xvfb x11vnc chromium fonts-dejavu-core fonts-liberation)
+testing=(chromium-driver sqlite3 iproute2 util-linux python3-pip)
+packages=("${runtime[@]}")
+[[ "$mode" == "test" ]] && packages+=("${testing[@]}")
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [[ "$mode" == "test" ]]; then
+    # Selenium 4.52 needs a certifi newer than the package index has; 4.51 is verified.
+    python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests
+fi
