@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CSandbox"),
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The dashboard, packed by scripts/pack-web.py and linked in with .incbin.
-        .target(name: "CAssets"),
+        .target(name: "CAssets", exclude: ["assets.bin"]),
         .target(name: "Sandbox", dependencies: ["CSandbox"]),
         .target(name: "Supervisor", dependencies: ["CSandbox", "Sandbox"]),
         .executableTarget(

@@ -530,4 +530,8 @@ int csbx_signalfd_next(int fd) {
     return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
 }
 
-int csbx_pipe_cloexec_nonblock(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }
+int csbx_notify_pipe(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) < 0) return -1;
+    // Only our read end is non-blocking; the service's write end behaves as it expects.
+    return fcntl(fds[0], F_SETFL, O_NONBLOCK);
+}

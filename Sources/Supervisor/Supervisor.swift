@@ -74,17 +74,23 @@ final class ServiceSupervisor {
         s.spec.dependsOn.allSatisfy { service(named: $0)?.state == .running }
     }
 
-    /// Descriptors to watch for readiness notifications.
-    var notifyFDs: [Int32] { services.compactMap { $0.notifyFD >= 0 ? $0.notifyFD : nil } }
+    /// Descriptors to watch for readiness notifications (only while a service is starting).
+    var notifyFDs: [Int32] { services.compactMap { $0.notifyFD >= 0 && $0.state == .starting ? $0.notifyFD : nil } }
 
     func notifyReadable(_ fd: Int32, now: Int64) {
         guard let s = services.first(where: { $0.notifyFD == fd }) else { return }
         var buf = [UInt8](repeating: 0, count: 64)
         let n = read(fd, &buf, buf.count)
         if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
-        close(fd)
-        s.notifyFD = -1
-        if n > 0 && s.state == .starting { markReady(s, now: now) }
+        if n > 0 {
+            // Keep our end open until the service exits: it may write its notification in
+            // several pieces, and a closed pipe would kill it with EPIPE (Xvfb treats a failed
+            // -displayfd write as fatal).
+            if s.state == .starting { markReady(s, now: now) }
+        } else {
+            close(fd)
+            s.notifyFD = -1
+        }
     }
 
     private func markReady(_ s: SupervisedService, now: Int64) {
@@ -140,7 +146,7 @@ final class ServiceSupervisor {
         var notifyWrite: Int32 = -1
         if s.spec.readiness == .notifyFD {
             var p: [Int32] = [-1, -1]
-            if csbx_pipe_cloexec_nonblock(&p) == 0 {
+            if csbx_notify_pipe(&p) == 0 {
                 s.notifyFD = p[0]
                 notifyWrite = p[1]
                 extra.append(p[1])

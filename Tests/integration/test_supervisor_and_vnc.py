@@ -16,7 +16,9 @@ NAME = "supervised"
 def running(shared_admin):
     inst = shared_admin.create(NAME)
     assert shared_admin.post(f"/api/v1/instances/{inst['id']}/start").status_code == 200
-    shared_admin.wait_all_services_running(inst["id"])
+    settled = shared_admin.wait_all_services_running(inst["id"])
+    # A clean start needs no restart: every service came up once and stayed up.
+    assert [(s["name"], s["restarts"]) for s in settled["services"]] == [("xvfb", 0), ("vnc", 0), ("chromium", 0)]
     yield shared_admin, inst["id"]
     shared_admin.post(f"/api/v1/instances/{inst['id']}/stop")
 

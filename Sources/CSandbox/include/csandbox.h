@@ -124,8 +124,8 @@ int csbx_signalfd(const sigset_t *mask);
 // Reads one queued signal; returns its number, or -1 when none is pending.
 int csbx_signalfd_next(int fd);
 
-// pipe2(O_CLOEXEC|O_NONBLOCK) for readiness notification pipes.
-int csbx_pipe_cloexec_nonblock(int fds[2]);
+// A readiness pipe: both ends close-on-exec, the read end (fds[0]) non-blocking.
+int csbx_notify_pipe(int fds[2]);
 
 // prctl wrappers (prctl is variadic, so Swift cannot call it).
 int csbx_set_dumpable(int on);

@@ -1,0 +1,93 @@
+// The JSON API client. Every call goes to /api/v1 on this origin; the session cookie rides along.
+// Failures are thrown as ApiError carrying the server's {"error":{"code","message"}}.
+
+export class ApiError extends Error {
+    constructor(status, code, message) {
+        super(message);
+        this.name = "ApiError";
+        this.status = status;   // HTTP status; 0 when the server could not be reached
+        this.code = code;       // the server's machine code, or "network" / "aborted" / "http_<status>"
+    }
+    get aborted() { return this.code === "aborted"; }
+}
+
+let unauthorizedHandler = null;
+
+/** Called with the ApiError on any 401, unless the call passed {allow401: true}. */
+export function onUnauthorized(fn) { unauthorizedHandler = fn; }
+
+/**
+ * request("POST", "/instances", {name}) → parsed JSON (null for 204).
+ * options.signal aborts the request; options.allow401 keeps a 401 from triggering the
+ * global "go to /login" handler (for login itself and session probes).
+ */
+export async function request(method, path, body, options = {}) {
+    const init = {
+        method,
+        headers: { "Accept": "application/json" },
+        credentials: "same-origin",
+        cache: "no-store",
+        signal: options.signal,
+    };
+    if (body !== undefined) {
+        init.headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify(body);
+    }
+
+    let res;
+    try {
+        res = await fetch("/api/v1" + path, init);
+    } catch (e) {
+        if (e && e.name === "AbortError") throw new ApiError(0, "aborted", "Request cancelled.");
+        throw new ApiError(0, "network", "Cannot reach the Claworc server.");
+    }
+
+    let data = null;
+    if (res.status !== 204) {
+        let text = "";
+        try {
+            text = await res.text();
+        } catch (e) {
+            if (e && e.name === "AbortError") throw new ApiError(0, "aborted", "Request cancelled.");
+            throw new ApiError(0, "network", "The connection to the server was interrupted.");
+        }
+        if (text) {
+            try { data = JSON.parse(text); } catch { data = null; }
+        }
+    }
+
+    if (!res.ok) {
+        const e = data && typeof data === "object" ? data.error : null;
+        const err = new ApiError(
+            res.status,
+            (e && e.code) || `http_${res.status}`,
+            (e && e.message) || `The server answered ${res.status} ${res.statusText}`.trim(),
+        );
+        if (res.status === 401 && !options.allow401 && unauthorizedHandler) unauthorizedHandler(err);
+        throw err;
+    }
+    return data;
+}
+
+export const api = {
+    setupStatus: (o) => request("GET", "/setup", undefined, o),
+    setup: (code, username, password, o) =>
+        request("POST", "/setup", { code, username, password }, { allow401: true, ...o }),
+    login: (username, password, o) =>
+        request("POST", "/auth/login", { username, password }, { allow401: true, ...o }),
+    logout: (o) => request("POST", "/auth/logout", undefined, { allow401: true, ...o }),
+    me: (o) => request("GET", "/auth/me", undefined, { allow401: true, ...o }),
+
+    listInstances: (o) => request("GET", "/instances", undefined, o),
+    createInstance: (name, o) => request("POST", "/instances", { name }, o),
+    getInstance: (id, o) => request("GET", `/instances/${encodeURIComponent(id)}`, undefined, o),
+    deleteInstance: (id, o) => request("DELETE", `/instances/${encodeURIComponent(id)}`, undefined, o),
+    instanceAction: (id, action, o) =>
+        request("POST", `/instances/${encodeURIComponent(id)}/${action}`, undefined, o),
+};
+
+/** The WebSocket URL of an instance's VNC stream, on this origin (ws: or wss:). */
+export function vncURL(id) {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}/api/v1/instances/${encodeURIComponent(id)}/vnc`;
+}

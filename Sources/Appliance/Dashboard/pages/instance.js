@@ -1,0 +1,186 @@
+// /instances/<id>: one instance, its controls, and the live browser view (noVNC).
+import { api, vncURL } from "../api.js";
+import { formatTime, h, replaceChildren, setText, showError } from "../dom.js";
+import { Poller } from "../poller.js";
+import { allowedActions, displayReady, stateBadge, updateServiceChips, updateStateBadge } from "../status.js";
+import { VncView } from "../vnc.js";
+
+const POLL_MS = 2000;
+
+const NOT_RUNNING = {
+    stopped: "The instance is stopped. Start it to see its browser.",
+    starting: "The instance is starting…",
+    stopping: "The instance is stopping.",
+    failed: "The instance failed. Check the error above, then start it again.",
+};
+
+export async function instancePage(root, ctx) {
+    const id = ctx.params.id;
+    document.title = "Instance · Claworc";
+    const main = ctx.shell();
+    main.classList.add("content-wide", "instance-page");
+
+    let inst;
+    try {
+        inst = await api.getInstance(id, { signal: ctx.signal });
+    } catch (e) {
+        if (e.status === 404 && ctx.alive) {
+            notFound(main);
+            return;
+        }
+        throw e;
+    }
+    if (!ctx.alive) return;
+
+    // ---- header: name, state, services, actions
+    const title = h("h1", { id: "instance-name" });
+    const badge = stateBadge(inst.state, { id: "instance-state" });
+    const chips = h("div", { class: "chips", id: "instance-services" });
+    const created = h("span", { class: "muted", id: "instance-created" });
+    const mkBtn = (action, label, cls) =>
+        h("button", { type: "button", id: `instance-${action}`, class: `btn ${cls}`, dataset: { action } }, label);
+    const startBtn = mkBtn("start", "Start", "btn-primary");
+    const stopBtn = mkBtn("stop", "Stop", "btn-secondary");
+    const restartBtn = mkBtn("restart", "Restart", "btn-secondary");
+    const actionError = h("p", { class: "error", role: "alert", id: "instance-error", hidden: true });
+    const pollError = h("p", { class: "error", role: "alert", id: "instance-poll-error", hidden: true });
+    const lastError = h("p", { class: "callout callout-danger", id: "instance-last-error", hidden: true });
+
+    // ---- viewer
+    const statusDot = h("span", { class: "status-dot", "aria-hidden": "true" });
+    const status = h("span", { id: "vnc-status", "data-testid": "vnc-status", role: "status" }, "disconnected");
+    const statusDetail = h("span", { id: "vnc-detail", class: "muted" });
+    const reconnectBtn = h("button", { type: "button", class: "btn btn-sm btn-ghost-dark", id: "vnc-reconnect", hidden: true }, "Reconnect now");
+    const fullscreenBtn = h("button", { type: "button", class: "btn btn-sm btn-ghost-dark", id: "vnc-fullscreen", title: "Full screen" }, "Full screen");
+    const screen = h("div", { id: "vnc-screen", "data-testid": "vnc-screen", class: "vnc-screen" });
+    const placeholder = h("div", { class: "vnc-placeholder", id: "vnc-placeholder" });
+    const viewer = h("section", { class: "viewer", "aria-label": "Live browser view" },
+        h("div", { class: "viewer-bar" },
+            statusDot, status, statusDetail,
+            h("div", { class: "spacer" }),
+            reconnectBtn, fullscreenBtn),
+        h("div", { class: "viewer-body" }, screen, placeholder));
+
+    replaceChildren(main,
+        h("div", { class: "instance-head" },
+            h("a", { href: "/", class: "back" }, "← Instances"),
+            h("div", { class: "instance-title" },
+                title, badge, chips),
+            h("div", { class: "spacer" }),
+            created,
+            h("div", { class: "actions" }, startBtn, stopBtn, restartBtn)),
+        actionError,
+        pollError,
+        lastError,
+        viewer);
+
+    const vnc = new VncView(screen, vncURL(id), {
+        onStatus: (state, detail) => {
+            setText(status, state);
+            status.dataset.state = state;
+            statusDot.dataset.state = state;
+            viewer.dataset.state = state;
+            setText(statusDetail, detail ? `— ${detail}` : "");
+            reconnectBtn.hidden = !(state === "disconnected" && vnc.wanted);
+            updatePlaceholder();
+        },
+        onDrop: () => poller.poke(),     // did it drop because the instance stopped?
+    });
+    ctx.onCleanup(() => vnc.destroy());
+    reconnectBtn.addEventListener("click", () => vnc.reconnectNow());
+
+    let pending = false;
+    let mutations = 0;
+
+    function updatePlaceholder() {
+        const running = inst.state === "running";
+        let text = "";
+        if (!running) text = NOT_RUNNING[inst.state] || `The instance is ${inst.state}.`;
+        else if (!displayReady(inst)) text = "Waiting for the instance's display server…";
+        else if (vnc.state === "connecting") text = "Connecting to the instance's display…";
+        else if (vnc.state === "disconnected") text = "Disconnected from the instance's display.";
+        setText(placeholder, text);
+        placeholder.hidden = running && vnc.state === "connected";
+    }
+
+    function apply(next) {
+        inst = next;
+        document.title = `${inst.name} · Claworc`;
+        setText(title, inst.name);
+        updateStateBadge(badge, inst.state);
+        updateServiceChips(chips, inst.services);
+        setText(created, inst.created_at ? `created ${formatTime(inst.created_at)}` : "");
+        setText(lastError, inst.last_error ? `Last error: ${inst.last_error}` : "");
+        lastError.hidden = !inst.last_error;
+        const allowed = allowedActions(inst.state);
+        startBtn.disabled = pending || !allowed.start;
+        stopBtn.disabled = pending || !allowed.stop;
+        restartBtn.disabled = pending || !allowed.restart;
+        const ready = displayReady(inst);
+        vnc.setWanted(ready, ready ? "" : inst.state === "running"
+            ? "waiting for the VNC service" : `instance is ${inst.state}`);
+        updatePlaceholder();
+    }
+
+    async function refresh() {
+        const before = mutations;
+        try {
+            const next = await api.getInstance(id, { signal: ctx.signal });
+            if (!ctx.alive || before !== mutations) return;
+            showError(pollError, "");
+            apply(next);
+        } catch (e) {
+            if (e.aborted || !ctx.alive || e.status === 401) return;
+            if (e.status === 404) {
+                vnc.destroy();
+                poller.stop();
+                notFound(main);
+                return;
+            }
+            showError(pollError, `Could not refresh: ${e.message} Retrying…`);
+        }
+    }
+
+    async function act(action) {
+        if (pending) return;
+        pending = true;
+        apply(inst);
+        showError(actionError, "");
+        try {
+            const next = await api.instanceAction(id, action, { signal: ctx.signal });
+            if (!ctx.alive) return;
+            mutations++;
+            pending = false;
+            if (action === "restart") vnc.setWanted(false, "restarting");
+            if (next && next.id !== undefined) apply(next);
+        } catch (e) {
+            if (e.aborted || !ctx.alive || e.status === 401) return;
+            showError(actionError, `Could not ${action} the instance: ${e.message}`);
+        } finally {
+            pending = false;
+            if (ctx.alive) { apply(inst); poller.poke(); }
+        }
+    }
+    startBtn.addEventListener("click", () => act("start"));
+    stopBtn.addEventListener("click", () => act("stop"));
+    restartBtn.addEventListener("click", () => act("restart"));
+
+    fullscreenBtn.addEventListener("click", () => {
+        if (document.fullscreenElement) document.exitFullscreen();
+        else if (viewer.requestFullscreen) viewer.requestFullscreen().catch(() => {});
+    });
+
+    apply(inst);
+    const poller = new Poller(refresh, POLL_MS, ctx.signal);
+    poller.schedule(POLL_MS);
+}
+
+function notFound(main) {
+    document.title = "Instance not found · Claworc";
+    main.className = "content";
+    replaceChildren(main,
+        h("section", { class: "card empty" },
+            h("p", { class: "empty-title" }, "Instance not found"),
+            h("p", { class: "muted" }, "It may have been deleted."),
+            h("p", {}, h("a", { href: "/", class: "btn btn-secondary" }, "Back to instances"))));
+}

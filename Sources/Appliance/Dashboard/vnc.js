@@ -1,0 +1,156 @@
+// The live view of an instance's display: noVNC's RFB client over the instance's WebSocket,
+// connected only while it is wanted (the instance is running), reconnecting with a backoff.
+
+const RFB_URL = "/static/vendor/novnc/core/rfb.js";
+let rfbModule = null;
+
+function loadRFB() {
+    // Loaded on first use so the list page never pays for noVNC's ~40 modules.
+    if (!rfbModule) {
+        rfbModule = import(RFB_URL).then((m) => m.default).catch((e) => {
+            rfbModule = null;
+            throw e;
+        });
+    }
+    return rfbModule;
+}
+
+const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
+
+/**
+ * new VncView(container, url, {onStatus(state, detail), onDrop()})
+ *   state: "connecting" | "connected" | "disconnected"
+ * setWanted(true) connects (and keeps reconnecting); setWanted(false) disconnects.
+ * destroy() disconnects for good.
+ */
+export class VncView {
+    constructor(container, url, { onStatus = () => {}, onDrop = () => {} } = {}) {
+        this.container = container;
+        this.url = url;
+        this.onStatus = onStatus;
+        this.onDrop = onDrop;
+        this.rfb = null;
+        this.wanted = false;
+        this.destroyed = false;
+        this.failures = 0;
+        this.retryTimer = null;
+        this.loading = false;
+        this.state = "disconnected";
+    }
+
+    setStatus(state, detail = "") {
+        this.state = state;
+        this.onStatus(state, detail);
+    }
+
+    setWanted(wanted, reason = "") {
+        if (this.destroyed) return;
+        if (wanted === this.wanted) {
+            if (!wanted && reason && this.state === "disconnected") this.setStatus("disconnected", reason);
+            return;
+        }
+        this.wanted = wanted;
+        if (wanted) {
+            this.failures = 0;
+            this.connect();
+        } else {
+            this.drop();
+            this.setStatus("disconnected", reason);
+        }
+    }
+
+    /** Reconnect now (e.g. the user pressed "Reconnect"). */
+    reconnectNow() {
+        if (this.destroyed || !this.wanted) return;
+        this.failures = 0;
+        if (this.rfb) return;
+        this.connect();
+    }
+
+    destroy() {
+        this.destroyed = true;
+        this.wanted = false;
+        this.drop();
+    }
+
+    drop() {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = null;
+        const rfb = this.rfb;
+        this.rfb = null;               // the coming "disconnect" event is then recognised as ours
+        if (rfb) {
+            try { rfb.disconnect(); } catch (e) { console.warn("rfb.disconnect", e); }
+        }
+    }
+
+    async connect() {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = null;
+        if (this.destroyed || !this.wanted || this.rfb || this.loading) return;
+        this.setStatus("connecting");
+
+        let RFB;
+        this.loading = true;
+        try {
+            RFB = await loadRFB();
+        } catch (e) {
+            console.error("loading noVNC failed", e);
+            this.scheduleRetry("the VNC viewer could not be loaded");
+            return;
+        } finally {
+            this.loading = false;
+        }
+        if (this.destroyed || !this.wanted || this.rfb) return;
+
+        let rfb;
+        try {
+            rfb = new RFB(this.container, this.url);
+        } catch (e) {
+            console.error("RFB failed", e);
+            this.scheduleRetry(e.message || String(e));
+            return;
+        }
+        rfb.scaleViewport = true;
+        rfb.resizeSession = false;
+        rfb.background = "#111";
+        rfb.focusOnClick = true;
+        this.rfb = rfb;
+
+        rfb.addEventListener("connect", () => {
+            if (rfb !== this.rfb) return;
+            this.failures = 0;
+            this.setStatus("connected");
+        });
+        rfb.addEventListener("disconnect", (ev) => {
+            if (rfb !== this.rfb) return;   // we asked for it
+            this.rfb = null;
+            const clean = ev.detail && ev.detail.clean;
+            this.onDrop();
+            this.scheduleRetry(clean ? "the server closed the connection" : "the connection was lost");
+        });
+        rfb.addEventListener("securityfailure", (ev) => {
+            if (rfb !== this.rfb) return;
+            const why = ev.detail && (ev.detail.reason || ev.detail.status);
+            console.warn("VNC security failure", why);
+        });
+        rfb.addEventListener("credentialsrequired", () => {
+            // The appliance's VNC has no password; if asked anyway, send an empty one.
+            if (rfb === this.rfb) rfb.sendCredentials({ password: "" });
+        });
+    }
+
+    scheduleRetry(why) {
+        if (this.destroyed || !this.wanted) {
+            this.setStatus("disconnected", why);
+            return;
+        }
+        const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];
+        this.failures++;
+        this.setStatus("disconnected", `${why}; retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            this.connect();
+        }, delay);
+    }
+}

@@ -1,0 +1,231 @@
+"""End-to-end: drive the dashboard in headless Chromium against a running Claworc daemon.
+
+setup -> list -> logout -> login -> create -> start -> live VNC view shows Chromium's UI ->
+stop -> delete.
+
+Needs the `claworc_server` fixture (Tests/integration/conftest.py), whose object has
+`base_url`, `data_dir` and `setup_code()`; Selenium (`pip install "selenium<4.52"`) and
+Debian's `chromium` + `chromium-driver` (override with $CHROMIUM_BIN / $CHROMEDRIVER).
+Every wait is an explicit WebDriverWait; nothing sleeps. A screenshot of the live instance goes
+to Tests/integration/artifacts/e2e-instance.png; on failure, e2e-failure.png, the page's HTML and
+the browser console log land there too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from selenium import webdriver  # noqa: E402  (a missing Selenium is an error, never a skip)
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "e2e-Correct-Horse-42"
+INSTANCE = "e2e-one"
+
+SHORT = 15      # page changes, form round trips
+LONG = 60       # instance start/stop, VNC connect, first frame
+
+# Samples the whole canvas on a grid (about 80x80 points) and counts distinct RGB colours.
+# Returns -1 while there is no canvas or it has no size yet.
+COUNT_COLOURS_JS = """
+const canvas = document.querySelector('#vnc-screen canvas');
+if (!canvas || !canvas.width || !canvas.height) return -1;
+const w = canvas.width, h = canvas.height;
+const data = canvas.getContext('2d').getImageData(0, 0, w, h).data;
+const stepX = Math.max(1, Math.floor(w / 80)), stepY = Math.max(1, Math.floor(h / 80));
+const seen = new Set();
+for (let y = 0; y < h; y += stepY) {
+    for (let x = 0; x < w; x += stepX) {
+        const i = (y * w + x) * 4;
+        seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    }
+}
+return seen.size;
+"""
+
+CANVAS_SIZE_JS = """
+const canvas = document.querySelector('#vnc-screen canvas');
+return canvas ? [canvas.width, canvas.height, canvas.clientWidth, canvas.clientHeight] : null;
+"""
+
+
+@pytest.fixture
+def driver():
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail(f"cannot run: needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+# --------------------------------------------------------------------------- helpers
+
+def wait(drv, timeout=SHORT):
+    return WebDriverWait(drv, timeout, poll_frequency=0.25,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+
+def path_of(drv) -> str:
+    return urlsplit(drv.current_url).path
+
+
+def wait_path(drv, pattern: str, timeout=SHORT):
+    rx = re.compile(pattern)
+    wait(drv, timeout).until(lambda d: rx.fullmatch(path_of(d)),
+                             f"expected a page matching {pattern!r}")
+
+
+def visible(drv, css: str, timeout=SHORT):
+    return wait(drv, timeout).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)),
+                                    f"{css} never became visible")
+
+
+def clickable(drv, css: str, timeout=SHORT):
+    return wait(drv, timeout).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)),
+                                    f"{css} never became clickable")
+
+
+def fill(drv, css: str, value: str):
+    el = visible(drv, css)
+    el.clear()
+    el.send_keys(value)
+
+
+def text_is(css: str, expected: str):
+    def check(drv):
+        return drv.find_element(By.CSS_SELECTOR, css).text.strip() == expected
+    return check
+
+
+def page_errors(drv) -> str:
+    """Visible `.error` texts, for assertion messages."""
+    try:
+        return " | ".join(e.text for e in drv.find_elements(By.CSS_SELECTOR, ".error") if e.is_displayed())
+    except WebDriverException:
+        return ""
+
+
+def save_failure_artifacts(drv):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        drv.save_screenshot(str(ARTIFACTS / "e2e-failure.png"))
+        (ARTIFACTS / "e2e-failure.html").write_text(drv.page_source)
+        logs = drv.get_log("browser")
+        (ARTIFACTS / "e2e-failure-console.txt").write_text(
+            "\n".join(f"{e.get('level')} {e.get('message')}" for e in logs))
+    except WebDriverException:
+        pass
+
+
+# --------------------------------------------------------------------------- the test
+
+def test_dashboard_end_to_end(claworc_server, driver):
+    try:
+        run_scenario(claworc_server, driver)
+    except BaseException:
+        save_failure_artifacts(driver)
+        raise
+
+
+def run_scenario(server, drv):
+    base = server.base_url.rstrip("/")
+    row = f'tr[data-instance-name="{INSTANCE}"]'
+
+    # 1. A fresh appliance sends the first visitor to /setup.
+    drv.get(base + "/")
+    wait_path(drv, r"/setup")
+    fill(drv, "#setup-code", server.setup_code().strip())
+    fill(drv, "#setup-username", ADMIN_USER)
+    fill(drv, "#setup-password", ADMIN_PASSWORD)
+    fill(drv, "#setup-password2", ADMIN_PASSWORD)
+    clickable(drv, "#setup-submit").click()
+
+    # 2. Setup signs the admin in and lands on the instance list.
+    wait(drv).until(lambda d: path_of(d) == "/" or page_errors(d), "setup did not finish")
+    assert path_of(drv) == "/", f"setup failed: {page_errors(drv)}"
+    visible(drv, "#create-name")
+    wait(drv).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#current-user"), ADMIN_USER))
+
+    # 3. Log out, then back in through /login.
+    clickable(drv, "#logout").click()
+    wait_path(drv, r"/login")
+    fill(drv, "#login-username", ADMIN_USER)
+    fill(drv, "#login-password", ADMIN_PASSWORD)
+    clickable(drv, "#login-submit").click()
+    wait(drv).until(lambda d: path_of(d) == "/" or page_errors(d), "login did not finish")
+    assert path_of(drv) == "/", f"login failed: {page_errors(drv)}"
+
+    # 4. Create the instance; it appears stopped.
+    fill(drv, "#create-name", INSTANCE)
+    clickable(drv, "#create-submit").click()
+    wait(drv).until(lambda d: d.find_elements(By.CSS_SELECTOR, row) or page_errors(d),
+                    "the new instance never appeared")
+    assert drv.find_elements(By.CSS_SELECTOR, row), f"create failed: {page_errors(drv)}"
+    wait(drv).until(text_is(f'{row} [data-field="state"]', "stopped"))
+
+    # 5. Start it and wait for running.
+    clickable(drv, f'{row} [data-action="start"]').click()
+    wait(drv, LONG).until(text_is(f'{row} [data-field="state"]', "running"),
+                          f"{INSTANCE} never reached running")
+
+    # 6. Open its page: noVNC connects and draws the remote display.
+    clickable(drv, f'{row} a[href^="/instances/"]').click()
+    wait_path(drv, r"/instances/\d+")
+    wait(drv, LONG).until(text_is("#instance-state", "running"))
+    wait(drv, LONG).until(text_is("#vnc-status", "connected"), "the VNC view never connected")
+    wait(drv, LONG).until(
+        lambda d: (lambda s: s and s[0] > 0 and s[1] > 0 and s[2] > 0 and s[3] > 0)(d.execute_script(CANVAS_SIZE_JS)),
+        "no sized canvas inside #vnc-screen")
+
+    # Chromium's UI on the remote screen means several colours, not a blank framebuffer.
+    colours = {"n": -1}
+
+    def enough_colours(d):
+        colours["n"] = d.execute_script(COUNT_COLOURS_JS)
+        return colours["n"] >= 3
+
+    wait(drv, LONG).until(enough_colours, "the remote screen stayed blank")
+    assert drv.find_element(By.CSS_SELECTOR, "#vnc-status").text.strip() == "connected"
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(ARTIFACTS / "e2e-instance.png"))
+
+    # 7. Back to the list; stop, then delete.
+    drv.back()
+    wait_path(drv, r"/")
+    clickable(drv, f'{row} [data-action="stop"]').click()
+    wait(drv, LONG).until(text_is(f'{row} [data-field="state"]', "stopped"),
+                          f"{INSTANCE} never stopped")
+    clickable(drv, f'{row} [data-action="delete"]').click()
+    alert = wait(drv).until(EC.alert_is_present(), "Delete did not ask for confirmation")
+    assert INSTANCE in alert.text
+    alert.accept()
+    wait(drv).until(lambda d: not d.find_elements(By.CSS_SELECTOR, row) or page_errors(d),
+                    "the deleted instance is still listed")
+    assert not drv.find_elements(By.CSS_SELECTOR, row), f"delete failed: {page_errors(drv)}"
