@@ -5,17 +5,22 @@ import websocket
 
 
 class RFBClient:
+    """RFB over the appliance's WebSocket (the path the dashboard's noVNC takes)."""
+
     def __init__(self, base_url: str, instance_id: int, cookie: str, timeout: float = 30):
         url = base_url.replace("http://", "ws://") + f"/api/v1/instances/{instance_id}/vnc"
         self.ws = websocket.create_connection(url, header=[f"Cookie: claworc_session={cookie}"], timeout=timeout)
         self.buf = b""
 
+    def _receive(self) -> bytes:
+        opcode, data = self.ws.recv_data()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ConnectionError("server closed the WebSocket")
+        return data
+
     def _read(self, n: int) -> bytes:
         while len(self.buf) < n:
-            opcode, data = self.ws.recv_data()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise ConnectionError("server closed the WebSocket")
-            self.buf += data
+            self.buf += self._receive()
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
@@ -78,3 +83,24 @@ class RFBClient:
 
     def close(self):
         self.ws.close()
+
+
+class TCPRFBClient(RFBClient):
+    """The same client over plain TCP, for a VNC server reached directly (benchmark peer)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30):
+        import socket
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def _receive(self) -> bytes:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("VNC server closed the connection")
+        return data
+
+    def _send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def close(self):
+        self.sock.close()
