@@ -19,7 +19,7 @@ let package = Package(
     targets: [
         // Syscalls Swift cannot reach (clone3, pivot_root, SCM_RIGHTS cmsg macros) and the
         // async-signal-safe child side of every launch.
-        .target(name: "CSandbox"),
+        .target(name: "CSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The dashboard, packed by scripts/pack-web.py and linked in with .incbin.
         .target(name: "CAssets", exclude: ["assets.bin"]),

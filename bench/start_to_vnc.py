@@ -58,6 +58,7 @@ def claworc_runs(binary, runs):
     import conftest
     conftest.BINARY = pathlib.Path(binary)
     base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-bench-"))
+    base.chmod(0o711)
     daemon = Daemon(base / "data").start()
     try:
         admin = bootstrap_admin(daemon)

@@ -15,12 +15,26 @@ struct DataPaths: Sendable {
     func home(_ id: Int64) -> String { instanceDir(id) + "/home" }
     func log(_ id: Int64) -> String { instanceDir(id) + "/instance.log" }
 
+    /// Instances run as unprivileged host ids, and their launcher reaches its mount point and
+    /// their home through these paths: directories on the way are searchable (0711) but not
+    /// listable by others; each home itself is private to its instance.
     func prepare() throws {
         for dir in [root, instances, root + "/run", stage] {
-            let rc = FileSystem.makeDirectories(dir, mode: 0o700)
+            let rc = FileSystem.makeDirectories(dir, mode: 0o711)
             if rc != 0 { throw StartupError("cannot create \(dir): \(FileSystem.errorText(rc))") }
         }
-        chmod(root, 0o700)
+        for dir in [root, instances, root + "/run"] { chmod(dir, 0o711) }
+        chmod(stage, 0o755)
+        var path = root
+        while let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            path = String(path[..<slash])
+            var st = stat()
+            if stat(path, &st) == 0 && st.st_mode & 0o001 == 0 {
+                throw StartupError("\(path) is not searchable by other users (mode \(String(st.st_mode & 0o777, radix: 8))); " +
+                                   "instances run as unprivileged ids and must reach their storage under \(root). " +
+                                   "Use a data directory whose parents have the x bit for others.")
+            }
+        }
     }
 }
 

@@ -62,19 +62,26 @@ actor InstanceManager {
     let store: Store
     let paths: DataPaths
     let logger: Logger
-    /// The binary the launcher execs as each instance's init, opened once at startup.
+    /// The binary the launcher execs as each instance's init: a sealed memfd copy of ours.
     let initExecutable: Int32
     let mountExtras: [String]
+    /// The instance-wide seccomp filter, compiled once.
+    let seccomp: [UInt8]
     private var runtimes: [Int64: InstanceRuntime] = [:]
 
     init(store: Store, paths: DataPaths, logger: Logger) throws {
         self.store = store
         self.paths = paths
         self.logger = logger
-        initExecutable = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
-        guard initExecutable >= 0 else { throw StartupError("cannot open /proc/self/exe: \(FileSystem.errorText(errno))") }
+        initExecutable = try SealedExecutable.fromSelf()
+        seccomp = try SeccompProfile.instance.build()
         mountExtras = MountPlan.loadedLibraryDirsOutsideSystem()
     }
+
+    /// First host id of an instance's range. Slots start far above the ids of host users and
+    /// the usual subuid ranges.
+    static func idBase(slot: Int64) -> UInt32 { 0x1000_0000 + UInt32(slot) * SandboxPolicy.idRangeSize }
+    static func agentHostUID(slot: Int64) -> UInt32 { idBase(slot: slot) + ServiceCatalog.agentUID }
 
     // MARK: queries
 
@@ -104,17 +111,18 @@ actor InstanceManager {
     func create(name: String) throws -> InstanceRecord {
         try InstanceName.validate(name)
         do {
-            return try store.createInstance(name: name) { id in
-                let dir = paths.instanceDir(id)
+            return try store.createInstance(name: name) { record in
+                let dir = paths.instanceDir(record.id)
                 if FileSystem.exists(dir) { FileSystem.removeTree(dir) }   // a leftover of a crash
-                let rc = FileSystem.makeDirectories(paths.home(id), mode: 0o700)
+                let rc = FileSystem.makeDirectories(paths.home(record.id), mode: 0o700)
                 guard rc == 0 else {
                     FileSystem.removeTree(dir)
                     throw StartupError("cannot create the instance's storage: \(FileSystem.errorText(rc))")
                 }
-                chmod(dir, 0o700)
-                chown(paths.home(id), ServiceCatalog.agentUID, ServiceCatalog.agentGID)
-                chmod(paths.home(id), 0o750)
+                chmod(dir, 0o711)
+                let owner = Self.agentHostUID(slot: record.idSlot)
+                chown(paths.home(record.id), owner, owner)
+                chmod(paths.home(record.id), 0o700)
             }
         } catch let error as DatabaseError where error.isConstraintViolation {
             throw APIError.conflict("name_taken", "An instance named '\(name)' already exists.")
@@ -154,12 +162,15 @@ actor InstanceManager {
         guard FileSystem.isDirectory(home) else {
             throw StartError.storage("the instance's home \(home) is missing or not a directory")
         }
+        let base = Self.idBase(slot: record.idSlot)
+        HomeOwnership.adopt(home, idBase: base, agentUID: Self.agentHostUID(slot: record.idSlot))
         let plan = MountPlan(homeSource: home, extraReadOnly: mountExtras)
         return LaunchRequest(
             hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,
             arguments: ["claworc-init", "__init"],
             environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)"],
-            controlFD: -1, stdioFD: -1)
+            controlFD: -1, stdioFD: -1,
+            policy: SandboxPolicy(idBase: base, seccomp: seccomp))
     }
 
     enum StartError: Error, CustomStringConvertible {
@@ -251,6 +262,23 @@ actor InstanceManager {
         return fd
     }
 
+    /// Runs a command inside the instance, as its agent user (uid 1000, no capabilities, the
+    /// services' seccomp profile) or as the root of its user namespace.
+    func exec(_ id: Int64, argv: [String], user: String, timeoutMs: Int) async throws -> RunResult {
+        guard let runtime = runtimes[id] else {
+            throw APIError.conflict("not_running", "The instance is not running.")
+        }
+        let channel = runtime.channel
+        let (response, fd) = try await Blocking.run {
+            try channel.call(.run, argv: argv, user: user, timeoutMs: timeoutMs + 2000)
+        }
+        if fd >= 0 { close(fd) }
+        guard response.ok, let result = response.run else {
+            throw APIError.badRequest("exec_failed", response.error ?? "The command could not be started.")
+        }
+        return result
+    }
+
     // MARK: daemon lifecycle
 
     /// Called once at startup: rows left in transient states by a crash are reset, and the
@@ -284,5 +312,40 @@ actor InstanceManager {
         for id in Array(runtimes.keys) {
             _ = try? await stop(id, keepAutostart: true)
         }
+    }
+}
+
+/// Keeps a home's files owned by ids of its instance's range.
+enum HomeOwnership {
+    /// Shifts every file whose owner lies outside [idBase, idBase + 65536) into the range
+    /// (id n becomes idBase + n; ids too large to map become the agent). Homes created before
+    /// user namespaces, or restored from elsewhere, come out right; a correct home is left
+    /// untouched after one stat.
+    static func adopt(_ home: String, idBase: UInt32, agentUID: UInt32) {
+        var st = stat()
+        guard lstat(home, &st) == 0, st.st_uid != agentUID || st.st_gid != agentUID else { return }
+        walk(home, idBase: idBase, agentUID: agentUID)
+    }
+
+    private static func shifted(_ id: UInt32, base: UInt32, agent: UInt32) -> UInt32 {
+        if id >= base && id < base + SandboxPolicy.idRangeSize { return id }
+        return id < SandboxPolicy.idRangeSize ? base + id : agent
+    }
+
+    private static func walk(_ path: String, idBase: UInt32, agentUID: UInt32) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        let mode = st.st_mode
+        lchown(path, shifted(st.st_uid, base: idBase, agent: agentUID), shifted(st.st_gid, base: idBase, agent: agentUID))
+        // chown clears set-id bits; put the permission bits back as they were.
+        if (mode & S_IFMT) != S_IFLNK { chmod(path, mode & 0o7777) }
+        guard (mode & S_IFMT) == S_IFDIR, let dir = opendir(path) else { return }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        for name in names { walk(path + "/" + name, idBase: idBase, agentUID: agentUID) }
     }
 }

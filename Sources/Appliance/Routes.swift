@@ -8,6 +8,24 @@ struct LoginBody: Decodable { var username: String; var password: String }
 struct CreateInstanceBody: Decodable { var name: String }
 struct UserEnvelope: Encodable { var user: User }
 struct InstancesEnvelope: Encodable { var instances: [InstanceView] }
+struct ExecBody: Decodable {
+    var argv: [String]
+    var user: String?
+    var timeoutMs: Int?
+    enum CodingKeys: String, CodingKey { case argv, user; case timeoutMs = "timeout_ms" }
+}
+struct ExecResult: Encodable {
+    var result: RunResult
+    enum CodingKeys: String, CodingKey { case exitCode = "exit_code", signal, output, truncated, timedOut = "timed_out" }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(result.exitCode, forKey: .exitCode)
+        try c.encode(result.signal, forKey: .signal)
+        try c.encode(result.output, forKey: .output)
+        try c.encode(result.truncated, forKey: .truncated)
+        try c.encode(result.timedOut, forKey: .timedOut)
+    }
+}
 
 /// The JSON API under /api/v1 and the health check.
 struct APIRoutes {
@@ -75,6 +93,26 @@ struct APIRoutes {
             let id = try instanceID(context)
             _ = try await manager.record(id, for: try context.requireUser())
             return JSON.response(await manager.view(try await manager.stop(id)))
+        }
+        // Admin diagnostics: run one command inside an instance and get its output.
+        api.post("/instances/:id/exec") { request, context in
+            let id = try instanceID(context)
+            _ = try await manager.record(id, for: try context.requireAdmin())
+            let body = try await JSON.decode(ExecBody.self, from: request,
+                                             expecting: #"with "argv" (a list of strings), optional "user" and "timeout_ms""#)
+            guard !body.argv.isEmpty, body.argv.allSatisfy({ !$0.contains("\0") }) else {
+                throw APIError.badRequest("invalid_argv", "argv must be a non-empty list of strings without NUL bytes.")
+            }
+            let user = body.user ?? "agent"
+            guard user == "agent" || user == "root" else {
+                throw APIError.badRequest("invalid_user", "user must be \"agent\" or \"root\".")
+            }
+            let timeout = body.timeoutMs ?? 30_000
+            guard (100...600_000).contains(timeout) else {
+                throw APIError.badRequest("invalid_timeout", "timeout_ms must be between 100 and 600000.")
+            }
+            let result = try await manager.exec(id, argv: body.argv, user: user, timeoutMs: timeout)
+            return JSON.response(ExecResult(result: result))
         }
         api.post("/instances/:id/restart") { _, context in
             let id = try instanceID(context)

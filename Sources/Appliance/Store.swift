@@ -32,6 +32,16 @@ enum Migrations {
                 PRIMARY KEY (instance_id, user_id)
             );
             """),
+        // Each instance owns a stable 65536-id range on the host (slot N: ids from
+        // idBase(N)), kept across restarts so its files keep their owners; per-instance
+        // limit overrides; appliance-wide settings such as the default limits.
+        (2, """
+            ALTER TABLE instances ADD COLUMN id_slot INTEGER;
+            UPDATE instances SET id_slot = id;
+            CREATE UNIQUE INDEX instances_id_slot ON instances(id_slot);
+            ALTER TABLE instances ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+            CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """),
     ]
 }
 
@@ -47,11 +57,14 @@ enum InstanceState: String, Codable, Sendable { case stopped, starting, running,
 
 struct InstanceRecord: Sendable, Equatable {
     var id: Int64
+    var idSlot: Int64
     var name: String
     var state: InstanceState
     var autostart: Bool
     var lastError: String?
     var createdAt: String
+    /// JSON of the per-instance limit overrides.
+    var limits: String
 }
 
 /// Typed access to the appliance's SQLite state.
@@ -145,13 +158,14 @@ final class Store: Sendable {
 
     // MARK: instances
 
-    static let instanceColumns = "id, name, state, autostart, last_error, created_at"
+    static let instanceColumns = "id, id_slot, name, state, autostart, last_error, created_at, limits"
 
     private static func instance(_ row: Row) -> InstanceRecord {
-        InstanceRecord(id: row["id"]?.int ?? 0, name: row["name"]?.string ?? "",
+        InstanceRecord(id: row["id"]?.int ?? 0, idSlot: row["id_slot"]?.int ?? 0, name: row["name"]?.string ?? "",
                        state: InstanceState(rawValue: row["state"]?.string ?? "") ?? .failed,
                        autostart: (row["autostart"]?.int ?? 0) != 0,
-                       lastError: row["last_error"]?.string, createdAt: row["created_at"]?.string ?? "")
+                       lastError: row["last_error"]?.string, createdAt: row["created_at"]?.string ?? "",
+                       limits: row["limits"]?.string ?? "{}")
     }
 
     func instances(visibleTo user: User) throws -> [InstanceRecord] {
@@ -183,10 +197,16 @@ final class Store: Sendable {
 
     /// Inserts the row and runs `prepare` (which creates the instance's directories) in one
     /// transaction: if `prepare` throws, the row never existed.
-    func createInstance(name: String, prepare: (Int64) throws -> Void) throws -> InstanceRecord {
+    func createInstance(name: String, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
         try db.transaction { tx in
-            let (_, id) = try tx.write("INSERT INTO instances (name) VALUES (?)", [.text(name)])
-            try prepare(id)
+            // The lowest free id slot, so ranges of deleted instances are reused.
+            let slot = try tx.query("""
+                SELECT MIN(candidate) AS slot FROM (
+                    SELECT 1 AS candidate UNION SELECT id_slot + 1 FROM instances WHERE id_slot IS NOT NULL
+                ) WHERE candidate NOT IN (SELECT id_slot FROM instances WHERE id_slot IS NOT NULL)
+                """).first?["slot"]?.int ?? 1
+            let (_, id) = try tx.write("INSERT INTO instances (name, id_slot) VALUES (?, ?)", [.text(name), .integer(slot)])
+            try prepare(Self.instance(try tx.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)])[0]))
             return Self.instance(try tx.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)])[0])
         }
     }
@@ -211,5 +231,20 @@ final class Store: Sendable {
 
     func deleteInstance(_ id: Int64) throws {
         try db.write("DELETE FROM instances WHERE id = ?", [.integer(id)])
+    }
+}
+
+extension Store {
+    func setting(_ key: String) throws -> String? {
+        try db.query("SELECT value FROM settings WHERE key = ?", [.text(key)]).first?["value"]?.string
+    }
+
+    func setSetting(_ key: String, _ value: String) throws {
+        try db.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     [.text(key), .text(value)])
+    }
+
+    func setLimits(_ id: Int64, _ json: String) throws {
+        try db.write("UPDATE instances SET limits = ? WHERE id = ?", [.text(json), .integer(id)])
     }
 }

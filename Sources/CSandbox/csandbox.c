@@ -26,6 +26,14 @@
 #include <grp.h>
 #include <unistd.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/resource.h>
+#include <seccomp.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 
 const uint64_t CSBX_CLONE_NEWNS = CLONE_NEWNS;
 const uint64_t CSBX_CLONE_NEWPID = CLONE_NEWPID;
@@ -59,6 +67,9 @@ struct csbx_mount_attr {
     uint64_t userns_fd;
 };
 #define CSBX_MOUNT_ATTR_RDONLY 0x00000001ULL
+#define CSBX_MOUNT_ATTR_NOSUID 0x00000002ULL
+#define CSBX_MOUNT_ATTR_NODEV 0x00000004ULL
+#define CSBX_MOUNT_ATTR_NOEXEC 0x00000008ULL
 
 struct child_report {
     int32_t stage;
@@ -102,14 +113,24 @@ static int mkdir_p(const char *path, mode_t mode) {
     return 0;
 }
 
-static int make_read_only(const char *path, int recursive) {
-    struct csbx_mount_attr attr = {.attr_set = CSBX_MOUNT_ATTR_RDONLY};
+// Adds restrictions to a mount (and, if recursive, every mount under it) without touching
+// its other flags. A plain MS_REMOUNT would have to restate every locked flag of a mount
+// inherited into a user namespace, and fails with EPERM when it does not.
+static int restrict_mount(const char *path, int recursive, int read_only, unsigned long ms_flags) {
+    struct csbx_mount_attr attr = {0};
+    if (read_only) attr.attr_set |= CSBX_MOUNT_ATTR_RDONLY;
+    if (ms_flags & MS_NOSUID) attr.attr_set |= CSBX_MOUNT_ATTR_NOSUID;
+    if (ms_flags & MS_NODEV) attr.attr_set |= CSBX_MOUNT_ATTR_NODEV;
+    if (ms_flags & MS_NOEXEC) attr.attr_set |= CSBX_MOUNT_ATTR_NOEXEC;
+    if (attr.attr_set == 0) return 0;
     if (syscall(SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &attr, sizeof attr) == 0)
         return 0;
     if (errno != ENOSYS) return -1;
-    // Pre-5.12 kernels: only the top mount can be made read-only.
-    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+    // Pre-5.12 kernels: only the top mount can be changed.
+    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | (read_only ? MS_RDONLY : 0) | ms_flags, NULL);
 }
+
+static int make_read_only(const char *path, int recursive) { return restrict_mount(path, recursive, 1, 0); }
 
 static int apply_mount(const char *root, const struct csbx_mount *m) {
     char path[PATH_MAX];
@@ -129,11 +150,11 @@ static int apply_mount(const char *root, const struct csbx_mount *m) {
     case CSBX_SYMLINK:
         return symlink(m->source, path);
     case CSBX_BIND:
-        return mount(m->source, path, NULL, MS_BIND | MS_REC, NULL);
+        if (mount(m->source, path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+        return restrict_mount(path, 0, 0, m->flags);
     case CSBX_BIND_RO:
         if (mount(m->source, path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
-        if (m->flags && mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | m->flags, NULL) < 0) return -1;
-        return make_read_only(path, 1);
+        return restrict_mount(path, 1, 1, m->flags);
     case CSBX_TMPFS:
         return mount("tmpfs", path, "tmpfs", m->flags, m->data);
     case CSBX_PROC:
@@ -142,6 +163,22 @@ static int apply_mount(const char *root, const struct csbx_mount *m) {
         return mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC | m->flags, m->data);
     case CSBX_MAKE_RO:
         return make_read_only(path, 0);
+    case CSBX_MASK_FILE:
+        return mount(m->source ? m->source : "/dev/null", path, NULL, MS_BIND, NULL);
+    case CSBX_MASK_DIR:
+        return mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555");
+    case CSBX_BIND_SELF_RO:
+        if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+        return make_read_only(path, 1);
+    case CSBX_SYSFS:
+        if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0) return 0;
+        // Only a user namespace that owns the network namespace may mount sysfs.
+        if (mount("/sys", path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+        return restrict_mount(path, 1, 1, MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    case CSBX_CGROUP2:
+        return mount("cgroup2", path, "cgroup2", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    case CSBX_OVERLAY:
+        return mount("overlay", path, "overlay", m->flags, m->data);
     default:
         errno = EINVAL;
         return -1;
@@ -191,6 +228,35 @@ static int mark_cloexec_from(unsigned int first) {
     return 0;
 }
 
+static int set_capability_sets(uint64_t keep);
+
+// Keeps exactly `keep` in the bounding, permitted and effective sets; empties inheritable and
+// ambient. Capabilities of a process in a user namespace only ever act inside it.
+static int set_capabilities(uint64_t keep) {
+    for (int cap = 0; cap < 64; cap++) {
+        if (keep & (1ULL << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    return set_capability_sets(keep);
+}
+
+// permitted = effective = keep, inheritable = 0.
+static int set_capability_sets(uint64_t keep) {
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    data[0].effective = data[0].permitted = (uint32_t)keep;
+    data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
+    return (int)syscall(SYS_capset, &header, data);
+}
+
+static int load_filter(const void *filter, size_t len) {
+    struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)),
+                              .filter = (struct sock_filter *)filter};
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
 __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *spec, int sync_fd) {
     reset_signals();
 
@@ -199,6 +265,15 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     do { n = read(sync_fd, &go, 1); } while (n < 0 && errno == EINTR);
     if (n != 1 || go != 'G') report_and_die(sync_fd, CSBX_STAGE_SYNC, n < 0 ? errno : EPIPE, 0);
 
+    if (spec->namespaces & CLONE_NEWUSER) {
+        // Until now the child still carries the host's root ids (shown as the overflow id in
+        // its namespace). Becoming root *of the namespace* makes every file access from here on
+        // run as the instance's unprivileged host uid.
+        if (setresgid(0, 0, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 0);
+        if (setgroups(0, NULL) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 1);
+        if (setresuid(0, 0, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 2);
+    }
+
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         report_and_die(sync_fd, CSBX_STAGE_MOUNT_PRIVATE, errno, 0);
     // The new root is a small tmpfs holding only mount points and symlinks; it is made
@@ -206,7 +281,7 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     if (mount("tmpfs", spec->stage_dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
         report_and_die(sync_fd, CSBX_STAGE_ROOT_TMPFS, errno, 0);
     for (int i = 0; i < spec->n_mounts; i++) {
-        if (apply_mount(spec->stage_dir, &spec->mounts[i]) < 0)
+        if (apply_mount(spec->stage_dir, &spec->mounts[i]) < 0 && !spec->mounts[i].optional)
             report_and_die(sync_fd, CSBX_STAGE_MOUNTS, errno, i);
     }
 
@@ -240,7 +315,18 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     // instances' sockets) is closed by the exec.
     mark_cloexec_from(control_hi >= 0 ? 4 : 3);
 
-    // The slots for rlimits, capabilities, no_new_privs and seccomp go here, in that order.
+    for (int i = 0; i < spec->n_rlimits; i++) {
+        struct rlimit lim = {.rlim_cur = spec->rlimits[i].soft, .rlim_max = spec->rlimits[i].hard};
+        if (setrlimit(spec->rlimits[i].resource, &lim) < 0) report_and_die(sync_fd, CSBX_STAGE_RLIMITS, errno, i);
+    }
+    if (spec->namespaces & CLONE_NEWUSER) {
+        if (set_capabilities(spec->keep_caps) < 0) report_and_die(sync_fd, CSBX_STAGE_CAPS, errno, 0);
+    }
+    if (spec->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        report_and_die(sync_fd, CSBX_STAGE_NO_NEW_PRIVS, errno, 0);
+    // Last, so the filter only has to allow what the init itself does after exec.
+    if (spec->seccomp_len && load_filter(spec->seccomp_filter, spec->seccomp_len) < 0)
+        report_and_die(sync_fd, CSBX_STAGE_SECCOMP, errno, 0);
 
     syscall(SYS_execveat, exec_hi, "", spec->argv, spec->envp, AT_EMPTY_PATH);
     report_and_die(sync_fd, CSBX_STAGE_EXEC, errno, 0);
@@ -283,10 +369,11 @@ static int write_maps(pid_t pid, const struct csbx_launch_spec *spec) {
     return 0;
 }
 
-int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result) {
+int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *result) {
     memset(result, 0, sizeof *result);
     result->pid = -1;
     result->pidfd = -1;
+    result->sync_fd = -1;
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -332,17 +419,26 @@ int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result)
     }
     result->pid = (pid_t)pid;
     result->pidfd = pidfd;
+    result->sync_fd = sv[0];
 
-    struct child_report report = {0, 0, 0};
     if ((spec->namespaces & CLONE_NEWUSER) && write_maps((pid_t)pid, spec) < 0) {
-        report.stage = CSBX_STAGE_USERNS_MAPS;
-        report.err = errno;
-    } else if (write(sv[0], "G", 1) != 1) {
+        int e = errno;
+        csbx_launch_abort(result);
+        result->stage = CSBX_STAGE_USERNS_MAPS;
+        result->err = e;
+        return -1;
+    }
+    return 0;
+}
+
+int csbx_launch_finish(struct csbx_result *result) {
+    struct child_report report = {0, 0, 0};
+    if (write(result->sync_fd, "G", 1) != 1) {
         report.stage = CSBX_STAGE_SYNC;
         report.err = errno;
     } else {
         ssize_t n;
-        do { n = read(sv[0], &report, sizeof report); } while (n < 0 && errno == EINTR);
+        do { n = read(result->sync_fd, &report, sizeof report); } while (n < 0 && errno == EINTR);
         if (n < 0) {
             report.stage = CSBX_STAGE_SYNC;
             report.err = errno;
@@ -353,20 +449,34 @@ int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result)
             report.err = EPROTO;
         }
     }
-    close(sv[0]);
+    close(result->sync_fd);
+    result->sync_fd = -1;
     if (report.stage == 0) return 0;
-
-    // Failed before exec: make sure the child is gone and reaped, so nothing is left.
-    int status;
-    csbx_pidfd_signal(pidfd, SIGKILL);
-    csbx_pidfd_wait(pidfd, -1, &status);
-    close(pidfd);
-    result->pid = -1;
-    result->pidfd = -1;
+    csbx_launch_abort(result);
     result->stage = report.stage;
     result->err = report.err;
     result->detail = report.detail;
     return -1;
+}
+
+void csbx_launch_abort(struct csbx_result *result) {
+    if (result->sync_fd >= 0) {
+        close(result->sync_fd);   // a child still waiting for "go" sees EOF and exits
+        result->sync_fd = -1;
+    }
+    if (result->pidfd >= 0) {
+        int status;
+        csbx_pidfd_signal(result->pidfd, SIGKILL);
+        csbx_pidfd_wait(result->pidfd, -1, &status);
+        close(result->pidfd);
+    }
+    result->pid = -1;
+    result->pidfd = -1;
+}
+
+int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result) {
+    if (csbx_launch_begin(spec, result) < 0) return -1;
+    return csbx_launch_finish(result);
 }
 
 int csbx_pidfd_signal(int pidfd, int sig) {
@@ -475,9 +585,10 @@ pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
     }
     if (pid == 0) {
         close(ep[0]);
-        int e = 0;
+        int e = 0, step = 1;
         reset_signals();
         if (setsid() < 0) goto fail;
+        step = 2;
         int lifted[3 + 8];
         int n_extra = spec->n_extra > 8 ? 8 : spec->n_extra;
         const int sources[3] = {spec->stdin_fd, spec->stdout_fd, spec->stderr_fd};
@@ -491,14 +602,35 @@ pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
             if (dup2(lifted[i], i) < 0) goto fail;
         }
         mark_cloexec_from((unsigned int)(3 + n_extra));
+        step = 3;
+        if (spec->drop_all_caps) {
+            for (int cap = 0; cap < 64; cap++) {
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) goto fail;
+            }
+            if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) goto fail;
+        }
         gid_t gid = spec->gid;
+        step = 4;
         if (setgroups(1, &gid) < 0) goto fail;
+        step = 5;
         if (setresgid(spec->gid, spec->gid, spec->gid) < 0) goto fail;
+        step = 6;
         if (setresuid(spec->uid, spec->uid, spec->uid) < 0) goto fail;
+        step = 7;
+        // The bounding set is already empty (dropping needed CAP_SETPCAP, gone since setuid);
+        // what remains is clearing inheritable, which capset may always lower.
+        if (spec->drop_all_caps && set_capability_sets(0) < 0) goto fail;
+        step = 8;
         if (spec->cwd && chdir(spec->cwd) < 0) goto fail;
+        step = 9;
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) goto fail;
+        step = 10;
+        if (spec->seccomp_len && load_filter(spec->seccomp_filter, spec->seccomp_len) < 0) goto fail;
+        step = 11;
         execve(spec->path, spec->argv, spec->envp);
     fail:
-        e = errno;
+        // errno in the low 16 bits, the failing step above it (see csbx_spawn_step_name).
+        e = (errno & 0xffff) | (step << 16);
         ssize_t ignored = write(ep[1], &e, sizeof e);
         (void)ignored;
         _exit(127);
@@ -534,4 +666,33 @@ int csbx_notify_pipe(int fds[2]) {
     if (pipe2(fds, O_CLOEXEC) < 0) return -1;
     // Only our read end is non-blocking; the service's write end behaves as it expects.
     return fcntl(fds[0], F_SETFL, O_NONBLOCK);
+}
+
+int csbx_sealed_copy(int source_fd, const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(source_fd, &st) < 0) goto fail;
+    off_t offset = 0;
+    while (offset < st.st_size) {
+        ssize_t n = sendfile(fd, source_fd, &offset, (size_t)(st.st_size - offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) goto fail;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) goto fail;
+    return fd;
+fail:;
+    int e = errno ? errno : EIO;
+    close(fd);
+    return -e;
+}
+
+int csbx_getrlimit_max(int resource, struct rlimit *out) { return getrlimit(resource, out); }
+
+const char *csbx_spawn_step_name(int err) {
+    static const char *const names[] = {"?", "setsid", "fds", "capability bounding set", "setgroups",
+                                        "setresgid", "setresuid", "capabilities", "chdir", "no_new_privs",
+                                        "seccomp", "exec"};
+    int step = err >> 16;
+    return step >= 0 && step < (int)(sizeof names / sizeof *names) ? names[step] : "?";
 }

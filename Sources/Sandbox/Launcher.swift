@@ -16,9 +16,17 @@ public struct LaunchRequest: Sendable {
     public var controlFD: Int32
     /// Becomes fds 1 and 2 of the init.
     public var stdioFD: Int32
+    /// nil: the host's user namespace, no filter (the first slice's behaviour, kept for tests
+    /// that compare).
+    public var policy: SandboxPolicy?
+    /// An open cgroup directory to start the init in (CLONE_INTO_CGROUP), or -1.
+    public var cgroupFD: Int32 = -1
 
     public init(hostname: String, stageDir: String, mounts: [MountOp], execFD: Int32,
-                arguments: [String], environment: [String], controlFD: Int32, stdioFD: Int32) {
+                arguments: [String], environment: [String], controlFD: Int32, stdioFD: Int32,
+                policy: SandboxPolicy? = nil, cgroupFD: Int32 = -1) {
+        self.policy = policy
+        self.cgroupFD = cgroupFD
         self.hostname = hostname
         self.stageDir = stageDir
         self.mounts = mounts
@@ -71,15 +79,20 @@ public enum Launcher {
     static let stageNames: [Int32: String] = [
         1: "clone", 2: "sync", 3: "mount-private", 4: "root-tmpfs", 5: "mounts", 6: "pivot_root",
         7: "hostname", 8: "loopback", 9: "fds", 10: "signals", 11: "exec", 12: "userns-maps",
+        13: "identity", 14: "rlimits", 15: "capabilities", 16: "no_new_privs", 17: "seccomp",
     ]
 
-    public static let namespaces: UInt64 =
+    public static let baseNamespaces: UInt64 =
         CSBX_CLONE_NEWNS | CSBX_CLONE_NEWPID | CSBX_CLONE_NEWUTS | CSBX_CLONE_NEWIPC | CSBX_CLONE_NEWNET
 
     /// Runs the C launcher. Blocks for the few milliseconds the child needs to reach exec.
-    public static func launch(_ request: LaunchRequest) throws(LaunchError) -> SandboxProcess {
+    /// `beforeGo` runs while the child waits in its namespaces with its id maps written (the
+    /// place to give it a network interface); if it throws, the child is killed and reaped.
+    public static func launch(_ request: LaunchRequest,
+                              beforeGo: (pid_t) throws -> Void = { _ in }) throws -> SandboxProcess {
         var keep: [UnsafeMutablePointer<CChar>] = []
         defer { keep.forEach { free($0) } }
+        var hookError: (any Error)?
         func cString(_ s: String?) -> UnsafePointer<CChar>? {
             guard let s else { return nil }
             let p = strdup(s)!
@@ -97,14 +110,27 @@ public enum Launcher {
         }
         let ops: [csbx_mount] = request.mounts.map { op in
             csbx_mount(kind: op.kind.rawValue, source: cString(op.source), target: cString(op.target),
-                       data: cString(op.data), flags: op.flags, mode: op.mode)
+                       data: cString(op.data), flags: op.flags, mode: op.mode, optional: op.optional ? 1 : 0)
         }
         let argv = cArray(request.arguments)
         let envp = cArray(request.environment)
+        let policy = request.policy
+        // Limits can only be lowered from inside a user namespace: never ask for more than
+        // the daemon itself has.
+        let limits: [csbx_rlimit] = (policy?.rlimits ?? []).map { limit in
+            var current = rlimit()
+            let hard = csbx_getrlimit_max(limit.resource, &current) == 0 ? min(limit.hard, UInt64(current.rlim_max)) : limit.hard
+            return csbx_rlimit(resource: limit.resource, soft: min(limit.soft, hard), hard: hard)
+        }
+        let filter = policy?.seccomp ?? []
         var result = csbx_result()
+        var namespaces = baseNamespaces
+        if policy != nil { namespaces |= CSBX_CLONE_NEWUSER | CSBX_CLONE_NEWCGROUP }
         let rc: Int32 = ops.withUnsafeBufferPointer { opsBuf in
             argv.withUnsafeBufferPointer { argvBuf in
                 envp.withUnsafeBufferPointer { envBuf in
+                  limits.withUnsafeBufferPointer { limitsBuf in
+                   filter.withUnsafeBytes { filterBuf in
                     var spec = csbx_launch_spec()
                     spec.exec_fd = request.execFD
                     spec.argv = argvBuf.baseAddress
@@ -116,13 +142,30 @@ public enum Launcher {
                     spec.control_fd = request.controlFD
                     spec.stdio_fd = request.stdioFD
                     spec.namespaces = namespaces
-                    spec.cgroup_fd = -1
-                    spec.uid_map = nil
-                    spec.gid_map = nil
-                    return csbx_launch(&spec, &result)
+                    spec.cgroup_fd = request.cgroupFD
+                    spec.uid_map = cString(policy?.idMap)
+                    spec.gid_map = cString(policy?.idMap)
+                    spec.rlimits = limitsBuf.baseAddress
+                    spec.n_rlimits = Int32(limitsBuf.count)
+                    spec.keep_caps = policy?.capabilityMask ?? 0
+                    spec.no_new_privs = policy == nil ? 0 : 1
+                    spec.seccomp_filter = filterBuf.baseAddress
+                    spec.seccomp_len = filterBuf.count
+                    guard csbx_launch_begin(&spec, &result) == 0 else { return -1 }
+                    do {
+                        try beforeGo(result.pid)
+                    } catch {
+                        csbx_launch_abort(&result)
+                        hookError = error
+                        return -2
+                    }
+                    return csbx_launch_finish(&result)
+                   }
+                  }
                 }
             }
         }
+        if let hookError { throw hookError }
         guard rc == 0 else {
             var detail = ""
             if result.stage == 5, Int(result.detail) < request.mounts.count {

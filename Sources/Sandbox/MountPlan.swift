@@ -5,6 +5,7 @@ import Glibc
 public struct MountOp: Sendable, Equatable {
     public enum Kind: Int32, Sendable {
         case mkdir = 1, file, symlink, bind, bindReadOnly, tmpfs, proc, devpts, makeReadOnly
+        case maskFile, maskDirectory, bindSelfReadOnly, sysfs, cgroup2, overlay
     }
     public var kind: Kind
     public var source: String?
@@ -12,15 +13,18 @@ public struct MountOp: Sendable, Equatable {
     public var data: String?
     public var flags: UInt = 0
     public var mode: UInt32 = 0o755
+    /// A failure of an optional op is ignored (cgroup2 on a host without it).
+    public var optional = false
 
     public init(_ kind: Kind, _ target: String, source: String? = nil, data: String? = nil,
-                flags: UInt = 0, mode: UInt32 = 0o755) {
+                flags: UInt = 0, mode: UInt32 = 0o755, optional: Bool = false) {
         self.kind = kind
         self.target = target
         self.source = source
         self.data = data
         self.flags = flags
         self.mode = mode
+        self.optional = optional
     }
 }
 
@@ -44,6 +48,10 @@ public struct MountPlan: Sendable {
     public static let homePath = "/home/claworc"
     static let hostSystemDirs = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
     static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
+    static let maskedProcFiles = ["kcore", "keys", "key-users", "timer_list", "sched_debug", "kallsyms",
+                                  "sysrq-trigger", "latency_stats", "kpagecount", "kpageflags", "kpagecgroup"]
+    static let maskedProcDirs = ["acpi", "scsi", "firmware"]
+    static let readOnlyProcDirs = ["sys", "bus", "fs", "irq"]
 
     public var homeSource: String
     public var sizes: TmpfsSizes
@@ -74,6 +82,21 @@ public struct MountPlan: Sendable {
         }
         ops.append(MountOp(.mkdir, "/proc"))
         ops.append(MountOp(.proc, "/proc"))
+        // As the container runtimes do: kernel memory, keys and timers stay hidden, the
+        // kernel's knobs stay read-only.
+        for file in Self.maskedProcFiles {
+            ops.append(MountOp(.maskFile, "/proc/\(file)", source: "/dev/null", optional: true))
+        }
+        for dir in Self.maskedProcDirs {
+            ops.append(MountOp(.maskDirectory, "/proc/\(dir)", optional: true))
+        }
+        for dir in Self.readOnlyProcDirs {
+            ops.append(MountOp(.bindSelfReadOnly, "/proc/\(dir)", optional: dir != "sys"))
+        }
+        ops.append(MountOp(.mkdir, "/sys"))
+        ops.append(MountOp(.sysfs, "/sys"))
+        // Only the instance's own cgroup subtree is visible (its cgroup namespace), read-only.
+        ops.append(MountOp(.cgroup2, "/sys/fs/cgroup", optional: true))
 
         ops.append(MountOp(.mkdir, "/dev"))
         ops.append(MountOp(.tmpfs, "/dev", data: "mode=0755,size=64k", flags: UInt(MS_NOSUID) | UInt(MS_NOEXEC)))
@@ -101,7 +124,7 @@ public struct MountPlan: Sendable {
         ops.append(MountOp(.symlink, "/var/tmp", source: "/tmp"))
 
         ops.append(MountOp(.mkdir, Self.homePath))
-        ops.append(MountOp(.bind, Self.homePath, source: homeSource))
+        ops.append(MountOp(.bind, Self.homePath, source: homeSource, flags: nosuidNodev))
         // Last: the root itself (a tmpfs of mount points) becomes read-only.
         ops.append(MountOp(.makeReadOnly, "/"))
         return ops

@@ -7,15 +7,40 @@ import FoundationEssentials
 /// `connect` reply carries the connected TCP socket as SCM_RIGHTS ancillary data: the daemon
 /// reaches ports inside the instance's network namespace without any port on the host.
 public struct ControlRequest: Codable, Sendable {
-    public enum Op: String, Codable, Sendable { case status, connect, shutdown }
+    public enum Op: String, Codable, Sendable { case status, connect, shutdown, run }
     public var id: UInt64
     public var op: Op
     public var port: Int?
+    /// `run`: the command, who runs it ("agent": uid 1000 with no capabilities, like the
+    /// services; "root": root of the instance's user namespace), and a time limit.
+    public var argv: [String]?
+    public var user: String?
+    public var timeoutMs: Int?
 
-    public init(id: UInt64, op: Op, port: Int? = nil) {
+    public init(id: UInt64, op: Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil, timeoutMs: Int? = nil) {
         self.id = id
         self.op = op
         self.port = port
+        self.argv = argv
+        self.user = user
+        self.timeoutMs = timeoutMs
+    }
+}
+
+/// The outcome of a `run` request.
+public struct RunResult: Codable, Sendable, Equatable {
+    public var exitCode: Int32?
+    public var signal: Int32?
+    public var output: String
+    public var truncated: Bool
+    public var timedOut: Bool
+
+    public init(exitCode: Int32?, signal: Int32?, output: String, truncated: Bool, timedOut: Bool) {
+        self.exitCode = exitCode
+        self.signal = signal
+        self.output = output
+        self.truncated = truncated
+        self.timedOut = timedOut
     }
 }
 
@@ -59,17 +84,21 @@ public struct ControlResponse: Codable, Sendable {
     public var ok: Bool
     public var error: String?
     public var services: [ServiceStatus]?
+    public var run: RunResult?
 
-    public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil) {
+    public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil, run: RunResult? = nil) {
         self.id = id
         self.ok = ok
         self.error = error
         self.services = services
+        self.run = run
     }
 }
 
 public enum ControlCodec {
-    public static let maxMessage = 64 * 1024
+    public static let maxMessage = 256 * 1024
+    /// Output a `run` returns, at most; JSON escaping keeps a reply under maxMessage.
+    public static let maxRunOutput = 32 * 1024
 
     public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         (try? Array(JSONEncoder().encode(value))) ?? []

@@ -24,21 +24,28 @@ public enum InstanceInit {
             exit(1)
         }
         prepareFilesystem()
+        Confinement.prepare()
 
         let supervisor = ServiceSupervisor(specs: ServiceCatalog.standard(screen: environment["CLAWORC_SCREEN"] ?? "1280x800"))
+        let runner = CommandRunner()
         var controlOpen = true
         send(ControlResponse(id: 0, ok: true, services: supervisor.statuses), fd: -1)
 
         while true {
             let now = monotonicMs()
-            let due = supervisor.advance(now: now)
+            var due = supervisor.advance(now: now)
+            let (finished, runnerDue) = runner.advance(now: now)
+            for reply in finished { send(reply, fd: -1) }
+            due = min(due, runnerDue)
             if supervisor.shuttingDown && supervisor.allStopped {
+                runner.killAll()
                 log("all services stopped; exiting")
                 exit(0)
             }
             var fds = [pollfd(fd: sigFD, events: Int16(POLLIN), revents: 0)]
             if controlOpen { fds.append(pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)) }
-            for fd in supervisor.notifyFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            for fd in supervisor.notifyFDs + runner.outputFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            let runnerFDs = Set(runner.outputFDs)
             let timeout = Int32(max(0, min(due - monotonicMs(), 1000)))
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 && errno != EINTR { log("poll: \(FileSystem.errorText(errno))"); exit(1) }
@@ -46,9 +53,11 @@ public enum InstanceInit {
             let after = monotonicMs()
             for p in fds where p.revents != 0 {
                 if p.fd == sigFD {
-                    handleSignals(sigFD, supervisor, now: after)
+                    handleSignals(sigFD, supervisor, runner, now: after)
+                } else if runnerFDs.contains(p.fd) {
+                    runner.readable(p.fd)
                 } else if p.fd == controlFD {
-                    if !handleControl(supervisor, now: after) {
+                    if !handleControl(supervisor, runner, now: after) {
                         // The daemon is gone: an instance never outlives its supervisor.
                         controlOpen = false
                         supervisor.beginShutdown(now: after)
@@ -66,35 +75,38 @@ public enum InstanceInit {
             mkdir(dir, 0o1777)
             chmod(dir, 0o1777)
         }
-        FileSystem.makeDirectories(ServiceCatalog.runtimeDir, mode: 0o700)
+        FileSystem.makeDirectories("/run/user", mode: 0o755)
+        mkdir(ServiceCatalog.runtimeDir, 0o700)
         chown(ServiceCatalog.runtimeDir, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
         chown(ServiceCatalog.home, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
     }
 
-    static func handleSignals(_ sigFD: Int32, _ supervisor: ServiceSupervisor, now: Int64) {
+    static func handleSignals(_ sigFD: Int32, _ supervisor: ServiceSupervisor, _ runner: CommandRunner, now: Int64) {
         while case let signo = csbx_signalfd_next(sigFD), signo > 0 {
             switch signo {
             case SIGCHLD:
-                reapChildren(supervisor, now: now)
+                reapChildren(supervisor, runner, now: now)
             default:
                 supervisor.beginShutdown(now: now)
             }
         }
         // Coalesced SIGCHLDs: always sweep.
-        reapChildren(supervisor, now: now)
+        reapChildren(supervisor, runner, now: now)
     }
 
-    static func reapChildren(_ supervisor: ServiceSupervisor, now: Int64) {
+    static func reapChildren(_ supervisor: ServiceSupervisor, _ runner: CommandRunner, now: Int64) {
         var status: Int32 = 0
         while true {
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { break }
-            supervisor.childExited(pid: pid, status: status, now: now)
+            if !runner.childExited(pid: pid, status: status) {
+                supervisor.childExited(pid: pid, status: status, now: now)
+            }
         }
     }
 
     /// Answers one request; returns false when the daemon's end is closed.
-    static func handleControl(_ supervisor: ServiceSupervisor, now: Int64) -> Bool {
+    static func handleControl(_ supervisor: ServiceSupervisor, _ runner: CommandRunner, now: Int64) -> Bool {
         var buffer = [UInt8](repeating: 0, count: ControlCodec.maxMessage)
         var stray: Int32 = -1
         let n = buffer.withUnsafeMutableBytes { csbx_recv_with_fd(controlFD, $0.baseAddress, $0.count, &stray) }
@@ -124,6 +136,8 @@ public enum InstanceInit {
         case .shutdown:
             send(ControlResponse(id: request.id, ok: true), fd: -1)
             supervisor.beginShutdown(now: now)
+        case .run:
+            if let failure = runner.start(request, now: now) { send(failure, fd: -1) }
         }
         return true
     }

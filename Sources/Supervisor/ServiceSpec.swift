@@ -20,10 +20,14 @@ public struct ServiceSpec: Sendable {
     public var uid: uid_t
     public var gid: gid_t
     public var workingDirectory: String
+    /// Chromium builds its own sandbox from user namespaces; every other service gets the
+    /// add-on seccomp filter that forbids creating namespaces.
+    public var mayCreateNamespaces: Bool
 
     public init(name: String, path: String, arguments: [String], environment: [String],
                 dependsOn: [String], readiness: Readiness, staleFiles: [String] = [],
-                uid: uid_t, gid: gid_t, workingDirectory: String) {
+                uid: uid_t, gid: gid_t, workingDirectory: String, mayCreateNamespaces: Bool = false) {
+        self.mayCreateNamespaces = mayCreateNamespaces
         self.name = name
         self.path = path
         self.arguments = arguments
@@ -46,6 +50,12 @@ public enum ServiceCatalog {
     public static let vncPort: UInt16 = 5900
     public static let devToolsPort: UInt16 = 9222
     public static let runtimeDir = "/run/user/1000"
+
+    public static let agentEnvironment = [
+        "HOME=\(home)", "USER=claworc", "LOGNAME=claworc", "SHELL=/bin/bash",
+        "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "DISPLAY=\(display)",
+        "XDG_RUNTIME_DIR=\(runtimeDir)",
+    ]
 
     public static func standard(screen: String = "1280x800") -> [ServiceSpec] {
         let size = screen.split(separator: "x").map(String.init)
@@ -79,7 +89,7 @@ public enum ServiceCatalog {
                             "--window-position=0,0", "--window-size=\(windowSize)", "about:blank"],
                 environment: env, dependsOn: ["xvfb"], readiness: .tcp(port: devToolsPort),
                 staleFiles: ["\(profile)/SingletonLock", "\(profile)/SingletonSocket", "\(profile)/SingletonCookie"],
-                uid: agentUID, gid: agentGID, workingDirectory: home),
+                uid: agentUID, gid: agentGID, workingDirectory: home, mayCreateNamespaces: true),
         ]
     }
 }

@@ -158,7 +158,7 @@ final class ServiceSupervisor {
         guard pid > 0 else {
             if s.notifyFD >= 0 { close(s.notifyFD); s.notifyFD = -1 }
             s.state = .failed
-            s.error = "cannot start \(s.spec.path): \(FileSystem.errorText(err))"
+            s.error = "cannot start \(s.spec.path): \(SpawnCall.describe(err))"
             log(s.error!)
             scheduleRestart(s, now: now)
             return
@@ -245,8 +245,27 @@ enum Probe {
     }
 }
 
+/// The add-on filter stacked on every process the init starts that may not create
+/// namespaces; built once, in the single-threaded init, before anything is spawned.
+enum Confinement {
+    nonisolated(unsafe) static var noNamespaces: [UInt8] = []
+
+    static func prepare() {
+        do { noNamespaces = try SeccompProfile.noNamespaces.build() } catch {
+            log("cannot build the add-on seccomp filter: \(error); services start without it")
+        }
+    }
+}
+
 enum SpawnCall {
-    static func spawn(spec: ServiceSpec, extraFDs: [Int32], err: inout Int32) -> pid_t {
+    static func describe(_ err: Int32) -> String {
+        let step = err >> 16
+        let text = FileSystem.errorText(err & 0xffff)
+        return step == 0 ? text : "\(String(cString: csbx_spawn_step_name(err))): \(text)"
+    }
+
+    static func spawn(spec: ServiceSpec, extraFDs: [Int32], stdout: Int32 = 1, stderr: Int32 = 2,
+                      err: inout Int32) -> pid_t {
         var keep: [UnsafeMutablePointer<CChar>] = []
         defer { keep.forEach { free($0) } }
         func cArray(_ items: [String]) -> [UnsafeMutablePointer<CChar>?] {
@@ -256,7 +275,8 @@ enum SpawnCall {
         }
         let argv = cArray(spec.arguments)
         let envp = cArray(spec.environment)
-        return spec.path.withCString { path in
+        let filter = spec.mayCreateNamespaces ? [] : Confinement.noNamespaces
+        return filter.withUnsafeBytes { filterBytes in spec.path.withCString { path in
             spec.workingDirectory.withCString { cwd in
                 argv.withUnsafeBufferPointer { a in
                     envp.withUnsafeBufferPointer { e in
@@ -269,15 +289,18 @@ enum SpawnCall {
                             s.uid = spec.uid
                             s.gid = spec.gid
                             s.stdin_fd = -1
-                            s.stdout_fd = 1
-                            s.stderr_fd = 2
+                            s.stdout_fd = stdout
+                            s.stderr_fd = stderr
                             s.extra_fds = x.baseAddress
                             s.n_extra = Int32(x.count)
+                            s.drop_all_caps = spec.uid == 0 ? 0 : 1
+                            s.seccomp_filter = filterBytes.baseAddress
+                            s.seccomp_len = filterBytes.count
                             return csbx_spawn(&s, &err)
                         }
                     }
                 }
             }
-        }
+        } }
     }
 }

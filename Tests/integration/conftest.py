@@ -165,6 +165,7 @@ def bootstrap_admin(daemon: Daemon) -> Client:
 @pytest.fixture
 def data_dir():
     base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-test-"))
+    base.chmod(0o711)   # instances run as unprivileged host ids and must reach their storage
     yield base / "data"
     shutil.rmtree(base, ignore_errors=True)
 
@@ -185,6 +186,7 @@ def admin(daemon) -> Client:
 def shared_daemon():
     """One daemon per module for the slower tests that share a running instance."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-test-"))
+    base.chmod(0o711)
     d = Daemon(base / "data").start()
     yield d
     d.stop()

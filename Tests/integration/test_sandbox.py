@@ -105,7 +105,7 @@ def test_root_is_read_only_outside_home_tmp_run(running):
     for path in ["/tmp/probe", "/run/probe", "/dev/shm/probe", "/home/claworc/probe"]:
         assert info[path] == "ok", (path, info[path])
     assert set(info["root_entries"]) <= {"bin", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "opt",
-                                         "proc", "run", "sbin", "tmp", "usr", "var"}
+                                         "proc", "run", "sbin", "sys", "tmp", "usr", "var"}
     assert "root" not in info["root_entries"] and "work" not in info["root_entries"]
 
 
@@ -132,7 +132,10 @@ def test_services_run_unprivileged(running):
         host_pid = host_pid_of(pid, svc["pid"])
         status = pathlib.Path(f"/proc/{host_pid}/status").read_text()
         uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()
-        assert uid_line[1:] == ["1000"] * 4, (svc["name"], uid_line)
+        # uid 1000 inside the instance's user namespace is base + 1000 on the host.
+        base = int(pathlib.Path(f"/proc/{pid}/uid_map").read_text().split()[1])
+        assert base >= 0x10000000, "root inside is an unprivileged id outside"
+        assert uid_line[1:] == [str(base + 1000)] * 4, (svc["name"], uid_line)
         cap_eff = [l for l in status.splitlines() if l.startswith("CapEff:")][0].split()[1]
         assert int(cap_eff, 16) == 0, (svc["name"], cap_eff)
 

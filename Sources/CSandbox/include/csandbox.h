@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +36,13 @@ enum csbx_mount_kind {
     CSBX_PROC,           // fresh procfs of the new pid namespace
     CSBX_DEVPTS,         // private devpts instance
     CSBX_MAKE_RO,        // make the mount at target read-only (after everything is mounted in it)
+    CSBX_MASK_FILE,      // bind /dev/null (of the new root) over a file: reads empty, writes fail
+    CSBX_MASK_DIR,       // an empty read-only tmpfs over a directory
+    CSBX_BIND_SELF_RO,   // bind target onto itself, then read-only (e.g. /proc/sys)
+    CSBX_SYSFS,          // a fresh read-only sysfs of the instance's net namespace; falls back
+                         // to a read-only recursive bind of the host's /sys
+    CSBX_CGROUP2,        // the cgroup2 hierarchy as seen from the instance's cgroup namespace
+    CSBX_OVERLAY,        // overlay at target; data = "lowerdir=..,upperdir=..,workdir=.."
 };
 
 struct csbx_mount {
@@ -44,6 +52,13 @@ struct csbx_mount {
     const char *data;      // filesystem options for tmpfs/devpts; NULL otherwise
     unsigned long flags;   // extra MS_* flags (MS_NOSUID, MS_NODEV, MS_NOEXEC)
     unsigned int mode;     // for MKDIR and FILE
+    int optional;          // a failure of this op is ignored (e.g. cgroup2 on a v1 host)
+};
+
+struct csbx_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
 };
 
 // Stages reported by a child that failed before exec (with errno).
@@ -60,6 +75,11 @@ enum csbx_stage {
     CSBX_STAGE_SIGNALS,
     CSBX_STAGE_EXEC,
     CSBX_STAGE_USERNS_MAPS,
+    CSBX_STAGE_IDENTITY,        // setresuid/setresgid/setgroups to root of the new user namespace
+    CSBX_STAGE_RLIMITS,
+    CSBX_STAGE_CAPS,
+    CSBX_STAGE_NO_NEW_PRIVS,
+    CSBX_STAGE_SECCOMP,
 };
 
 struct csbx_launch_spec {
@@ -73,10 +93,15 @@ struct csbx_launch_spec {
     int control_fd;                  // becomes fd 3 of the init
     int stdio_fd;                    // becomes fds 1 and 2 of the init; fd 0 is /dev/null
     uint64_t namespaces;             // CSBX_CLONE_NEW* flags
-    // Slots for the next hardening steps; zero/NULL means "not used".
-    int cgroup_fd;                   // -1: stay in the caller's cgroup
+    int cgroup_fd;                   // -1: stay in the caller's cgroup (else CLONE_INTO_CGROUP)
     const char *uid_map;             // written by the parent before "go" when CLONE_NEWUSER
     const char *gid_map;
+    const struct csbx_rlimit *rlimits;
+    int n_rlimits;
+    uint64_t keep_caps;              // capabilities the init keeps (bounding, permitted, effective)
+    int no_new_privs;
+    const void *seccomp_filter;      // struct sock_filter[], built by csbx_seccomp_build
+    size_t seccomp_len;              // in bytes; 0: no filter
 };
 
 struct csbx_result {
@@ -85,11 +110,35 @@ struct csbx_result {
     int stage;      // 0 on success
     int err;        // errno at that stage
     int detail;     // e.g. failing mount op index
+    int sync_fd;    // between csbx_launch_begin and csbx_launch_finish
 };
 
-// Launch: clone3 into new namespaces, assemble the root, exec the init. Returns 0 when the
-// init has been exec'd (the child's CLOEXEC sync socket closed), -1 with result->stage/err.
+// Launch in two steps so the parent can prepare the child's outside world (a veth into its
+// network namespace) between them:
+// begin: clone3 into new namespaces and write the id maps; the child waits for "go".
+// finish: send "go" and wait until the init is exec'd (the child's CLOEXEC sync socket
+//         closes) or the child reports (stage, errno). Both return 0 or -1; on -1 the child
+//         has been killed and reaped.
+int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *result);
+int csbx_launch_finish(struct csbx_result *result);
+// Abandons a begun launch: kills and reaps the waiting child.
+void csbx_launch_abort(struct csbx_result *result);
 int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result);
+
+// Seccomp profiles, compiled with libseccomp in the caller into classic BPF.
+enum csbx_seccomp_profile {
+    // Every process of an instance: a default-deny allowlist (unknown syscalls: ENOSYS;
+    // known-dangerous ones: EPERM). Namespace creation is allowed here only because
+    // Chromium's own sandbox needs it; CSBX_SECCOMP_NO_NAMESPACES is stacked on top for
+    // every other service.
+    CSBX_SECCOMP_INSTANCE = 1,
+    // Add-on filter: clone with CLONE_NEW* flags, unshare and chroot fail with EPERM.
+    CSBX_SECCOMP_NO_NAMESPACES = 2,
+};
+// Returns the filter's length in bytes and stores a malloc'd copy in *out; -errno on failure.
+long csbx_seccomp_build(int profile, unsigned char **out);
+// Test-only: the syscall number libseccomp knows for name, or -1.
+int csbx_syscall_number(const char *name);
 
 // Process-control helpers over a pidfd.
 int csbx_pidfd_signal(int pidfd, int sig);
@@ -115,9 +164,14 @@ struct csbx_spawn_spec {
     int stderr_fd;
     const int *extra_fds;            // become fds 3, 4, ... in the child
     int n_extra;
+    int drop_all_caps;               // empty bounding/ambient/inheritable sets before exec
+    const void *seccomp_filter;      // an add-on filter stacked on the inherited one; NULL: none
+    size_t seccomp_len;
 };
-// Returns the pid, or -1 with *err set (errno of the failing step in the child or parent).
+// Returns the pid, or -1 with *err set: errno in the low 16 bits, the failing step of the
+// child above them (0 when the parent failed); csbx_spawn_step_name names it.
 pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err);
+const char *csbx_spawn_step_name(int err);
 
 // signalfd (not exported by Swift's Glibc module): a CLOEXEC, non-blocking fd for mask.
 int csbx_signalfd(const sigset_t *mask);
@@ -126,6 +180,13 @@ int csbx_signalfd_next(int fd);
 
 // A readiness pipe: both ends close-on-exec, the read end (fds[0]) non-blocking.
 int csbx_notify_pipe(int fds[2]);
+
+// A memfd holding a copy of the file at source_fd, sealed against every change; CLOEXEC.
+// Returns the fd or -errno.
+int csbx_sealed_copy(int source_fd, const char *name);
+
+// getrlimit by number (Swift's Glibc types the resource as an enum).
+int csbx_getrlimit_max(int resource, struct rlimit *out);
 
 // prctl wrappers (prctl is variadic, so Swift cannot call it).
 int csbx_set_dumpable(int on);

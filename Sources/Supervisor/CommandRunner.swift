@@ -1,0 +1,123 @@
+import CSandbox
+import Glibc
+import Sandbox
+
+/// One-shot commands the daemon asks the init to run inside the instance (`run` requests):
+/// started like a service (same user, same confinement), their output collected through a
+/// pipe without ever blocking the init's loop, and answered when both the process has been
+/// reaped and its output has reached EOF.
+final class CommandRunner {
+    private final class Job {
+        let requestID: UInt64
+        let pid: pid_t
+        var outputFD: Int32
+        var output: [UInt8] = []
+        var truncated = false
+        var status: Int32?
+        var timedOut = false
+        let deadline: Int64
+
+        init(requestID: UInt64, pid: pid_t, outputFD: Int32, deadline: Int64) {
+            self.requestID = requestID
+            self.pid = pid
+            self.outputFD = outputFD
+            self.deadline = deadline
+        }
+    }
+
+    private var jobs: [Job] = []
+
+    var outputFDs: [Int32] { jobs.compactMap { $0.outputFD >= 0 ? $0.outputFD : nil } }
+
+    /// Starts the command; returns an immediate failure response, or nil once it runs.
+    func start(_ request: ControlRequest, now: Int64) -> ControlResponse? {
+        guard let argv = request.argv, let command = argv.first, !command.isEmpty else {
+            return ControlResponse(id: request.id, ok: false, error: "run needs a command")
+        }
+        let asRoot = request.user == "root"
+        guard asRoot || request.user == nil || request.user == "agent" else {
+            return ControlResponse(id: request.id, ok: false, error: "user must be agent or root")
+        }
+        guard let path = Self.resolve(command) else {
+            return ControlResponse(id: request.id, ok: false, error: "\(command): command not found")
+        }
+        var pipeFDs: [Int32] = [-1, -1]
+        guard csbx_notify_pipe(&pipeFDs) == 0 else {
+            return ControlResponse(id: request.id, ok: false, error: "pipe: \(FileSystem.errorText(errno))")
+        }
+        var env = ServiceCatalog.agentEnvironment
+        if asRoot { env = env.map { $0.hasPrefix("HOME=") ? "HOME=/root" : $0 } }
+        let spec = ServiceSpec(
+            name: "run", path: path, arguments: argv, environment: env, dependsOn: [], readiness: .notifyFD,
+            uid: asRoot ? 0 : ServiceCatalog.agentUID, gid: asRoot ? 0 : ServiceCatalog.agentGID,
+            workingDirectory: asRoot ? "/" : ServiceCatalog.home)
+        var err: Int32 = 0
+        let pid = SpawnCall.spawn(spec: spec, extraFDs: [], stdout: pipeFDs[1], stderr: pipeFDs[1], err: &err)
+        close(pipeFDs[1])
+        guard pid > 0 else {
+            close(pipeFDs[0])
+            return ControlResponse(id: request.id, ok: false, error: "cannot run \(command): \(SpawnCall.describe(err))")
+        }
+        let limit = Int64(max(100, request.timeoutMs ?? 30_000))
+        jobs.append(Job(requestID: request.id, pid: pid, outputFD: pipeFDs[0], deadline: now + limit))
+        return nil
+    }
+
+    static func resolve(_ command: String) -> String? {
+        if command.contains("/") { return access(command, X_OK) == 0 ? command : nil }
+        for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+            let candidate = dir + "/" + command
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    func readable(_ fd: Int32) {
+        guard let job = jobs.first(where: { $0.outputFD == fd }) else { return }
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        let n = read(fd, &buffer, buffer.count)
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        if n <= 0 {
+            close(fd)
+            job.outputFD = -1
+            return
+        }
+        let room = ControlCodec.maxRunOutput - job.output.count
+        if room > 0 { job.output.append(contentsOf: buffer[0..<min(n, room)]) }
+        if n > room { job.truncated = true }
+    }
+
+    /// Returns true if the pid was one of ours.
+    func childExited(pid: pid_t, status: Int32) -> Bool {
+        guard let job = jobs.first(where: { $0.pid == pid }) else { return false }
+        job.status = status
+        kill(-pid, SIGKILL)   // whatever it left in its session goes with it
+        return true
+    }
+
+    /// Kills overdue commands and returns the replies of finished ones.
+    func advance(now: Int64) -> (replies: [ControlResponse], next: Int64) {
+        var replies: [ControlResponse] = []
+        var next = now + 1000
+        jobs.removeAll { job in
+            if job.status == nil && now >= job.deadline && !job.timedOut {
+                job.timedOut = true
+                kill(-job.pid, SIGKILL)
+                kill(job.pid, SIGKILL)
+            }
+            if job.status == nil { next = min(next, job.deadline) }
+            guard let status = job.status, job.outputFD < 0 else { return false }
+            let exited = status & 0x7f == 0
+            let result = RunResult(exitCode: exited ? (status >> 8) & 0xff : nil, signal: exited ? nil : status & 0x7f,
+                                   output: String(decoding: job.output, as: UTF8.self), truncated: job.truncated,
+                                   timedOut: job.timedOut)
+            replies.append(ControlResponse(id: job.requestID, ok: true, run: result))
+            return true
+        }
+        return (replies, next)
+    }
+
+    func killAll() {
+        for job in jobs where job.status == nil { kill(-job.pid, SIGKILL) }
+    }
+}
