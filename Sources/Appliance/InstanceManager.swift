@@ -69,12 +69,16 @@ actor InstanceManager {
     let seccomp: [UInt8]
     private var runtimes: [Int64: InstanceRuntime] = [:]
 
-    init(store: Store, paths: DataPaths, logger: Logger) throws {
+    /// Protections switched off by --unsafe-test-disable (the negative control only).
+    let disabled: Set<String>
+
+    init(store: Store, paths: DataPaths, logger: Logger, disabled: Set<String> = []) throws {
         self.store = store
         self.paths = paths
         self.logger = logger
+        self.disabled = disabled
         initExecutable = try SealedExecutable.fromSelf()
-        seccomp = try SeccompProfile.instance.build()
+        seccomp = disabled.contains("seccomp") ? [] : try SeccompProfile.instance.build()
         mountExtras = MountPlan.loadedLibraryDirsOutsideSystem()
     }
 
@@ -168,7 +172,8 @@ actor InstanceManager {
         return LaunchRequest(
             hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,
             arguments: ["claworc-init", "__init"],
-            environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)"],
+            environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)"]
+                + (disabled.contains("seccomp") ? ["CLAWORC_UNSAFE_NO_SECCOMP=1"] : []),
             controlFD: -1, stdioFD: -1,
             policy: SandboxPolicy(idBase: base, seccomp: seccomp))
     }

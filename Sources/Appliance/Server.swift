@@ -21,6 +21,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "State directory (default: $CLAWORC_DATA_DIR or /var/lib/claworc).")
     var dataDir: String?
 
+    /// Only for the conformance suite's negative control: proves a check goes red when its
+    /// protection is off. Never documented for users.
+    @Option(name: .customLong("unsafe-test-disable"), help: .hidden)
+    var unsafeTestDisable: [String] = []
+
     func run() async throws {
         let logger = { var l = Logger(label: "claworc"); l.logLevel = .info; return l }()
         guard getuid() == 0 else {
@@ -44,7 +49,14 @@ struct Serve: AsyncParsableCommand {
                 """)
         }
         let assets = try StaticAssets()
-        let manager = try InstanceManager(store: store, paths: paths, logger: logger)
+        let disabled = Set(unsafeTestDisable)
+        guard disabled.isSubset(of: ["seccomp"]) else {
+            throw ValidationError("--unsafe-test-disable accepts only: seccomp")
+        }
+        if !disabled.isEmpty {
+            logger.critical("UNSAFE: protections disabled for testing", metadata: ["disabled": "\(disabled.sorted())"])
+        }
+        let manager = try InstanceManager(store: store, paths: paths, logger: logger, disabled: disabled)
 
         let router = Router(context: AppContext.self)
         router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))

@@ -24,7 +24,7 @@ public enum InstanceInit {
             exit(1)
         }
         prepareFilesystem()
-        Confinement.prepare()
+        if environment["CLAWORC_UNSAFE_NO_SECCOMP"] != "1" { Confinement.prepare() }
 
         let supervisor = ServiceSupervisor(specs: ServiceCatalog.standard(screen: environment["CLAWORC_SCREEN"] ?? "1280x800"))
         let runner = CommandRunner()

@@ -32,8 +32,9 @@ def pytest_configure(config):
 class Daemon:
     """One `claworc serve` process; restartable on the same data dir."""
 
-    def __init__(self, data_dir: pathlib.Path):
+    def __init__(self, data_dir: pathlib.Path, extra_args=()):
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
         self.log_path = data_dir.parent / (data_dir.name + ".daemon.log")
@@ -45,7 +46,7 @@ class Daemon:
     def start(self, timeout=30):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(BINARY), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+            [str(BINARY), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._log = log
         deadline = time.monotonic() + timeout
