@@ -43,6 +43,8 @@ enum JSON {
         }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        } catch let error as APIError {
+            throw error
         } catch {
             throw APIError.badRequest("invalid_body", "The request body must be a JSON object \(expecting).")
         }

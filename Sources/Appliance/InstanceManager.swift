@@ -7,10 +7,16 @@ import Supervisor
 final class InstanceRuntime: Sendable {
     let process: SandboxProcess
     let channel: ControlChannel
+    /// What the host holds for it besides the process: its allow-list entries (network) and
+    /// whether it has a cgroup to remove.
+    let egressAllow: [String]?
+    let hasCgroup: Bool
 
-    init(process: SandboxProcess, channel: ControlChannel) {
+    init(process: SandboxProcess, channel: ControlChannel, egressAllow: [String]?, hasCgroup: Bool) {
         self.process = process
         self.channel = channel
+        self.egressAllow = egressAllow
+        self.hasCgroup = hasCgroup
     }
 }
 
@@ -22,12 +28,44 @@ struct InstanceView: Encodable, Sendable {
     var createdAt: String
     var lastError: String?
     var services: [ServiceStatus]
+    var settings: InstanceSettings
+    /// nil: the host cannot enforce limits (no usable cgroup v2).
+    var limitsEnforced: Bool
+    var usage: CgroupUsage?
+    var address: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, state, services
+        case id, name, state, services, settings, limits, usage, network
         case createdAt = "created_at"
         case lastError = "last_error"
     }
+
+    struct Limits: Encodable {
+        var memoryMaxMiB: Int?, memoryHighMiB: Int?, cpus: Double?, pidsMax: Int?
+        enum CodingKeys: String, CodingKey { case cpus; case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max" }
+    }
+
+    struct Usage: Encodable {
+        var u: CgroupUsage
+        enum CodingKeys: String, CodingKey {
+            case memoryCurrent = "memory_current_bytes", memoryPeak = "memory_peak_bytes", memoryHigh = "memory_high_events"
+            case memoryMax = "memory_max_events", oomKills = "oom_kills", cpuUsage = "cpu_usage_usec"
+            case throttled = "cpu_throttled_periods", pids = "pids_current"
+        }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(u.memoryCurrent, forKey: .memoryCurrent)
+            try c.encode(u.memoryPeak, forKey: .memoryPeak)
+            try c.encode(u.memoryHighEvents, forKey: .memoryHigh)
+            try c.encode(u.memoryMaxEvents, forKey: .memoryMax)
+            try c.encode(u.oomKills, forKey: .oomKills)
+            try c.encode(u.cpuUsageMicros, forKey: .cpuUsage)
+            try c.encode(u.cpuThrottledPeriods, forKey: .throttled)
+            try c.encode(u.pidsCurrent, forKey: .pids)
+        }
+    }
+
+    struct Network: Encodable { var mode: String; var address: String? }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -37,6 +75,15 @@ struct InstanceView: Encodable, Sendable {
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(lastError, forKey: .lastError)   // explicit null, never missing
         try c.encode(services, forKey: .services)
+        try c.encode(settings, forKey: .settings)
+        if limitsEnforced {
+            try c.encode(Limits(memoryMaxMiB: settings.memoryMaxMiB, memoryHighMiB: settings.memoryHighMiB,
+                                cpus: settings.cpus, pidsMax: settings.pidsMax), forKey: .limits)
+        } else {
+            try c.encode("unavailable", forKey: .limits)
+        }
+        try c.encode(usage.map(Usage.init), forKey: .usage)
+        try c.encode(Network(mode: settings.network ?? "none", address: address), forKey: .network)
     }
 }
 
@@ -71,12 +118,39 @@ actor InstanceManager {
 
     /// Protections switched off by --unsafe-test-disable (the negative control only).
     let disabled: Set<String>
+    let cgroups: CgroupV2
+    /// nil when the host cannot give instances outbound networking; `networkError` says why.
+    let network: EgressNetwork?
+    let networkError: String?
+    /// Built-in defaults, with the daemon's --default-network applied.
+    let builtInSettings: InstanceSettings
 
-    init(store: Store, paths: DataPaths, logger: Logger, disabled: Set<String> = []) throws {
+    init(store: Store, paths: DataPaths, logger: Logger, disabled: Set<String> = [],
+         defaultNetwork: String = "egress") throws {
         self.store = store
         self.paths = paths
         self.logger = logger
         self.disabled = disabled
+        var builtIn = InstanceSettings.builtIn
+        builtIn.network = defaultNetwork
+        builtInSettings = builtIn
+        cgroups = CgroupV2()
+        if let reason = cgroups.reason {
+            logger.warning("""
+                RESOURCE LIMITS UNAVAILABLE: instances will run WITHOUT memory, CPU and process limits. \
+                \(reason). The API reports "limits": "unavailable" for every instance.
+                """)
+        } else {
+            logger.info("cgroup v2 limits enforced", metadata: ["tree": "\(cgroups.base ?? "")", "controllers": "\(cgroups.controllers.joined(separator: ","))"])
+        }
+        do {
+            network = try EgressNetwork()
+            networkError = nil
+        } catch {
+            network = nil
+            networkError = "\(error)"
+            logger.warning("instance networking unavailable: instances set to \"egress\" will not start", metadata: ["error": "\(error)"])
+        }
         initExecutable = try SealedExecutable.fromSelf()
         seccomp = disabled.contains("seccomp") ? [] : try SeccompProfile.instance.build()
         mountExtras = MountPlan.loadedLibraryDirsOutsideSystem()
@@ -86,6 +160,39 @@ actor InstanceManager {
     /// the usual subuid ranges.
     static func idBase(slot: Int64) -> UInt32 { 0x1000_0000 + UInt32(slot) * SandboxPolicy.idRangeSize }
     static func agentHostUID(slot: Int64) -> UInt32 { idBase(slot: slot) + ServiceCatalog.agentUID }
+
+    // MARK: settings
+
+    func defaultSettings() -> InstanceSettings {
+        InstanceSettings.decode((try? store.setting("instance_defaults")) ?? "{}").over(builtInSettings)
+    }
+
+    func effectiveSettings(_ record: InstanceRecord) -> InstanceSettings {
+        InstanceSettings.decode(record.limits).over(defaultSettings())
+    }
+
+    func setDefaults(_ settings: InstanceSettings) throws -> InstanceSettings {
+        try settings.validate()
+        try settings.over(builtInSettings).validate()
+        try store.setSetting("instance_defaults", settings.json)
+        for (id, runtime) in runtimes where runtime.hasCgroup {
+            if let record = try store.instance(id: id) { cgroups.update(id, limits: effectiveSettings(record).cgroupLimits) }
+        }
+        return defaultSettings()
+    }
+
+    /// Replaces an instance's overrides. Limits apply at once to a running instance; shm,
+    /// tmp and network at its next start.
+    func setOverrides(_ id: Int64, _ overrides: InstanceSettings) throws -> InstanceRecord {
+        try overrides.validate()
+        guard let record = try store.instance(id: id) else { throw APIError.notFound("The instance") }
+        var updated = record
+        updated.limits = overrides.json
+        try effectiveSettings(updated).validate()
+        try store.setLimits(id, overrides.json)
+        if runtimes[id]?.hasCgroup == true { cgroups.update(id, limits: effectiveSettings(updated).cgroupLimits) }
+        return try store.instance(id: id)!
+    }
 
     // MARK: queries
 
@@ -99,8 +206,13 @@ actor InstanceManager {
                 ServiceStatus(name: $0.name, state: "stopped", pid: nil, restarts: 0, lastExit: nil, error: nil)
             }
         }
+        let settings = effectiveSettings(record)
+        let running = runtimes[record.id]
         return InstanceView(id: record.id, name: record.name, state: record.state, createdAt: record.createdAt,
-                            lastError: record.lastError, services: services)
+                            lastError: record.lastError, services: services, settings: settings,
+                            limitsEnforced: cgroups.available,
+                            usage: running?.hasCgroup == true ? cgroups.usage(record.id) : nil,
+                            address: running?.egressAllow != nil ? EgressNetwork.addresses(slot: record.idSlot).instance : nil)
     }
 
     func record(_ id: Int64, for user: User) throws -> InstanceRecord {
@@ -144,15 +256,38 @@ actor InstanceManager {
         }
         guard let record = try store.instance(id: id) else { throw APIError.notFound("The instance") }
         let paths = self.paths
+        let settings = effectiveSettings(record)
+        var cgroupFD: Int32 = -1
         do {
-            let request = try launchRequest(for: record)
-            let runtime = try await Blocking.run { try Self.launch(request, logPath: paths.log(id)) }
+            if settings.network == "egress" && network == nil {
+                throw StartError.storage("instance networking is unavailable on this host: \(networkError ?? "unknown")")
+            }
+            var request = try launchRequest(for: record, settings: settings)
+            if cgroups.available {
+                cgroupFD = try cgroups.prepare(id, limits: settings.cgroupLimits)
+                request.cgroupFD = cgroupFD
+            }
+            let egress = settings.network == "egress" ? network : nil
+            let allow = (settings.egressAllow ?? []).compactMap { IPv4CIDR($0)?.description }
+            let slot = record.idSlot
+            let hasCgroup = cgroupFD >= 0
+            let launchRequest = request
+            let runtime = try await Blocking.run {
+                try Self.launch(launchRequest, logPath: paths.log(id), egressAllow: egress == nil ? nil : allow, hasCgroup: hasCgroup) { pid in
+                    try egress?.attach(slot: slot, pid: pid, allow: allow)
+                }
+            }
+            if cgroupFD >= 0 { close(cgroupFD); cgroupFD = -1 }
             runtimes[id] = runtime
             try store.setState(id, .running)
             try store.setAutostart(id, true)
             logger.info("instance started", metadata: ["instance": "\(record.name)", "pid": "\(runtime.process.pid)"])
         } catch {
-            // Nothing of the attempt survives: launch() already killed and reaped its child.
+            // Nothing of the attempt survives: launch() already killed and reaped its child;
+            // its cgroup and allow-list entries go here.
+            if cgroupFD >= 0 { close(cgroupFD) }
+            cgroups.destroy(id)
+            network?.detach(slot: record.idSlot, allow: (settings.egressAllow ?? []).compactMap { IPv4CIDR($0)?.description })
             let reason = "\(error)"
             try? store.setState(id, .stopped, lastError: reason)
             logger.error("instance start failed", metadata: ["instance": "\(record.name)", "error": "\(reason)"])
@@ -161,14 +296,15 @@ actor InstanceManager {
         return try store.instance(id: id)!
     }
 
-    private func launchRequest(for record: InstanceRecord) throws -> LaunchRequest {
+    private func launchRequest(for record: InstanceRecord, settings: InstanceSettings) throws -> LaunchRequest {
         let home = paths.home(record.id)
         guard FileSystem.isDirectory(home) else {
             throw StartError.storage("the instance's home \(home) is missing or not a directory")
         }
         let base = Self.idBase(slot: record.idSlot)
         HomeOwnership.adopt(home, idBase: base, agentUID: Self.agentHostUID(slot: record.idSlot))
-        let plan = MountPlan(homeSource: home, extraReadOnly: mountExtras)
+        let sizes = TmpfsSizes(shmMiB: settings.shmMiB ?? 512, tmpMiB: settings.tmpMiB ?? 512)
+        let plan = MountPlan(homeSource: home, sizes: sizes, extraReadOnly: mountExtras)
         return LaunchRequest(
             hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,
             arguments: ["claworc-init", "__init"],
@@ -185,7 +321,8 @@ actor InstanceManager {
 
     /// Blocking: launch, then wait for the init's hello. On any failure the child is killed
     /// and reaped before the error is thrown.
-    static func launch(_ base: LaunchRequest, logPath: String) throws -> InstanceRuntime {
+    static func launch(_ base: LaunchRequest, logPath: String, egressAllow: [String]?, hasCgroup: Bool,
+                       beforeGo: (pid_t) throws -> Void) throws -> InstanceRuntime {
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard logFD >= 0 else { throw StartError.storage("cannot open \(logPath): \(FileSystem.errorText(errno))") }
         defer { close(logFD) }
@@ -195,7 +332,7 @@ actor InstanceManager {
         request.stdioFD = logFD
         let process: SandboxProcess
         do {
-            process = try Launcher.launch(request)
+            process = try Launcher.launch(request, beforeGo: beforeGo)
             close(initEnd)
         } catch {
             close(initEnd)
@@ -208,7 +345,15 @@ actor InstanceManager {
             _ = process.wait(timeoutMs: -1)
             throw error
         }
-        return InstanceRuntime(process: process, channel: channel)
+        return InstanceRuntime(process: process, channel: channel, egressAllow: egressAllow, hasCgroup: hasCgroup)
+    }
+
+    /// What is left of an instance on the host once its init is gone.
+    private func release(_ id: Int64, _ runtime: InstanceRuntime) {
+        if runtime.hasCgroup { cgroups.destroy(id) }
+        if let allow = runtime.egressAllow, let record = try? store.instance(id: id) {
+            network?.detach(slot: record.idSlot, allow: allow)
+        }
     }
 
     func stop(_ id: Int64, keepAutostart: Bool = false) async throws -> InstanceRecord {
@@ -220,6 +365,7 @@ actor InstanceManager {
         if !keepAutostart { try store.setAutostart(id, false) }
         if let runtime = runtimes.removeValue(forKey: id) {
             let outcome = try await Blocking.run { Self.terminate(runtime.process) }
+            release(id, runtime)
             logger.info("instance stopped", metadata: ["instance": "\(id)", "outcome": "\(outcome)"])
         }
         try store.setState(id, .stopped)
@@ -306,6 +452,7 @@ actor InstanceManager {
             let result = runtime.process.wait(timeoutMs: 0)
             guard result != .timedOut else { continue }
             runtimes.removeValue(forKey: id)
+            release(id, runtime)
             let reason = "the instance's init exited unexpectedly (\(result))"
             try? store.setState(id, .failed, lastError: reason)
             logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])

@@ -8,6 +8,7 @@ struct LoginBody: Decodable { var username: String; var password: String }
 struct CreateInstanceBody: Decodable { var name: String }
 struct UserEnvelope: Encodable { var user: User }
 struct InstancesEnvelope: Encodable { var instances: [InstanceView] }
+struct SettingsEnvelope: Encodable { var overrides: InstanceSettings; var effective: InstanceSettings }
 struct ExecBody: Decodable {
     var argv: [String]
     var user: String?
@@ -113,6 +114,28 @@ struct APIRoutes {
             }
             let result = try await manager.exec(id, argv: body.argv, user: user, timeoutMs: timeout)
             return JSON.response(ExecResult(result: result))
+        }
+        api.get("/settings/instance-defaults") { _, context in
+            _ = try context.requireAdmin()
+            return JSON.response(["settings": await manager.defaultSettings()])
+        }
+        api.put("/settings/instance-defaults") { request, context in
+            _ = try context.requireAdmin()
+            let body = try await JSON.decode(InstanceSettings.self, from: request, expecting: "of instance settings")
+            return JSON.response(["settings": try await manager.setDefaults(body)])
+        }
+        api.get("/instances/:id/settings") { _, context in
+            let record = try await manager.record(try instanceID(context), for: try context.requireUser())
+            return JSON.response(SettingsEnvelope(overrides: InstanceSettings.decode(record.limits),
+                                                  effective: await manager.effectiveSettings(record)))
+        }
+        api.put("/instances/:id/settings") { request, context in
+            let id = try instanceID(context)
+            _ = try await manager.record(id, for: try context.requireAdmin())
+            let body = try await JSON.decode(InstanceSettings.self, from: request, expecting: "of instance settings")
+            let record = try await manager.setOverrides(id, body)
+            return JSON.response(SettingsEnvelope(overrides: InstanceSettings.decode(record.limits),
+                                                  effective: await manager.effectiveSettings(record)))
         }
         api.post("/instances/:id/restart") { _, context in
             let id = try instanceID(context)

@@ -21,6 +21,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "State directory (default: $CLAWORC_DATA_DIR or /var/lib/claworc).")
     var dataDir: String?
 
+    @Option(name: .customLong("default-network"),
+            help: "Network of instances without their own setting: egress (NAT to the outside, private ranges refused) or none (loopback only).")
+    var defaultNetwork = "egress"
+
     /// Only for the conformance suite's negative control: proves a check goes red when its
     /// protection is off. Never documented for users.
     @Option(name: .customLong("unsafe-test-disable"), help: .hidden)
@@ -56,7 +60,11 @@ struct Serve: AsyncParsableCommand {
         if !disabled.isEmpty {
             logger.critical("UNSAFE: protections disabled for testing", metadata: ["disabled": "\(disabled.sorted())"])
         }
-        let manager = try InstanceManager(store: store, paths: paths, logger: logger, disabled: disabled)
+        guard defaultNetwork == "egress" || defaultNetwork == "none" else {
+            throw ValidationError("--default-network must be egress or none")
+        }
+        let manager = try InstanceManager(store: store, paths: paths, logger: logger, disabled: disabled,
+                                          defaultNetwork: defaultNetwork)
 
         let router = Router(context: AppContext.self)
         router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))

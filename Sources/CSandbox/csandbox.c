@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/vfs.h>
 
 const uint64_t CSBX_CLONE_NEWNS = CLONE_NEWNS;
 const uint64_t CSBX_CLONE_NEWPID = CLONE_NEWPID;
@@ -695,4 +696,9 @@ const char *csbx_spawn_step_name(int err) {
                                         "seccomp", "exec"};
     int step = err >> 16;
     return step >= 0 && step < (int)(sizeof names / sizeof *names) ? names[step] : "?";
+}
+
+unsigned long csbx_fs_magic(const char *path) {
+    struct statfs fs;
+    return statfs(path, &fs) == 0 ? (unsigned long)fs.f_type : 0;
 }

@@ -85,7 +85,7 @@ public enum ServiceCatalog {
                             "--remote-debugging-address=127.0.0.1",
                             "--remote-debugging-port=\(devToolsPort)",
                             "--no-first-run", "--no-default-browser-check", "--password-store=basic",
-                            "--disable-component-update", "--ozone-platform=x11",
+                            "--disable-component-update", "--disable-background-networking", "--ozone-platform=x11",
                             "--window-position=0,0", "--window-size=\(windowSize)", "about:blank"],
                 environment: env, dependsOn: ["xvfb"], readiness: .tcp(port: devToolsPort),
                 staleFiles: ["\(profile)/SingletonLock", "\(profile)/SingletonSocket", "\(profile)/SingletonCookie"],

@@ -35,6 +35,9 @@ class Daemon:
     def __init__(self, data_dir: pathlib.Path, extra_args=()):
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
+        # Test instances get no route out unless a test gives one (to its own test hosts).
+        if "--default-network" not in self.extra_args:
+            self.extra_args += ["--default-network", "none"]
         self.proc = None
         self.port = None
         self.log_path = data_dir.parent / (data_dir.name + ".daemon.log")

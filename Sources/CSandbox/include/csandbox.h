@@ -188,6 +188,9 @@ int csbx_sealed_copy(int source_fd, const char *name);
 // getrlimit by number (Swift's Glibc types the resource as an enum).
 int csbx_getrlimit_max(int resource, struct rlimit *out);
 
+// statfs(path).f_type, or 0 on error (Swift's Glibc module lacks statfs).
+unsigned long csbx_fs_magic(const char *path);
+
 // prctl wrappers (prctl is variadic, so Swift cannot call it).
 int csbx_set_dumpable(int on);
 int csbx_set_child_subreaper(void);

@@ -1,0 +1,138 @@
+import FoundationEssentials
+import Sandbox
+
+/// Per-instance settings with appliance-wide defaults. Every field is optional in storage:
+/// an instance's overrides are layered over the defaults, which are layered over built-ins.
+struct InstanceSettings: Codable, Sendable, Equatable {
+    var memoryMaxMiB: Int?
+    var memoryHighMiB: Int?
+    var cpus: Double?
+    var pidsMax: Int?
+    var shmMiB: Int?
+    var tmpMiB: Int?
+    /// "egress": a veth with NAT to the outside, private ranges and the host refused;
+    /// "none": loopback only.
+    var network: String?
+    /// Destinations (IPv4 address or CIDR) an instance may reach despite the private-range
+    /// block, e.g. a LAN proxy.
+    var egressAllow: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case cpus, network
+        case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max"
+        case shmMiB = "shm_mib", tmpMiB = "tmp_mib", egressAllow = "egress_allow"
+    }
+
+    init(memoryMaxMiB: Int? = nil, memoryHighMiB: Int? = nil, cpus: Double? = nil, pidsMax: Int? = nil,
+         shmMiB: Int? = nil, tmpMiB: Int? = nil, network: String? = nil, egressAllow: [String]? = nil) {
+        self.memoryMaxMiB = memoryMaxMiB
+        self.memoryHighMiB = memoryHighMiB
+        self.cpus = cpus
+        self.pidsMax = pidsMax
+        self.shmMiB = shmMiB
+        self.tmpMiB = tmpMiB
+        self.network = network
+        self.egressAllow = egressAllow
+    }
+
+    /// Strict: a misspelt field is an error, not a silently ignored setting.
+    init(from decoder: any Decoder) throws {
+        struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        let known = Set(["memory_max_mib", "memory_high_mib", "cpus", "pids_max", "shm_mib", "tmp_mib", "network", "egress_allow"])
+        let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }
+        if let first = unknown.sorted().first {
+            throw APIError.badRequest("unknown_setting", "Unknown setting \"\(first)\"; known: \(known.sorted().joined(separator: ", ")).")
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        memoryMaxMiB = try c.decodeIfPresent(Int.self, forKey: .memoryMaxMiB)
+        memoryHighMiB = try c.decodeIfPresent(Int.self, forKey: .memoryHighMiB)
+        cpus = try c.decodeIfPresent(Double.self, forKey: .cpus)
+        pidsMax = try c.decodeIfPresent(Int.self, forKey: .pidsMax)
+        shmMiB = try c.decodeIfPresent(Int.self, forKey: .shmMiB)
+        tmpMiB = try c.decodeIfPresent(Int.self, forKey: .tmpMiB)
+        network = try c.decodeIfPresent(String.self, forKey: .network)
+        egressAllow = try c.decodeIfPresent([String].self, forKey: .egressAllow)
+    }
+
+    static let builtIn = InstanceSettings(memoryMaxMiB: 4096, memoryHighMiB: 3584, cpus: 2, pidsMax: 4096,
+                                          shmMiB: 512, tmpMiB: 512, network: "egress", egressAllow: [])
+
+    /// Fields set here win over `base`.
+    func over(_ base: InstanceSettings) -> InstanceSettings {
+        InstanceSettings(memoryMaxMiB: memoryMaxMiB ?? base.memoryMaxMiB, memoryHighMiB: memoryHighMiB ?? base.memoryHighMiB,
+                         cpus: cpus ?? base.cpus, pidsMax: pidsMax ?? base.pidsMax, shmMiB: shmMiB ?? base.shmMiB,
+                         tmpMiB: tmpMiB ?? base.tmpMiB, network: network ?? base.network,
+                         egressAllow: egressAllow ?? base.egressAllow)
+    }
+
+    /// Rejects nonsense with a message naming the field.
+    func validate() throws {
+        func check(_ ok: Bool, _ field: String, _ rule: String) throws {
+            if !ok { throw APIError.badRequest("invalid_setting", "\(field): \(rule).") }
+        }
+        if let v = memoryMaxMiB { try check((64...1_048_576).contains(v), "memory_max_mib", "64 to 1048576") }
+        if let v = memoryHighMiB { try check((32...1_048_576).contains(v), "memory_high_mib", "32 to 1048576") }
+        if let v = cpus { try check(v >= 0.05 && v <= 1024, "cpus", "0.05 to 1024") }
+        if let v = pidsMax { try check((32...4_194_304).contains(v), "pids_max", "32 to 4194304") }
+        if let v = shmMiB { try check((1...65536).contains(v), "shm_mib", "1 to 65536") }
+        if let v = tmpMiB { try check((1...65536).contains(v), "tmp_mib", "1 to 65536") }
+        if let v = network { try check(v == "egress" || v == "none", "network", "\"egress\" or \"none\"") }
+        if let list = egressAllow {
+            try check(list.count <= 256, "egress_allow", "at most 256 entries")
+            for entry in list { try check(IPv4CIDR(entry) != nil, "egress_allow", "IPv4 addresses or CIDRs such as 192.168.1.10 or 10.0.0.0/24") }
+        }
+        if let high = memoryHighMiB, let max = memoryMaxMiB {
+            try check(high <= max, "memory_high_mib", "at most memory_max_mib")
+        }
+    }
+
+    var cgroupLimits: CgroupLimits {
+        let builtIn = Self.builtIn
+        return CgroupLimits(memoryMaxBytes: UInt64(memoryMaxMiB ?? builtIn.memoryMaxMiB!) << 20,
+                            memoryHighBytes: UInt64(memoryHighMiB ?? builtIn.memoryHighMiB!) << 20,
+                            cpus: cpus ?? builtIn.cpus!, pidsMax: pidsMax ?? builtIn.pidsMax!)
+    }
+
+    static func decode(_ json: String) -> InstanceSettings {
+        (try? JSONDecoder().decode(InstanceSettings.self, from: Data(json.utf8))) ?? InstanceSettings()
+    }
+
+    var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "{}"
+    }
+}
+
+/// An IPv4 address or network in CIDR form, normalised.
+struct IPv4CIDR: Equatable, CustomStringConvertible {
+    var address: UInt32
+    var prefix: Int
+
+    init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2 else { return nil }
+        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4 else { return nil }
+        var value: UInt32 = 0
+        for octet in octets {
+            guard octet.count <= 3, let byte = UInt8(octet) else { return nil }
+            value = value << 8 | UInt32(byte)
+        }
+        let prefix = parts.count == 2 ? Int(parts[1]) : 32
+        guard let prefix, (0...32).contains(prefix) else { return nil }
+        let mask: UInt32 = prefix == 0 ? 0 : ~UInt32(0) << UInt32(32 - prefix)
+        self.address = value & mask
+        self.prefix = prefix
+    }
+
+    var description: String {
+        let a = address
+        return "\(a >> 24).\(a >> 16 & 0xff).\(a >> 8 & 0xff).\(a & 0xff)/\(prefix)"
+    }
+}

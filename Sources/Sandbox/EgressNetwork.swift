@@ -1,0 +1,124 @@
+import Glibc
+
+/// Outbound networking for instances: each gets a veth pair (`cw-<slot>` on the host, `eth0`
+/// inside) on its own /30 in 10.200.0.0/16, a default route through the host, and NAT to the
+/// outside world. One nftables table (`inet claworc`) keeps instances from reaching the host
+/// itself, each other, and private, loopback, link-local (cloud metadata included) and
+/// multicast ranges, except for destinations an admin allowed per instance. IPv6 from
+/// instances is dropped.
+public final class EgressNetwork: Sendable {
+    public static let table = "claworc"
+    static let refused = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+                          "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3"]
+    public static let maxSlot: Int64 = 16383
+
+    /// Nameservers of the host (from /etc/resolv.conf, which instances share): DNS to them
+    /// stays allowed even when they sit in a private range.
+    public let nameservers: [String]
+
+    public init() throws(HostCommand.Failure) {
+        nameservers = (FileSystem.readText("/etc/resolv.conf") ?? "").split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count >= 2, parts[0] == "nameserver", !parts[1].contains(":"), !parts[1].hasPrefix("127.") else { return nil }
+            return String(parts[1])
+        }
+        guard Self.writeSysctl("/proc/sys/net/ipv4/ip_forward", "1") else {
+            throw HostCommand.Failure(description: "cannot enable IPv4 forwarding: \(FileSystem.errorText(errno))")
+        }
+        // Replace whatever an earlier run left: elements of instances that no longer run.
+        _ = try? HostCommand.run(["nft", "delete", "table", "inet", Self.table])
+        try HostCommand.run(["nft", "-f", "-"], input: ruleset)
+    }
+
+    var ruleset: String {
+        let dns = nameservers.isEmpty ? "" : """
+                iifname "cw-*" ip daddr { \(nameservers.joined(separator: ", ")) } udp dport 53 accept
+                iifname "cw-*" ip daddr { \(nameservers.joined(separator: ", ")) } tcp dport 53 accept
+
+            """
+        return """
+            table inet \(Self.table) {
+              set allow4 {
+                type ifname . ipv4_addr
+                flags interval
+              }
+              chain input {
+                type filter hook input priority filter; policy accept;
+                iifname "cw-*" ct state established,related accept
+                iifname "cw-*" counter drop
+              }
+              chain forward {
+                type filter hook forward priority filter; policy accept;
+                oifname "cw-*" ct state established,related accept
+                oifname "cw-*" counter drop
+                iifname "cw-*" meta nfproto ipv6 counter drop
+                iifname . ip daddr @allow4 accept
+            \(dns)    iifname "cw-*" ip daddr { \(Self.refused.joined(separator: ", ")) } counter drop
+                iifname "cw-*" accept
+              }
+              chain postrouting {
+                type nat hook postrouting priority srcnat; policy accept;
+                ip saddr 10.200.0.0/16 oifname != "cw-*" masquerade
+              }
+            }
+
+            """
+    }
+
+    public struct Addresses: Sendable, Equatable {
+        public var interface: String
+        public var host: String
+        public var instance: String
+    }
+
+    public static func addresses(slot: Int64) -> Addresses {
+        let base = UInt32(10 << 24 | 200 << 16) + UInt32(slot) * 4
+        func dotted(_ v: UInt32) -> String { "\(v >> 24).\(v >> 16 & 0xff).\(v >> 8 & 0xff).\(v & 0xff)" }
+        return Addresses(interface: "cw-\(slot)", host: dotted(base + 1), instance: dotted(base + 2))
+    }
+
+    /// Gives the waiting child (still before "go") its interface; runs in the launcher's
+    /// beforeGo hook. On failure nothing is left: the pair dies with the child's namespace.
+    public func attach(slot: Int64, pid: pid_t, allow: [String]) throws(HostCommand.Failure) {
+        guard (1...Self.maxSlot).contains(slot) else {
+            throw HostCommand.Failure(description: "no network address left for slot \(slot)")
+        }
+        let a = Self.addresses(slot: slot)
+        // A pair left by a crashed daemon would block the name.
+        _ = try? HostCommand.run(["ip", "link", "delete", a.interface])
+        try HostCommand.run(["ip", "-batch", "-"], input: """
+            link add \(a.interface) type veth peer name eth0 netns \(pid)
+            addr add \(a.host)/30 dev \(a.interface)
+            link set \(a.interface) up
+
+            """)
+        try HostCommand.run(["nsenter", "--net=/proc/\(pid)/ns/net", "ip", "-batch", "-"], input: """
+            addr add \(a.instance)/30 dev eth0
+            link set eth0 up
+            route add default via \(a.host)
+
+            """)
+        if !allow.isEmpty {
+            let elements = allow.map { "\"\(a.interface)\" . \($0)" }.joined(separator: ", ")
+            try HostCommand.run(["nft", "add", "element", "inet", Self.table, "allow4", "{ \(elements) }"])
+        }
+    }
+
+    /// Forgets an instance's allow-list entries; its veth went away with its network namespace
+    /// (deleted here too in case the namespace outlived the stop).
+    public func detach(slot: Int64, allow: [String]) {
+        let a = Self.addresses(slot: slot)
+        if !allow.isEmpty {
+            let elements = allow.map { "\"\(a.interface)\" . \($0)" }.joined(separator: ", ")
+            _ = try? HostCommand.run(["nft", "delete", "element", "inet", Self.table, "allow4", "{ \(elements) }"])
+        }
+        _ = try? HostCommand.run(["ip", "link", "delete", a.interface])
+    }
+
+    static func writeSysctl(_ path: String, _ value: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return value.withCString { write(fd, $0, strlen($0)) } == value.utf8.count
+    }
+}
