@@ -5,10 +5,16 @@
 set -euo pipefail
 mode="${1:-run}"
 
-runtime=(libsqlite3-dev xvfb x11vnc chromium fonts-dejavu-core fonts-liberation)
-testing=(chromium-driver sqlite3 iproute2 util-linux python3-pip)
+#   scripts/install-deps.sh bench  that, plus the peers the benchmarks compare against
+runtime=(libsqlite3-dev libseccomp-dev xvfb x11vnc chromium fonts-dejavu-core fonts-liberation
+         iproute2 nftables util-linux)
+# user-mode-linux + busybox-static: real cgroup v2 limits are tested inside a UML guest
+# (Tests/uml); gcc builds the conformance probe statically.
+testing=(chromium-driver sqlite3 python3-pip user-mode-linux busybox-static gcc libc6-dev)
+benchmarks=(bubblewrap hyperfine)
 packages=("${runtime[@]}")
-[[ "$mode" == "test" ]] && packages+=("${testing[@]}")
+[[ "$mode" == "test" || "$mode" == "bench" ]] && packages+=("${testing[@]}")
+[[ "$mode" == "bench" ]] && packages+=("${benchmarks[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -21,7 +27,7 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [[ "$mode" == "test" ]]; then
+if [[ "$mode" == "test" || "$mode" == "bench" ]]; then
     # Selenium 4.52 needs a certifi newer than the package index has; 4.51 is verified.
     python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests
 fi

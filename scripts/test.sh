@@ -12,4 +12,4 @@ scripts/install-deps.sh test
 scripts/build.sh debug
 swift build --build-tests
 swift test --skip-build
-python3 -m pytest -p no:cacheprovider Tests/integration -v
+python3 -m pytest -p no:cacheprovider Tests/integration Tests/conformance Tests/uml -v

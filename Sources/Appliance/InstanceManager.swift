@@ -65,7 +65,16 @@ struct InstanceView: Encodable, Sendable {
         }
     }
 
-    struct Network: Encodable { var mode: String; var address: String? }
+    struct Network: Encodable {
+        var mode: String
+        var address: String?
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(mode, forKey: .mode)
+            try c.encode(address, forKey: .address)
+        }
+        enum CodingKeys: String, CodingKey { case mode, address }
+    }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -125,8 +134,12 @@ actor InstanceManager {
     /// Built-in defaults, with the daemon's --default-network applied.
     let builtInSettings: InstanceSettings
 
+    /// "standard" or "none" (instances run only their init).
+    let services: String
+
     init(store: Store, paths: DataPaths, logger: Logger, disabled: Set<String> = [],
-         defaultNetwork: String = "egress") throws {
+         defaultNetwork: String = "egress", services: String = "standard") throws {
+        self.services = services
         self.store = store
         self.paths = paths
         self.logger = logger
@@ -202,7 +215,7 @@ actor InstanceManager {
             let channel = runtime.channel
             services = (try? await Blocking.run { try channel.call(.status, timeoutMs: 2000).0.services ?? [] }) ?? []
         } else {
-            services = ServiceCatalog.standard().map {
+            services = ServiceCatalog.named(self.services).map {
                 ServiceStatus(name: $0.name, state: "stopped", pid: nil, restarts: 0, lastExit: nil, error: nil)
             }
         }
@@ -309,7 +322,8 @@ actor InstanceManager {
             hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,
             arguments: ["claworc-init", "__init"],
             environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)"]
-                + (disabled.contains("seccomp") ? ["CLAWORC_UNSAFE_NO_SECCOMP=1"] : []),
+                + (disabled.contains("seccomp") ? ["CLAWORC_UNSAFE_NO_SECCOMP=1"] : [])
+                + ["CLAWORC_SERVICES=\(services)"],
             controlFD: -1, stdioFD: -1,
             policy: SandboxPolicy(idBase: base, seccomp: seccomp))
     }

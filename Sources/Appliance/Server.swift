@@ -25,6 +25,10 @@ struct Serve: AsyncParsableCommand {
             help: "Network of instances without their own setting: egress (NAT to the outside, private ranges refused) or none (loopback only).")
     var defaultNetwork = "egress"
 
+    @Option(name: .customLong("instance-services"),
+            help: "standard (Xvfb, VNC, Chromium) or none (only the init: for benchmarks and resource tests).")
+    var instanceServices = "standard"
+
     /// Only for the conformance suite's negative control: proves a check goes red when its
     /// protection is off. Never documented for users.
     @Option(name: .customLong("unsafe-test-disable"), help: .hidden)
@@ -63,8 +67,11 @@ struct Serve: AsyncParsableCommand {
         guard defaultNetwork == "egress" || defaultNetwork == "none" else {
             throw ValidationError("--default-network must be egress or none")
         }
+        guard instanceServices == "standard" || instanceServices == "none" else {
+            throw ValidationError("--instance-services must be standard or none")
+        }
         let manager = try InstanceManager(store: store, paths: paths, logger: logger, disabled: disabled,
-                                          defaultNetwork: defaultNetwork)
+                                          defaultNetwork: defaultNetwork, services: instanceServices)
 
         let router = Router(context: AppContext.self)
         router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))

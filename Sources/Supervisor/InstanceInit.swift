@@ -26,7 +26,8 @@ public enum InstanceInit {
         prepareFilesystem()
         if environment["CLAWORC_UNSAFE_NO_SECCOMP"] != "1" { Confinement.prepare() }
 
-        let supervisor = ServiceSupervisor(specs: ServiceCatalog.standard(screen: environment["CLAWORC_SCREEN"] ?? "1280x800"))
+        let supervisor = ServiceSupervisor(specs: ServiceCatalog.named(environment["CLAWORC_SERVICES"] ?? "standard",
+                                                                       screen: environment["CLAWORC_SCREEN"] ?? "1280x800"))
         let runner = CommandRunner()
         var controlOpen = true
         send(ControlResponse(id: 0, ok: true, services: supervisor.statuses), fd: -1)

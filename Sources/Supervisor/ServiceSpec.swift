@@ -57,6 +57,11 @@ public enum ServiceCatalog {
         "XDG_RUNTIME_DIR=\(runtimeDir)",
     ]
 
+    /// The service set an instance runs: "standard", or "none" for an instance of only its init.
+    public static func named(_ set: String, screen: String = "1280x800") -> [ServiceSpec] {
+        set == "none" ? [] : standard(screen: screen)
+    }
+
     public static func standard(screen: String = "1280x800") -> [ServiceSpec] {
         let size = screen.split(separator: "x").map(String.init)
         let windowSize = size.count == 2 ? "\(size[0]),\(size[1])" : "1280,800"

@@ -1,0 +1,178 @@
+"""Check 24 (egress) and the veth side of 23: an instance reaches a fake "internet" host, and
+nothing else: not a fake LAN host, not the host itself, not another instance, not link-local
+metadata, unless an admin allows a destination. All peers are test hosts in network
+namespaces this test creates; no packet goes anywhere else."""
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
+from conftest import Daemon, bootstrap_admin  # noqa: E402
+
+INTERNET = ("203.0.113.10", "203.0.113.1")     # TEST-NET-3: (fake host, host side)
+LAN = ("192.168.77.10", "192.168.77.1")
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, capture_output=True, text=True, check=check)
+
+
+class FakeHost:
+    """A network namespace with one veth to the host and a tiny HTTP server on port 8080."""
+
+    def __init__(self, name, addr, host_addr):
+        self.name, self.addr, self.host_addr = name, addr, host_addr
+        self.veth = f"{name[-6:]}h"
+        sh("ip", "netns", "add", name)
+        sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+        sh("ip", "addr", "add", f"{host_addr}/24", "dev", self.veth)
+        sh("ip", "link", "set", self.veth, "up")
+        sh("ip", "-n", name, "addr", "add", f"{addr}/24", "dev", "eth0")
+        sh("ip", "-n", name, "link", "set", "eth0", "up")
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        self.server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8080",
+                                        "--bind", addr], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:   # readiness: the server accepts from the host
+            if sh("ip", "netns", "exec", name, sys.executable, "-c",
+                  f"import socket; socket.create_connection(('{addr}', 8080), 1)", check=False).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"test host {name} did not come up")
+
+    def close(self):
+        self.server.kill()
+        self.server.wait()
+        sh("ip", "netns", "delete", self.name, check=False)
+        sh("ip", "link", "delete", self.veth, check=False)
+
+
+@pytest.fixture(scope="module")
+def world():
+    hosts = [FakeHost("cwtest-inet", *INTERNET), FakeHost("cwtest-lan", *LAN)]
+    # A service on the host's own address on the fake-internet link: instances must not reach it.
+    host_service = subprocess.Popen([sys.executable, "-m", "http.server", "8081", "--bind", INTERNET[1]],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-egress-"))
+    base.chmod(0o711)
+    daemon = Daemon(base / "data", extra_args=["--default-network", "egress"]).start()
+    try:
+        admin = bootstrap_admin(daemon)
+        yield admin
+    finally:
+        daemon.stop()
+        host_service.kill()
+        host_service.wait()
+        for h in hosts:
+            h.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+CONNECT = """
+import json, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    s = socket.create_connection((host, port), timeout=float(sys.argv[3]))
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    print(json.dumps({"ok": True, "reply": s.recv(12).decode(errors="replace")}))
+except OSError as e:
+    print(json.dumps({"ok": False, "error": type(e).__name__, "errno": e.errno}))
+"""
+
+
+def connect(admin, iid, host, port, timeout=2.0):
+    r = admin.post(f"/api/v1/instances/{iid}/exec",
+                   {"argv": ["python3", "-c", CONNECT, host, str(port), str(timeout)], "timeout_ms": 20000})
+    assert r.status_code == 200, r.text
+    return json.loads(r.json()["output"].strip().splitlines()[-1])
+
+
+def start(admin, name):
+    inst = admin.create(name)
+    r = admin.post(f"/api/v1/instances/{inst['id']}/start")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["network"]["mode"] == "egress" and body["network"]["address"].startswith("10.200.")
+    return body
+
+
+def links():
+    return sh("ip", "-o", "link").stdout
+
+
+def test_24_egress_reaches_only_the_outside(world):
+    admin = world
+    a = start(admin, "egress-a")
+    b = start(admin, "egress-b")
+
+    # The fake internet answers.
+    reached = connect(admin, a["id"], INTERNET[0], 8080)
+    assert reached["ok"] and reached["reply"].startswith("HTTP/1."), reached
+
+    # Everything else is dropped (a timeout, not a refusal: the packets never arrive).
+    for host, port in [(LAN[0], 8080), (INTERNET[1], 8081), ("169.254.169.254", 80),
+                       (a["network"]["address"].rsplit(".", 1)[0] + ".1", 22)]:
+        blocked = connect(admin, a["id"], host, port, timeout=1.5)
+        assert not blocked["ok"] and blocked["error"] in ("TimeoutError", "timeout"), (host, blocked)
+
+    # Another instance: B listens on all its addresses; B reaches itself, A does not reach B.
+    listener = threading.Thread(target=lambda: admin.post(
+        f"/api/v1/instances/{b['id']}/exec",
+        {"argv": ["python3", "-c", "import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+                  "s.bind(('0.0.0.0',8099));s.listen()\nend=time.time()+12\nwhile time.time()<end:\n s.settimeout(end-time.time())\n"
+                  " try: c,_=s.accept(); c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\n'); c.close()\n except OSError: break"],
+         "timeout_ms": 15000}), daemon=True)
+    listener.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not connect(admin, b["id"], b["network"]["address"], 8099, 0.5)["ok"]:
+        pass
+    assert connect(admin, b["id"], b["network"]["address"], 8099)["ok"], "B's own listener is up"
+    across = connect(admin, a["id"], b["network"]["address"], 8099, timeout=1.5)
+    assert not across["ok"], across
+    listener.join(20)
+
+    # An admin allows the LAN host for A only.
+    r = admin.http.put(admin.url(f"/api/v1/instances/{a['id']}/settings"), json={"egress_allow": [LAN[0]]}, timeout=30)
+    assert r.status_code == 200 and r.json()["effective"]["egress_allow"] == [LAN[0]], r.text
+    assert admin.post(f"/api/v1/instances/{a['id']}/restart").status_code == 200
+    allowed = connect(admin, a["id"], LAN[0], 8080)
+    assert allowed["ok"], allowed
+    assert not connect(admin, b["id"], LAN[0], 8080, timeout=1.5)["ok"], "the allowance is A's alone"
+    assert '"cw-' in sh("nft", "-j", "list", "set", "inet", "claworc", "allow4").stdout
+
+    # Teardown leaves no veth and no allow-list entry.
+    for inst in (a, b):
+        assert admin.post(f"/api/v1/instances/{inst['id']}/stop").json()["state"] == "stopped"
+    assert " cw-" not in links() and ": cw-" not in links(), links()
+    assert '"cw-' not in sh("nft", "-j", "list", "set", "inet", "claworc", "allow4").stdout
+
+
+def test_23_isolated_instance_has_only_loopback(world):
+    admin = world
+    inst = admin.create("no-net")
+    r = admin.http.put(admin.url(f"/api/v1/instances/{inst['id']}/settings"), json={"network": "none"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert admin.post(f"/api/v1/instances/{inst['id']}/start").json()["network"] == {"mode": "none", "address": None}
+    out = admin.post(f"/api/v1/instances/{inst['id']}/exec", {"argv": ["ip", "-o", "link"]}).json()["output"]
+    assert [l.split(":")[1].strip() for l in out.strip().splitlines()] == ["lo"], out
+    assert not connect(admin, inst["id"], INTERNET[0], 8080)["ok"]
+    admin.post(f"/api/v1/instances/{inst['id']}/stop")
+
+
+def test_settings_are_validated(world):
+    admin = world
+    inst = admin.create("validated")
+    url = admin.url(f"/api/v1/instances/{inst['id']}/settings")
+    for body, code in [({"egress_allow": ["not-an-ip"]}, "invalid_setting"), ({"network": "wifi"}, "invalid_setting"),
+                       ({"memory_max_mib": 1}, "invalid_setting"), ({"memory_maximum": 5}, "unknown_setting"),
+                       ({"memory_max_mib": 512, "memory_high_mib": 1024}, "invalid_setting")]:
+        r = admin.http.put(url, json=body, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, (body, r.text)
+    assert admin.get(f"/api/v1/instances/{inst['id']}/settings").json()["overrides"] == {}, "nothing half-applied"
