@@ -14,6 +14,9 @@ struct DataPaths: Sendable {
     func instanceDir(_ id: Int64) -> String { "\(instances)/\(id)" }
     func home(_ id: Int64) -> String { instanceDir(id) + "/home" }
     func log(_ id: Int64) -> String { instanceDir(id) + "/instance.log" }
+    /// The writable layer of an instance's overlay root (image mode) and its work dir.
+    func upper(_ id: Int64) -> String { instanceDir(id) + "/root/upper" }
+    func work(_ id: Int64) -> String { instanceDir(id) + "/root/work" }
 
     /// Instances run as unprivileged host ids, and their launcher reaches its mount point and
     /// their home through these paths: directories on the way are searchable (0711) but not

@@ -136,10 +136,14 @@ actor InstanceManager {
 
     /// "standard" or "none" (instances run only their init).
     let services: String
+    /// nil: the host's system directories (read-only); else the shared base root tree of the
+    /// image mode.
+    let baseRoot: String?
 
     init(store: Store, paths: DataPaths, logger: Logger, disabled: Set<String> = [],
-         defaultNetwork: String = "egress", services: String = "standard") throws {
+         defaultNetwork: String = "egress", services: String = "standard", baseRoot: String? = nil) throws {
         self.services = services
+        self.baseRoot = baseRoot
         self.store = store
         self.paths = paths
         self.logger = logger
@@ -285,10 +289,11 @@ actor InstanceManager {
             let slot = record.idSlot
             let hasCgroup = cgroupFD >= 0
             let launchRequest = request
+            let baseRoot = self.baseRoot
             let runtime = try await Blocking.run {
-                try Self.launch(launchRequest, logPath: paths.log(id), egressAllow: egress == nil ? nil : allow, hasCgroup: hasCgroup) { pid in
-                    try egress?.attach(slot: slot, pid: pid, allow: allow)
-                }
+                try Self.launch(launchRequest, logPath: paths.log(id), egressAllow: egress == nil ? nil : allow, hasCgroup: hasCgroup,
+                                beforeGo: { pid in try egress?.attach(slot: slot, pid: pid, allow: allow) },
+                                passMount: baseRoot.map { base in { pid in try IdMappedTree.make(base, for: pid) } })
             }
             if cgroupFD >= 0 { close(cgroupFD); cgroupFD = -1 }
             runtimes[id] = runtime
@@ -317,7 +322,20 @@ actor InstanceManager {
         let base = Self.idBase(slot: record.idSlot)
         HomeOwnership.adopt(home, idBase: base, agentUID: Self.agentHostUID(slot: record.idSlot))
         let sizes = TmpfsSizes(shmMiB: settings.shmMiB ?? 512, tmpMiB: settings.tmpMiB ?? 512)
-        let plan = MountPlan(homeSource: home, sizes: sizes, extraReadOnly: mountExtras)
+        var plan = MountPlan(homeSource: home, sizes: sizes, extraReadOnly: mountExtras)
+        plan.stageDir = paths.stage
+        if baseRoot != nil {
+            let upper = paths.upper(record.id), work = paths.work(record.id)
+            for dir in [paths.instanceDir(record.id) + "/root", upper, work] {
+                let rc = FileSystem.makeDirectories(dir, mode: 0o755)
+                guard rc == 0 else { throw StartError.storage("cannot create \(dir): \(FileSystem.errorText(rc))") }
+            }
+            // Root inside the instance owns its layer; the work dir must start out empty.
+            FileSystem.removeTree(work)
+            mkdir(work, 0o700)
+            for dir in [paths.instanceDir(record.id) + "/root", upper, work] { chown(dir, base, base) }
+            plan.root = .image(upper: upper, work: work)
+        }
         return LaunchRequest(
             hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,
             arguments: ["claworc-init", "__init"],
@@ -336,7 +354,7 @@ actor InstanceManager {
     /// Blocking: launch, then wait for the init's hello. On any failure the child is killed
     /// and reaped before the error is thrown.
     static func launch(_ base: LaunchRequest, logPath: String, egressAllow: [String]?, hasCgroup: Bool,
-                       beforeGo: (pid_t) throws -> Void) throws -> InstanceRuntime {
+                       beforeGo: (pid_t) throws -> Void, passMount: ((pid_t) throws -> Int32)?) throws -> InstanceRuntime {
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard logFD >= 0 else { throw StartError.storage("cannot open \(logPath): \(FileSystem.errorText(errno))") }
         defer { close(logFD) }
@@ -346,7 +364,7 @@ actor InstanceManager {
         request.stdioFD = logFD
         let process: SandboxProcess
         do {
-            process = try Launcher.launch(request, beforeGo: beforeGo)
+            process = try Launcher.launch(request, beforeGo: beforeGo, passMount: passMount)
             close(initEnd)
         } catch {
             close(initEnd)

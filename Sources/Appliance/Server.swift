@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import Sandbox
 
 struct Claworc: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +29,13 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("instance-services"),
             help: "standard (Xvfb, VNC, Chromium) or none (only the init: for benchmarks and resource tests).")
     var instanceServices = "standard"
+
+    @Option(name: .customLong("root-mode"),
+            help: "host: instances see the host's /usr and /etc read-only. image: an overlay of --base-dir, writable per instance.")
+    var rootMode = "host"
+
+    @Option(name: .customLong("base-dir"), help: "The shared base root filesystem tree for --root-mode image (default: <data-dir>/base).")
+    var baseDir: String?
 
     /// Only for the conformance suite's negative control: proves a check goes red when its
     /// protection is off. Never documented for users.
@@ -70,8 +78,17 @@ struct Serve: AsyncParsableCommand {
         guard instanceServices == "standard" || instanceServices == "none" else {
             throw ValidationError("--instance-services must be standard or none")
         }
+        guard rootMode == "host" || rootMode == "image" else { throw ValidationError("--root-mode must be host or image") }
+        var baseRoot: String?
+        if rootMode == "image" {
+            let base = baseDir ?? root + "/base"
+            guard FileSystem.isDirectory(base + "/usr") else {
+                throw ValidationError("--root-mode image needs a root filesystem tree at \(base) (it has no /usr)")
+            }
+            baseRoot = base
+        }
         let manager = try InstanceManager(store: store, paths: paths, logger: logger, disabled: disabled,
-                                          defaultNetwork: defaultNetwork, services: instanceServices)
+                                          defaultNetwork: defaultNetwork, services: instanceServices, baseRoot: baseRoot)
 
         let router = Router(context: AppContext.self)
         router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))

@@ -82,6 +82,9 @@ struct child_report {
 // Child side
 // ---------------------------------------------------------------------------------------
 
+// The fd that came with "go", for CSBX_ATTACH_PASSED. Only the child writes it, once.
+static int child_passed_fd = -1;
+
 __attribute__((noreturn)) static void report_and_die(int sync_fd, int stage, int err, int detail) {
     struct child_report r = {stage, err, detail};
     ssize_t ignored = write(sync_fd, &r, sizeof r);
@@ -180,6 +183,13 @@ static int apply_mount(const char *root, const struct csbx_mount *m) {
         return mount("cgroup2", path, "cgroup2", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     case CSBX_OVERLAY:
         return mount("overlay", path, "overlay", m->flags, m->data);
+    case CSBX_ATTACH_PASSED:
+        if (child_passed_fd < 0) {
+            errno = EBADF;
+            return -1;
+        }
+        if (mkdir_p(path, 0700) < 0) return -1;
+        return (int)syscall(SYS_move_mount, child_passed_fd, "", AT_FDCWD, path, 0x00000004 /* MOVE_MOUNT_F_EMPTY_PATH */);
     default:
         errno = EINVAL;
         return -1;
@@ -262,9 +272,10 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     reset_signals();
 
     char go = 0;
-    ssize_t n;
-    do { n = read(sync_fd, &go, 1); } while (n < 0 && errno == EINTR);
+    int passed_fd = -1;
+    ssize_t n = csbx_recv_with_fd(sync_fd, &go, 1, &passed_fd);
     if (n != 1 || go != 'G') report_and_die(sync_fd, CSBX_STAGE_SYNC, n < 0 ? errno : EPIPE, 0);
+    child_passed_fd = passed_fd;
 
     if (spec->namespaces & CLONE_NEWUSER) {
         // Until now the child still carries the host's root ids (shown as the overflow id in
@@ -432,9 +443,9 @@ int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *r
     return 0;
 }
 
-int csbx_launch_finish(struct csbx_result *result) {
+int csbx_launch_finish(struct csbx_result *result, int pass_fd) {
     struct child_report report = {0, 0, 0};
-    if (write(result->sync_fd, "G", 1) != 1) {
+    if (csbx_send_with_fd(result->sync_fd, "G", 1, pass_fd) != 1) {
         report.stage = CSBX_STAGE_SYNC;
         report.err = errno;
     } else {
@@ -477,7 +488,7 @@ void csbx_launch_abort(struct csbx_result *result) {
 
 int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result) {
     if (csbx_launch_begin(spec, result) < 0) return -1;
-    return csbx_launch_finish(result);
+    return csbx_launch_finish(result, -1);
 }
 
 int csbx_pidfd_signal(int pidfd, int sig) {
@@ -701,4 +712,34 @@ const char *csbx_spawn_step_name(int err) {
 unsigned long csbx_fs_magic(const char *path) {
     struct statfs fs;
     return statfs(path, &fs) == 0 ? (unsigned long)fs.f_type : 0;
+}
+
+int csbx_idmapped_tree(const char *path, pid_t pid) {
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, path, 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0) return -errno;
+    char ns[64];
+    // "/proc/<pid>/ns/user" without stdio.
+    char digits[16];
+    int nd = 0;
+    for (pid_t v = pid; v > 0; v /= 10) digits[nd++] = (char)('0' + v % 10);
+    char *p = ns;
+    memcpy(p, "/proc/", 6);
+    p += 6;
+    while (nd > 0) *p++ = digits[--nd];
+    memcpy(p, "/ns/user", 9);
+    int userns = open(ns, O_RDONLY | O_CLOEXEC);
+    if (userns < 0) {
+        int e = errno;
+        close(tree);
+        return -e;
+    }
+    struct csbx_mount_attr attr = {.attr_set = 0x00100000 /* MOUNT_ATTR_IDMAP */, .userns_fd = (uint64_t)userns};
+    long rc = syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+    int e = errno;
+    close(userns);
+    if (rc < 0) {
+        close(tree);
+        return -e;
+    }
+    return tree;
 }

@@ -88,8 +88,11 @@ public enum Launcher {
     /// Runs the C launcher. Blocks for the few milliseconds the child needs to reach exec.
     /// `beforeGo` runs while the child waits in its namespaces with its id maps written (the
     /// place to give it a network interface); if it throws, the child is killed and reaped.
+    /// `passMount` (optional) makes a detached mount for the child, sent with "go" and
+    /// attached by a `.attachPassed` op.
     public static func launch(_ request: LaunchRequest,
-                              beforeGo: (pid_t) throws -> Void = { _ in }) throws -> SandboxProcess {
+                              beforeGo: (pid_t) throws -> Void = { _ in },
+                              passMount: ((pid_t) throws -> Int32)? = nil) throws -> SandboxProcess {
         var keep: [UnsafeMutablePointer<CChar>] = []
         defer { keep.forEach { free($0) } }
         var hookError: (any Error)?
@@ -152,14 +155,17 @@ public enum Launcher {
                     spec.seccomp_filter = filterBuf.baseAddress
                     spec.seccomp_len = filterBuf.count
                     guard csbx_launch_begin(&spec, &result) == 0 else { return -1 }
+                    var passed: Int32 = -1
                     do {
                         try beforeGo(result.pid)
+                        if let passMount { passed = try passMount(result.pid) }
                     } catch {
                         csbx_launch_abort(&result)
                         hookError = error
                         return -2
                     }
-                    return csbx_launch_finish(&result)
+                    defer { if passed >= 0 { close(passed) } }
+                    return csbx_launch_finish(&result, passed)
                    }
                   }
                 }
@@ -176,5 +182,14 @@ public enum Launcher {
                               errno: result.err, detail: detail)
         }
         return SandboxProcess(pid: result.pid, pidfd: result.pidfd)
+    }
+}
+
+public enum IdMappedTree {
+    /// The base root tree at `path`, id-mapped into the user namespace of `pid`.
+    public static func make(_ path: String, for pid: pid_t) throws(LaunchError) -> Int32 {
+        let fd = csbx_idmapped_tree(path, pid)
+        guard fd >= 0 else { throw LaunchError(stage: "idmapped base", errno: -fd, detail: path) }
+        return fd
     }
 }

@@ -5,7 +5,7 @@ import Glibc
 public struct MountOp: Sendable, Equatable {
     public enum Kind: Int32, Sendable {
         case mkdir = 1, file, symlink, bind, bindReadOnly, tmpfs, proc, devpts, makeReadOnly
-        case maskFile, maskDirectory, bindSelfReadOnly, sysfs, cgroup2, overlay
+        case maskFile, maskDirectory, bindSelfReadOnly, sysfs, cgroup2, overlay, attachPassed
     }
     public var kind: Kind
     public var source: String?
@@ -53,7 +53,18 @@ public struct MountPlan: Sendable {
     static let maskedProcDirs = ["acpi", "scsi", "firmware"]
     static let readOnlyProcDirs = ["sys", "bus", "fs", "irq"]
 
+    /// `host`: the host's system directories, read-only. `image`: an overlay of a shared base
+    /// root tree (id-mapped, read-only) and the instance's own upper layer, so what is
+    /// installed inside persists while the base stays untouched.
+    public enum Root: Sendable, Equatable {
+        case host
+        case image(upper: String, work: String)
+    }
+
     public var homeSource: String
+    public var root: Root = .host
+    /// Where the launcher assembles the root (needed to name the overlay's lower layer).
+    public var stageDir: String = ""
     public var sizes: TmpfsSizes
     /// Host directories outside the system dirs that the init binary needs (for example the
     /// Swift runtime of a development build), bound read-only at the same path.
@@ -65,16 +76,28 @@ public struct MountPlan: Sendable {
         self.extraReadOnly = extraReadOnly
     }
 
+    static let lowerMountPoint = "/.claworc-base"
+
     public func operations() -> [MountOp] {
         let nosuidNodev = UInt(MS_NOSUID) | UInt(MS_NODEV)
         var ops: [MountOp] = []
-        for dir in Self.hostSystemDirs {
-            if let link = FileSystem.symlinkTarget(dir) {
-                ops.append(MountOp(.symlink, dir, source: link))
-            } else if FileSystem.isDirectory(dir) {
-                ops.append(MountOp(.mkdir, dir))
-                ops.append(MountOp(.bindReadOnly, dir, source: dir, flags: UInt(MS_NODEV)))
+        switch root {
+        case .host:
+            for dir in Self.hostSystemDirs {
+                if let link = FileSystem.symlinkTarget(dir) {
+                    ops.append(MountOp(.symlink, dir, source: link))
+                } else if FileSystem.isDirectory(dir) {
+                    ops.append(MountOp(.mkdir, dir))
+                    ops.append(MountOp(.bindReadOnly, dir, source: dir, flags: UInt(MS_NODEV)))
+                }
             }
+        case .image(let upper, let work):
+            // The passed, id-mapped base lands in the staging tmpfs; the overlay then covers
+            // the staging root and keeps its own reference to the base.
+            ops.append(MountOp(.attachPassed, Self.lowerMountPoint))
+            ops.append(MountOp(.makeReadOnly, Self.lowerMountPoint))
+            ops.append(MountOp(.overlay, "/", data: "lowerdir=\(stageDir)\(Self.lowerMountPoint),upperdir=\(upper),workdir=\(work),userxattr",
+                               flags: UInt(MS_NODEV)))
         }
         for dir in extraReadOnly where FileSystem.isDirectory(dir) {
             ops.append(MountOp(.mkdir, dir))
@@ -120,13 +143,16 @@ public struct MountPlan: Sendable {
         ops.append(MountOp(.tmpfs, "/tmp", data: "mode=1777,size=\(sizes.tmpMiB)m", flags: nosuidNodev))
         ops.append(MountOp(.mkdir, "/run"))
         ops.append(MountOp(.tmpfs, "/run", data: "mode=0755,size=\(sizes.runMiB)m", flags: nosuidNodev))
-        ops.append(MountOp(.mkdir, "/var"))
-        ops.append(MountOp(.symlink, "/var/tmp", source: "/tmp"))
+        if root == .host {
+            ops.append(MountOp(.mkdir, "/var"))
+            ops.append(MountOp(.symlink, "/var/tmp", source: "/tmp"))
+        }
 
         ops.append(MountOp(.mkdir, Self.homePath))
         ops.append(MountOp(.bind, Self.homePath, source: homeSource, flags: nosuidNodev))
-        // Last: the root itself (a tmpfs of mount points) becomes read-only.
-        ops.append(MountOp(.makeReadOnly, "/"))
+        // Last, in host mode: the root itself (a tmpfs of mount points) becomes read-only. In
+        // image mode it is the instance's writable overlay.
+        if root == .host { ops.append(MountOp(.makeReadOnly, "/")) }
         return ops
     }
 

@@ -43,6 +43,8 @@ enum csbx_mount_kind {
                          // to a read-only recursive bind of the host's /sys
     CSBX_CGROUP2,        // the cgroup2 hierarchy as seen from the instance's cgroup namespace
     CSBX_OVERLAY,        // overlay at target; data = "lowerdir=..,upperdir=..,workdir=.."
+    CSBX_ATTACH_PASSED,  // attach the detached mount the parent passed with "go" (an
+                         // id-mapped base tree) at target
 };
 
 struct csbx_mount {
@@ -120,7 +122,8 @@ struct csbx_result {
 //         closes) or the child reports (stage, errno). Both return 0 or -1; on -1 the child
 //         has been killed and reaped.
 int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *result);
-int csbx_launch_finish(struct csbx_result *result);
+// pass_fd >= 0 travels with "go" (SCM_RIGHTS) for CSBX_ATTACH_PASSED; the caller keeps its copy.
+int csbx_launch_finish(struct csbx_result *result, int pass_fd);
 // Abandons a begun launch: kills and reaps the waiting child.
 void csbx_launch_abort(struct csbx_result *result);
 int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result);
@@ -187,6 +190,11 @@ int csbx_sealed_copy(int source_fd, const char *name);
 
 // getrlimit by number (Swift's Glibc types the resource as an enum).
 int csbx_getrlimit_max(int resource, struct rlimit *out);
+
+// A detached copy of the tree at path, id-mapped through the user namespace of pid (on-disk id
+// n appears as id n inside that namespace): the read-only base of an instance's overlay root.
+// Returns a mount fd or -errno.
+int csbx_idmapped_tree(const char *path, pid_t pid);
 
 // statfs(path).f_type, or 0 on error (Swift's Glibc module lacks statfs).
 unsigned long csbx_fs_magic(const char *path);
