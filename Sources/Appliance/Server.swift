@@ -10,7 +10,7 @@ struct Claworc: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "claworc",
         abstract: "Runs many sandboxed OpenClaw instances behind one web dashboard.",
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, BenchLaunch.self])
 }
 
 struct Serve: AsyncParsableCommand {

@@ -26,6 +26,7 @@
 #include <grp.h>
 #include <unistd.h>
 #include <limits.h>
+#include <time.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -101,12 +102,13 @@ static int join_path(char *dst, size_t cap, const char *a, const char *b) {
     return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode) {
+// mkdir -p, creating only components after the first `skip` bytes (a prefix known to exist).
+static int mkdir_p_from(const char *path, size_t skip, mode_t mode) {
     char buf[PATH_MAX];
     size_t len = strlen(path);
     if (len >= sizeof buf) return -1;
     memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
+    for (size_t i = skip > 0 ? skip : 1; i <= len; i++) {
         if (buf[i] == '/' || buf[i] == '\0') {
             char saved = buf[i];
             buf[i] = '\0';
@@ -116,6 +118,8 @@ static int mkdir_p(const char *path, mode_t mode) {
     }
     return 0;
 }
+
+static int mkdir_p(const char *path, mode_t mode) { return mkdir_p_from(path, 0, mode); }
 
 // Adds restrictions to a mount (and, if recursive, every mount under it) without touching
 // its other flags. A plain MS_REMOUNT would have to restate every locked flag of a mount
@@ -144,7 +148,7 @@ static int apply_mount(const char *root, const struct csbx_mount *m) {
     }
     switch (m->kind) {
     case CSBX_MKDIR:
-        return mkdir_p(path, m->mode);
+        return mkdir_p_from(path, strlen(root) + 1, m->mode);
     case CSBX_FILE: {
         int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, m->mode);
         if (fd < 0) return -1;
@@ -246,7 +250,10 @@ static int set_capability_sets(uint64_t keep);
 static int set_capabilities(uint64_t keep) {
     for (int cap = 0; cap < 64; cap++) {
         if (keep & (1ULL << cap)) continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL) break;   // past the kernel's last capability
+            return -1;
+        }
     }
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
     return set_capability_sets(keep);
@@ -281,9 +288,11 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
         // Until now the child still carries the host's root ids (shown as the overflow id in
         // its namespace). Becoming root *of the namespace* makes every file access from here on
         // run as the instance's unprivileged host uid.
-        if (setresgid(0, 0, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 0);
-        if (setgroups(0, NULL) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 1);
-        if (setresuid(0, 0, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 2);
+        // Raw syscalls: glibc's wrappers would try to broadcast the change to the threads
+        // of the daemon this child was copied from, which do not exist here.
+        if (syscall(SYS_setresgid, 0, 0, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 0);
+        if (syscall(SYS_setgroups, 0, NULL) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 1);
+        if (syscall(SYS_setresuid, 0, 0, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 2);
     }
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -381,7 +390,14 @@ static int write_maps(pid_t pid, const struct csbx_launch_spec *spec) {
     return 0;
 }
 
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *result) {
+    uint64_t started = now_ns();
     memset(result, 0, sizeof *result);
     result->pid = -1;
     result->pidfd = -1;
@@ -440,10 +456,12 @@ int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *r
         result->err = e;
         return -1;
     }
+    result->clone_ns = now_ns() - started;
     return 0;
 }
 
 int csbx_launch_finish(struct csbx_result *result, int pass_fd) {
+    uint64_t started = now_ns();
     struct child_report report = {0, 0, 0};
     if (csbx_send_with_fd(result->sync_fd, "G", 1, pass_fd) != 1) {
         report.stage = CSBX_STAGE_SYNC;
@@ -463,6 +481,7 @@ int csbx_launch_finish(struct csbx_result *result, int pass_fd) {
     }
     close(result->sync_fd);
     result->sync_fd = -1;
+    result->setup_ns = now_ns() - started;
     if (report.stage == 0) return 0;
     csbx_launch_abort(result);
     result->stage = report.stage;
@@ -617,7 +636,10 @@ pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
         step = 3;
         if (spec->drop_all_caps) {
             for (int cap = 0; cap < 64; cap++) {
-                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) goto fail;
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+                    if (errno == EINVAL) break;   // past the kernel's last capability
+                    goto fail;
+                }
             }
             if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) goto fail;
         }

@@ -24,7 +24,7 @@ public enum InstanceInit {
             exit(1)
         }
         prepareFilesystem()
-        if environment["CLAWORC_UNSAFE_NO_SECCOMP"] != "1" { Confinement.prepare() }
+        Confinement.enabled = environment["CLAWORC_UNSAFE_NO_SECCOMP"] != "1"
 
         let supervisor = ServiceSupervisor(specs: ServiceCatalog.named(environment["CLAWORC_SERVICES"] ?? "standard",
                                                                        screen: environment["CLAWORC_SCREEN"] ?? "1280x800"))

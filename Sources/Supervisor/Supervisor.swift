@@ -248,12 +248,19 @@ enum Probe {
 /// The add-on filter stacked on every process the init starts that may not create
 /// namespaces; built once, in the single-threaded init, before anything is spawned.
 enum Confinement {
-    nonisolated(unsafe) static var noNamespaces: [UInt8] = []
+    nonisolated(unsafe) static var enabled = true
+    nonisolated(unsafe) private static var built: [UInt8]?
 
-    static func prepare() {
-        do { noNamespaces = try SeccompProfile.noNamespaces.build() } catch {
-            log("cannot build the add-on seccomp filter: \(error); services start without it")
+    /// Compiled on first use, so an instance acknowledges its launch before paying for it.
+    static var noNamespaces: [UInt8] {
+        guard enabled else { return [] }
+        if let built { return built }
+        do { built = try SeccompProfile.noNamespaces.build() } catch {
+            // Starting a service less confined than promised is not an option.
+            log("cannot build the add-on seccomp filter: \(error)")
+            exit(1)
         }
+        return built ?? []
     }
 }
 

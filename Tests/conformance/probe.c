@@ -626,13 +626,13 @@ static int cmd_zombie(int argc, char **argv) {
     if (pipe(p) < 0) return report(-1, errno);
     pid_t child = fork();
     if (child == 0) {
+        pid_t me = getpid();
         pid_t grandchild = fork();
         if (grandchild == 0) {
             close(p[0]);
             // Wait until our parent is gone (we are an orphan, re-parented to PID 1), then
             // exit; our end of the pipe closes as we exit, which is the observer's signal.
-            pid_t parent = getppid();
-            while (getppid() == parent) {
+            while (getppid() == me) {
                 struct timespec ts = {0, 1000000};
                 nanosleep(&ts, NULL);
             }

@@ -113,6 +113,8 @@ struct csbx_result {
     int err;        // errno at that stage
     int detail;     // e.g. failing mount op index
     int sync_fd;    // between csbx_launch_begin and csbx_launch_finish
+    uint64_t clone_ns;   // clone3 + id maps, in the parent
+    uint64_t setup_ns;   // "go" to exec: the child's mounts, pivot_root, confinement and execve
 };
 
 // Launch in two steps so the parent can prepare the child's outside world (a veth into its

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Glibc
+import Sandbox
+import Supervisor
+
+/// `claworc __bench-launch`: the launch benchmark's own side (bench/launch.py runs it next
+/// to bubblewrap and unshare). Hidden: it is a measuring tool, not a feature.
+struct BenchLaunch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "__bench-launch", abstract: "Measure instance launch overhead.", shouldDisplay: false)
+
+    @Option(help: "Timed launches (request to the init's acknowledgement).") var runs = 200
+    @Option(help: "Launch/stop cycles for the leak check.") var cycles = 500
+    @Option(name: .customLong("data-dir")) var dataDir: String
+    @Flag(help: "Give each cycle a veth and allow-list entry, as an egress instance gets.") var egress = false
+
+    func run() throws {
+        let paths = DataPaths(root: dataDir)
+        try paths.prepare()
+        let cgroups = CgroupV2()
+        let seccomp = try SeccompProfile.instance.build()
+        let exe = try SealedExecutable.fromSelf()
+        let slot: Int64 = 1
+        let base = InstanceManager.idBase(slot: slot)
+        let home = paths.home(1)
+        FileSystem.makeDirectories(home, mode: 0o700)
+        chmod(paths.instanceDir(1), 0o711)
+        chown(home, base + 1000, base + 1000)
+        let log = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        var plan = MountPlan(homeSource: home, extraReadOnly: MountPlan.loadedLibraryDirsOutsideSystem())
+        plan.stageDir = paths.stage
+        let template = LaunchRequest(
+            hostname: "bench", stageDir: paths.stage, mounts: plan.operations(), execFD: exe,
+            arguments: ["claworc-init", "__init"], environment: ["PATH=/usr/bin:/bin", "CLAWORC_SERVICES=none"],
+            controlFD: -1, stdioFD: log, policy: SandboxPolicy(idBase: base, seccomp: seccomp))
+        let network = egress ? try EgressNetwork() : nil
+
+        var execNs: [UInt64] = [], cloneNs: [UInt64] = [], setupNs: [UInt64] = []
+        func cycle(attachNetwork: Bool) throws -> Double {
+            let t0 = Self.nowNs()
+            var request = template
+            let (channel, initEnd) = try ControlChannel.makePair()
+            request.controlFD = initEnd
+            if cgroups.available { request.cgroupFD = try cgroups.prepare(1, limits: InstanceSettings.builtIn.cgroupLimits) }
+            let process = try Launcher.launch(request, beforeGo: { pid in
+                if attachNetwork { try network?.attach(slot: slot, pid: pid, allow: ["192.0.2.1/32"]) }
+            })
+            close(initEnd)
+            if request.cgroupFD >= 0 { close(request.cgroupFD) }
+            execNs.append(Self.nowNs() - t0)
+            cloneNs.append(Launcher.lastTimings.clone)
+            setupNs.append(Launcher.lastTimings.setup)
+            _ = try channel.awaitHello(timeoutMs: 10_000)
+            let elapsed = Double(Self.nowNs() - t0) / 1e6
+            _ = InstanceManager.terminate(process)
+            if cgroups.available { cgroups.destroy(1) }
+            if attachNetwork { network?.detach(slot: slot, allow: ["192.0.2.1/32"]) }
+            return elapsed
+        }
+
+        let mountsBefore = FileSystem.readText("/proc/self/mountinfo") ?? ""
+        let processesBefore = Self.children()
+        for _ in 0..<5 { _ = try cycle(attachNetwork: false) }   // warm-up: page cache, allocator
+        var times: [Double] = []
+        for _ in 0..<runs { times.append(try cycle(attachNetwork: false)) }
+        times.sort()
+        let execs = execNs.suffix(runs).sorted()
+        func median(_ xs: [UInt64]) -> String { let s = xs.suffix(runs).sorted(); return Self.format(Double(s[s.count / 2]) / 1e6) }
+        print("exec_ms median \(median(execs)) (launcher returned: the init is exec'd); of which clone3+maps \(median(cloneNs)), child setup to exec \(median(setupNs))")
+        print("launch_ms median \(Self.format(times[times.count / 2])) p90 \(Self.format(times[times.count * 9 / 10])) runs \(runs)")
+        print("cgroup \(cgroups.available ? "v2 (CLONE_INTO_CGROUP)" : "unavailable: \(cgroups.reason ?? "")")")
+
+        let t0 = Self.nowNs()
+        for _ in 0..<cycles { _ = try cycle(attachNetwork: egress) }
+        let seconds = Double(Self.nowNs() - t0) / 1e9
+        print("cycles \(cycles) in \(Self.format(seconds)) s = \(Self.format(Double(cycles) / seconds)) cycles/s (veth: \(egress))")
+        let leakedMounts = (FileSystem.readText("/proc/self/mountinfo") ?? "") != mountsBefore
+        let leakedProcesses = Self.children().subtracting(processesBefore)
+        let leakedCgroup = cgroups.instancePath(1).map(FileSystem.isDirectory) ?? false
+        let links = (try? HostCommand.run(["ip", "-o", "link"])) ?? ""
+        let leakedVeth = links.contains(": cw-")
+        print("leaks processes \(leakedProcesses.count) mounts \(leakedMounts ? 1 : 0) cgroups \(leakedCgroup ? 1 : 0) veth \(leakedVeth ? 1 : 0)")
+        if !leakedProcesses.isEmpty || leakedMounts || leakedCgroup || leakedVeth { throw ExitCode(1) }
+    }
+
+    static func nowNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    static func format(_ v: Double) -> String {
+        let scaled = Int((v * 100).rounded())
+        return "\(scaled / 100).\(String(scaled % 100).count == 1 ? "0" : "")\(scaled % 100)"
+    }
+
+    /// Pids whose parent is this process.
+    static func children() -> Set<Int32> {
+        let me = getpid()
+        var found: Set<Int32> = []
+        guard let dir = opendir("/proc") else { return found }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            guard let pid = Int32(name), let stat = FileSystem.readText("/proc/\(pid)/stat"),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == me { found.insert(pid) }
+        }
+        return found
+    }
+}
