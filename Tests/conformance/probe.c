@@ -734,7 +734,8 @@ static socklen_t abstract_addr(struct sockaddr_un *a, const char *name) {
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
 }
 
-// Listens on the abstract socket NAME for SECONDS, accepting; reports the connections seen.
+// Listens on the abstract socket NAME for up to SECONDS, accepting; a client that sends 'q'
+// ends it early. Reports the number of connections seen.
 static int cmd_listen_abstract(int argc, char **argv) {
     if (argc < 2) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -746,23 +747,26 @@ static int cmd_listen_abstract(int argc, char **argv) {
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long accepted = 0;
-    for (;;) {
+    int quit = 0;
+    while (!quit) {
         clock_gettime(CLOCK_MONOTONIC, &t);
         long left_ms = seconds * 1000 - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
         if (left_ms <= 0) break;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left_ms) == 1) {
-            int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-            if (c >= 0) {
-                accepted++;
-                close(c);
-            }
-        }
+        if (poll(&p, 1, (int)left_ms) != 1) continue;
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        accepted++;
+        struct pollfd pc = {.fd = c, .events = POLLIN};
+        char byte = 0;
+        if (poll(&pc, 1, 500) == 1 && read(c, &byte, 1) == 1 && byte == 'q') quit = 1;
+        close(c);
     }
     close(fd);
     return report(accepted, 0);
 }
 
+// Connects to the abstract socket NAME; with a MESSAGE, sends it before closing.
 static int cmd_connect_abstract(int argc, char **argv) {
     if (argc < 1) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -772,8 +776,43 @@ static int cmd_connect_abstract(int argc, char **argv) {
     errno = 0;
     long rc = connect(fd, (struct sockaddr *)&a, len);
     int e = errno;
+    if (rc == 0 && argc > 1) {
+        ssize_t n = write(fd, argv[1], strlen(argv[1]));
+        (void)n;
+    }
     close(fd);
     return report(rc, e);
+}
+
+// Pids (of this pid namespace's /proc) whose command line contains STRING, this probe excepted.
+static int cmd_find_cmdline(int argc, char **argv) {
+    if (argc < 1) return -1;
+    DIR *d = opendir("/proc");
+    if (!d) return report(-1, errno);
+    begin(0);
+    emit("[");
+    int first = 1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        if (atoi(e->d_name) == getpid()) continue;
+        char path[300], buf[8192];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        for (ssize_t i = 0; i < n; i++) if (buf[i] == '\0') buf[i] = ' ';
+        buf[n] = '\0';
+        if (!strstr(buf, argv[0])) continue;
+        if (!first) emit(", ");
+        first = 0;
+        emit("%s", e->d_name);
+    }
+    closedir(d);
+    emit("]");
+    return finish();
 }
 
 // ---- dispatch ----------------------------------------------------------------------------
@@ -791,6 +830,7 @@ static const struct {
     {"kill", cmd_kill}, {"ptrace-attach", cmd_ptrace_attach}, {"ptrace-traceme", cmd_ptrace_traceme},
     {"zombie", cmd_zombie}, {"socket", cmd_socket}, {"connect-tcp", cmd_connect_tcp},
     {"listen-abstract", cmd_listen_abstract}, {"connect-abstract", cmd_connect_abstract},
+    {"find-cmdline", cmd_find_cmdline},
 };
 
 int main(int argc, char **argv) {

@@ -9,8 +9,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "Tests" / "uml"))
-from umlrun import run_in_uml  # noqa: E402
+from umlrun import run_in_uml
 
 BINARY = os.environ.get("CLAWORC_BIN", str(ROOT / ".build" / "debug" / "claworc"))
 

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from conftest import Daemon, bootstrap_admin  # noqa: E402
+from claworc_harness import Daemon, bootstrap_admin
 
 INTERNET = ("203.0.113.10", "203.0.113.1")     # TEST-NET-3: (fake host, host side)
 LAN = ("192.168.77.10", "192.168.77.1")

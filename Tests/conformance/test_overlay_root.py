@@ -8,13 +8,11 @@ import pathlib
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration"))
-from conftest import BINARY, Daemon, bootstrap_admin  # noqa: E402
+from claworc_harness import BINARY, Daemon, bootstrap_admin
 
 TOOLS = ["sh", "cat", "rm", "ls", "mkdir", "stat", "id", "touch", "sha256sum"]
 

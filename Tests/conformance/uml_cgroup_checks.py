@@ -16,8 +16,7 @@ import time
 import traceback
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "Tests" / "integration"))
-import requests  # noqa: E402
+import requests
 
 BINARY = sys.argv[1]
 CGROUP = pathlib.Path("/sys/fs/cgroup")

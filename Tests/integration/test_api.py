@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ADMIN, Client, bootstrap_admin, init_pid, processes_in_pidns
+from claworc_harness import ADMIN, Client, bootstrap_admin, init_pid, processes_in_pidns
 
 
 def error_of(r, status, code):

@@ -3,8 +3,7 @@
 setup -> list -> logout -> login -> create -> start -> live VNC view shows Chromium's UI ->
 stop -> delete.
 
-Needs the `claworc_server` fixture (Tests/integration/conftest.py), whose object has
-`base_url`, `data_dir` and `setup_code()`; Selenium (`pip install "selenium<4.52"`) and
+Needs the `daemon` fixture (Tests/conftest.py): a fresh, not yet set up daemon; Selenium (`pip install "selenium<4.52"`) and
 Debian's `chromium` + `chromium-driver` (override with $CHROMIUM_BIN / $CHROMEDRIVER).
 Every wait is an explicit WebDriverWait; nothing sleeps. A screenshot of the live instance goes
 to Tests/integration/artifacts/e2e-instance.png; on failure, e2e-failure.png, the page's HTML and
@@ -145,9 +144,9 @@ def save_failure_artifacts(drv):
 
 # --------------------------------------------------------------------------- the test
 
-def test_dashboard_end_to_end(claworc_server, driver):
+def test_dashboard_end_to_end(daemon, driver):
     try:
-        run_scenario(claworc_server, driver)
+        run_scenario(daemon, driver)
     except BaseException:
         save_failure_artifacts(driver)
         raise

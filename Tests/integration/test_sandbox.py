@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from conftest import init_pid, processes_in_pidns, run_inside
+from claworc_harness import init_pid, processes_in_pidns, run_inside
 
 NAME = "sandbox-probe"
 
@@ -127,7 +127,7 @@ def test_instance_mounts_are_not_in_the_host_mount_table(running):
 def test_services_run_unprivileged(running):
     client, iid, pid = running
     inst = client.wait_all_services_running(iid)
-    from conftest import host_pid_of
+    from claworc_harness import host_pid_of
     for svc in inst["services"]:
         host_pid = host_pid_of(pid, svc["pid"])
         status = pathlib.Path(f"/proc/{host_pid}/status").read_text()

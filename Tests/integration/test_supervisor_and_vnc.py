@@ -6,7 +6,7 @@ import time
 import pytest
 import websocket
 
-from conftest import Client, host_pid_of, init_pid, run_inside, processes_in_pidns
+from claworc_harness import Client, host_pid_of, init_pid, run_inside, processes_in_pidns
 from rfb import RFBClient
 
 NAME = "supervised"

@@ -1,32 +1,23 @@
-"""Shared fixtures: a real `claworc serve` on loopback with its own data dir and SQLite file.
+"""The test harness: a real `claworc serve` on loopback with its own data dir and SQLite file,
+a JSON client for it, and helpers that look inside instances through /proc and nsenter.
 
-Every test talks to the real daemon over HTTP; sandbox checks look inside instances with
-nsenter into the real namespaces. Nothing is mocked.
+Test modules import from here (never from a conftest: pytest swaps `conftest` in sys.modules
+as it loads each directory's). Nothing is mocked.
 """
 import os
 import pathlib
 import re
 import select
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
-import pytest
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("CLAWORC_BIN", ROOT / ".build" / "debug" / "claworc"))
 LISTENING = re.compile(r"claworc listening on http://[^ ]*:(\d+)\s*$")
 ADMIN = ("admin", "correct-horse-battery")
-
-
-def pytest_configure(config):
-    if os.geteuid() != 0:
-        raise pytest.UsageError("the integration suite needs root: it creates real namespaces and mounts")
-    if not BINARY.exists():
-        raise pytest.UsageError(f"{BINARY} is missing; build first (see README)")
 
 
 class Daemon:
@@ -164,59 +155,6 @@ def bootstrap_admin(daemon: Daemon) -> Client:
     r = client.post("/api/v1/setup", {"code": daemon.setup_code(), "username": ADMIN[0], "password": ADMIN[1]})
     assert r.status_code == 200, r.text
     return client
-
-
-@pytest.fixture
-def data_dir():
-    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-test-"))
-    base.chmod(0o711)   # instances run as unprivileged host ids and must reach their storage
-    yield base / "data"
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def daemon(data_dir):
-    d = Daemon(data_dir).start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture
-def admin(daemon) -> Client:
-    return bootstrap_admin(daemon)
-
-
-@pytest.fixture(scope="module")
-def shared_daemon():
-    """One daemon per module for the slower tests that share a running instance."""
-    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-test-"))
-    base.chmod(0o711)
-    d = Daemon(base / "data").start()
-    yield d
-    d.stop()
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def shared_admin(shared_daemon) -> Client:
-    return bootstrap_admin(shared_daemon)
-
-
-class ServerHandle:
-    """What the browser test needs: a fresh, not-yet-set-up daemon."""
-
-    def __init__(self, daemon: Daemon):
-        self.daemon = daemon
-        self.base_url = daemon.base_url
-        self.data_dir = daemon.data_dir
-
-    def setup_code(self):
-        return self.daemon.setup_code()
-
-
-@pytest.fixture
-def claworc_server(daemon):
-    return ServerHandle(daemon)
 
 
 # ---- helpers for looking inside instances -------------------------------------------------
