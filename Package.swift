@@ -38,5 +38,6 @@ let package = Package(
             exclude: ["Dashboard"]
         ),
         .testTarget(name: "ApplianceTests", dependencies: ["Appliance"]),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor"]),
     ]
 )

@@ -10,12 +10,26 @@ scripts/fetch-web-deps.sh
 python3 scripts/pack-web.py
 
 if [[ "$mode" == "release" ]]; then
-    # Size flags measured in ../shared/research/swift-stack.md §1.2 (config E).
-    swift build -c release --static-swift-stdlib \
+    # libstdc++ (the Swift runtime's only C++ dependency) linked statically: every instance's
+    # init is an exec of this binary, and loading and relocating libstdc++.so was a fifth of
+    # its start-up (docs/performance.md). The Swift driver asks for -lstdc++; a linker script
+    # of that name found first on the search path points it at the static archive.
+    archive="$(clang -print-file-name=libstdc++.a 2>/dev/null || true)"
+    static_cxx=()
+    if [[ "$archive" == /* && -f "$archive" ]]; then
+        mkdir -p .build/link-shims
+        echo "INPUT($archive)" > .build/link-shims/libstdc++.so
+        static_cxx=(-Xlinker -L"$PWD/.build/link-shims")
+    else
+        echo "build: libstdc++.a not found (install libstdc++-12-dev); linking libstdc++ dynamically" >&2
+    fi
+    # Size flags measured in ../shared/research/swift-stack.md §1.2 (config E); no $ORIGIN
+    # run path (the init is exec'd from a memfd, where $ORIGIN means "/").
+    swift build -c release --static-swift-stdlib --disable-local-rpath \
         -Xswiftc -Osize -Xswiftc -Xfrontend -Xswiftc -function-sections \
         -Xcc -ffunction-sections -Xcc -fdata-sections \
         -Xswiftc -use-ld=lld -Xlinker --no-export-dynamic -Xlinker --icf=all \
-        -Xlinker -z -Xlinker pack-relative-relocs
+        -Xlinker -z -Xlinker pack-relative-relocs "${static_cxx[@]}"
     strip .build/release/claworc
     echo "build: .build/release/claworc ($(stat -c %s .build/release/claworc) bytes)"
 else

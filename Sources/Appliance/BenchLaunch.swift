@@ -36,6 +36,11 @@ struct BenchLaunch: ParsableCommand {
         let network = egress ? try EgressNetwork() : nil
 
         var execNs: [UInt64] = [], cloneNs: [UInt64] = [], setupNs: [UInt64] = []
+        let clockPage = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+        if let clockPage, clockPage != MAP_FAILED {
+            Launcher.stageClock = clockPage.bindMemory(to: UInt64.self, capacity: 512)
+        }
+        var stageNs: [[UInt64]] = []
         func cycle(attachNetwork: Bool) throws -> Double {
             let t0 = Self.nowNs()
             var request = template
@@ -50,6 +55,7 @@ struct BenchLaunch: ParsableCommand {
             execNs.append(Self.nowNs() - t0)
             cloneNs.append(Launcher.lastTimings.clone)
             setupNs.append(Launcher.lastTimings.setup)
+            stageNs.append(Launcher.lastStages)
             _ = try channel.awaitHello(timeoutMs: 10_000)
             let elapsed = Double(Self.nowNs() - t0) / 1e6
             _ = InstanceManager.terminate(process)
@@ -67,6 +73,17 @@ struct BenchLaunch: ParsableCommand {
         let execs = execNs.suffix(runs).sorted()
         func median(_ xs: [UInt64]) -> String { let s = xs.suffix(runs).sorted(); return Self.format(Double(s[s.count / 2]) / 1e6) }
         print("exec_ms median \(median(execs)) (launcher returned: the init is exec'd); of which clone3+maps \(median(cloneNs)), child setup to exec \(median(setupNs))")
+        let timed = stageNs.suffix(runs)
+        if let width = timed.first?.count, width == Launcher.stageClockNames.count {
+            var previous: UInt64 = 0
+            var parts: [String] = []
+            for (i, name) in Launcher.stageClockNames.enumerated() {
+                let at = timed.map { $0[i] }.sorted()[timed.count / 2]
+                parts.append("\(name) +\(Self.format(Double(at &- previous) / 1e6))")
+                previous = at
+            }
+            print("child_ms medians after go: " + parts.joined(separator: ", "))
+        }
         print("launch_ms median \(Self.format(times[times.count / 2])) p90 \(Self.format(times[times.count * 9 / 10])) runs \(runs)")
         print("cgroup \(cgroups.available ? "v2 (CLONE_INTO_CGROUP)" : "unavailable: \(cgroups.reason ?? "")")")
 

@@ -6,21 +6,12 @@ enum Entry {
     static func main() async {
         // The hidden init mode is decided before anything can start a thread: the launcher
         // exec's this binary as PID 1 of an instance, and that process must stay
-        // single-threaded (see docs/architecture.md).
-        if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__init" {
-            InstanceInit.run(environment: environmentDictionary())
+        // single-threaded (see docs/architecture.md). argv and the environment are read
+        // directly: CommandLine.arguments and a [String: String] would instantiate generic
+        // metadata on every launch's critical path (docs/performance.md).
+        if CommandLine.argc > 1, let mode = CommandLine.unsafeArgv[1], strcmp(mode, "__init") == 0 {
+            InstanceInit.run(environment: .fromProcess())
         }
         await Claworc.main()
-    }
-
-    static func environmentDictionary() -> [String: String] {
-        var env: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
-        }
-        return env
     }
 }

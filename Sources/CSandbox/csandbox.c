@@ -83,9 +83,6 @@ struct child_report {
 // Child side
 // ---------------------------------------------------------------------------------------
 
-// The fd that came with "go", for CSBX_ATTACH_PASSED. Only the child writes it, once.
-static int child_passed_fd = -1;
-
 __attribute__((noreturn)) static void report_and_die(int sync_fd, int stage, int err, int detail) {
     struct child_report r = {stage, err, detail};
     ssize_t ignored = write(sync_fd, &r, sizeof r);
@@ -140,7 +137,7 @@ static int restrict_mount(const char *path, int recursive, int read_only, unsign
 
 static int make_read_only(const char *path, int recursive) { return restrict_mount(path, recursive, 1, 0); }
 
-static int apply_mount(const char *root, const struct csbx_mount *m) {
+static int apply_mount(const char *root, const struct csbx_mount *m, int passed_fd) {
     char path[PATH_MAX];
     if (join_path(path, sizeof path, root, strcmp(m->target, "/") == 0 ? "" : m->target) < 0) {
         errno = ENAMETOOLONG;
@@ -188,12 +185,12 @@ static int apply_mount(const char *root, const struct csbx_mount *m) {
     case CSBX_OVERLAY:
         return mount("overlay", path, "overlay", m->flags, m->data);
     case CSBX_ATTACH_PASSED:
-        if (child_passed_fd < 0) {
+        if (passed_fd < 0) {
             errno = EBADF;
             return -1;
         }
         if (mkdir_p(path, 0700) < 0) return -1;
-        return (int)syscall(SYS_move_mount, child_passed_fd, "", AT_FDCWD, path, 0x00000004 /* MOVE_MOUNT_F_EMPTY_PATH */);
+        return (int)syscall(SYS_move_mount, passed_fd, "", AT_FDCWD, path, 0x00000004 /* MOVE_MOUNT_F_EMPTY_PATH */);
     default:
         errno = EINVAL;
         return -1;
@@ -275,14 +272,23 @@ static int load_filter(const void *filter, size_t len) {
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 }
 
-__attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *spec, int sync_fd) {
-    reset_signals();
+static void stamp(const struct csbx_launch_spec *spec, int point) {
+    if (!spec->stage_clock) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);   // vDSO: no lock, safe here
+    spec->stage_clock[point] = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
+__attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *spec, int sync_fd) {
+    // Until "go" the parent thread is still running on the memory and thread-local storage
+    // this child shares (see csbx_launch_begin): wait without touching anything but the
+    // stack. Every signal is blocked and every handler was reset by CLONE_CLEAR_SIGHAND.
     char go = 0;
     int passed_fd = -1;
     ssize_t n = csbx_recv_with_fd(sync_fd, &go, 1, &passed_fd);
     if (n != 1 || go != 'G') report_and_die(sync_fd, CSBX_STAGE_SYNC, n < 0 ? errno : EPIPE, 0);
-    child_passed_fd = passed_fd;
+    reset_signals();
+    stamp(spec, CSBX_CLOCK_GO);
 
     if (spec->namespaces & CLONE_NEWUSER) {
         // Until now the child still carries the host's root ids (shown as the overflow id in
@@ -294,6 +300,7 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
         if (syscall(SYS_setgroups, 0, NULL) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 1);
         if (syscall(SYS_setresuid, 0, 0, 0) < 0) report_and_die(sync_fd, CSBX_STAGE_IDENTITY, errno, 2);
     }
+    stamp(spec, CSBX_CLOCK_IDENTITY);
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         report_and_die(sync_fd, CSBX_STAGE_MOUNT_PRIVATE, errno, 0);
@@ -302,9 +309,10 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     if (mount("tmpfs", spec->stage_dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
         report_and_die(sync_fd, CSBX_STAGE_ROOT_TMPFS, errno, 0);
     for (int i = 0; i < spec->n_mounts; i++) {
-        if (apply_mount(spec->stage_dir, &spec->mounts[i]) < 0 && !spec->mounts[i].optional)
+        if (apply_mount(spec->stage_dir, &spec->mounts[i], passed_fd) < 0 && !spec->mounts[i].optional)
             report_and_die(sync_fd, CSBX_STAGE_MOUNTS, errno, i);
     }
+    stamp(spec, CSBX_CLOCK_MOUNTS);
 
     if (chdir(spec->stage_dir) < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 0);
     // Pivot onto itself, then detach the old root stacked underneath: no put_old directory
@@ -312,11 +320,13 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     if (syscall(SYS_pivot_root, ".", ".") < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 1);
     if (umount2(".", MNT_DETACH) < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 2);
     if (chdir("/") < 0) report_and_die(sync_fd, CSBX_STAGE_PIVOT_ROOT, errno, 3);
+    stamp(spec, CSBX_CLOCK_PIVOT);
 
     if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0)
         report_and_die(sync_fd, CSBX_STAGE_HOSTNAME, errno, 0);
     if ((spec->namespaces & CLONE_NEWNET) && bring_loopback_up() < 0)
         report_and_die(sync_fd, CSBX_STAGE_LOOPBACK, errno, 0);
+    stamp(spec, CSBX_CLOCK_NET);
 
     int sync_hi = lift_fd(sync_fd);
     int exec_hi = lift_fd(spec->exec_fd);
@@ -340,14 +350,17 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
         struct rlimit lim = {.rlim_cur = spec->rlimits[i].soft, .rlim_max = spec->rlimits[i].hard};
         if (setrlimit(spec->rlimits[i].resource, &lim) < 0) report_and_die(sync_fd, CSBX_STAGE_RLIMITS, errno, i);
     }
+    stamp(spec, CSBX_CLOCK_FDS);
     if (spec->namespaces & CLONE_NEWUSER) {
         if (set_capabilities(spec->keep_caps) < 0) report_and_die(sync_fd, CSBX_STAGE_CAPS, errno, 0);
     }
     if (spec->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         report_and_die(sync_fd, CSBX_STAGE_NO_NEW_PRIVS, errno, 0);
+    stamp(spec, CSBX_CLOCK_CAPS);
     // Last, so the filter only has to allow what the init itself does after exec.
     if (spec->seccomp_len && load_filter(spec->seccomp_filter, spec->seccomp_len) < 0)
         report_and_die(sync_fd, CSBX_STAGE_SECCOMP, errno, 0);
+    stamp(spec, CSBX_CLOCK_SECCOMP);
 
     syscall(SYS_execveat, exec_hi, "", spec->argv, spec->envp, AT_EMPTY_PATH);
     report_and_die(sync_fd, CSBX_STAGE_EXEC, errno, 0);
@@ -396,6 +409,77 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+#define CHILD_STACK_SIZE (256 * 1024)
+
+struct child_start {
+    const struct csbx_launch_spec *spec;
+    int sync_fd;
+};
+
+// `arg` points into the child's own stack mapping (just above the guard page), which stays
+// mapped until the launch is finished.
+__attribute__((noreturn)) static void child_entry(void *arg) {
+    const struct child_start *start = arg;
+    child_main(start->spec, start->sync_fd);
+}
+
+// clone3 that runs fn(arg) on args->stack in the child. A plain syscall() cannot be used
+// with a new stack: the child would return from it into a frame that is not on its stack.
+// Returns the child's pid or -errno in the parent; never returns in the child.
+static long clone3_run(struct clone_args *args, void (*fn)(void *), void *arg);
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".type csbx_clone3_run_asm,@function\n"
+        "csbx_clone3_run_asm:\n"
+        "    mov %rdx, %r8\n"            // fn and arg survive the syscall in r8/r9
+        "    mov %rcx, %r9\n"
+        "    mov $435, %eax\n"           // __NR_clone3 (rdi = args, rsi = size)
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jnz 1f\n"
+        "    xor %ebp, %ebp\n"           // the child's outermost frame
+        "    mov %r9, %rdi\n"
+        "    call *%r8\n"
+        "    mov $60, %eax\n"            // fn does not return; exit(127) if it ever did
+        "    mov $127, %edi\n"
+        "    syscall\n"
+        "1:  ret\n"
+        ".size csbx_clone3_run_asm, .-csbx_clone3_run_asm\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+        ".type csbx_clone3_run_asm,%function\n"
+        "csbx_clone3_run_asm:\n"
+        "    mov x10, x2\n"
+        "    mov x11, x3\n"
+        "    mov x8, #435\n"
+        "    svc #0\n"
+        "    cbnz x0, 1f\n"
+        "    mov x29, xzr\n"
+        "    mov x30, xzr\n"
+        "    mov x0, x11\n"
+        "    blr x10\n"
+        "    mov x8, #93\n"
+        "    mov x0, #127\n"
+        "    svc #0\n"
+        "1:  ret\n"
+        ".size csbx_clone3_run_asm, .-csbx_clone3_run_asm\n");
+#else
+#error "clone3_run needs a trampoline for this architecture"
+#endif
+long csbx_clone3_run_asm(struct clone_args *args, size_t size, void (*fn)(void *), void *arg);
+static long clone3_run(struct clone_args *args, void (*fn)(void *), void *arg) {
+    return csbx_clone3_run_asm(args, sizeof *args, fn, arg);
+}
+
+// Undoes what csbx_launch_begin set up for the launch itself (not the child).
+static void release_launch(struct csbx_result *result) {
+    if (result->child_stack) {
+        munmap(result->child_stack, CHILD_STACK_SIZE);
+        result->child_stack = NULL;
+    }
+    pthread_sigmask(SIG_SETMASK, &result->saved_mask, NULL);
+}
+
 int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *result) {
     uint64_t started = now_ns();
     memset(result, 0, sizeof *result);
@@ -410,39 +494,58 @@ int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *r
         return -1;
     }
 
-    // Block every signal across clone so no handler of the daemon runs in the child
-    // before it has reset them; the child starts with this mask and clears it.
-    sigset_t all, saved;
+    // Block every signal in this thread until the launch is finished: no handler of the
+    // daemon may run in the child before it has reset them (it starts with this mask), and
+    // no signal may interrupt this thread's waits while the child writes to the errno they
+    // share (see below).
+    sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pthread_sigmask(SIG_SETMASK, &all, &result->saved_mask);
+
+    // The child shares the daemon's memory (CLONE_VM) on a stack of its own until its execve
+    // gives it a fresh address space: copying, then tearing down, the page tables of a
+    // daemon with tens of megabytes mapped would cost more than everything else the launch
+    // does. It only reads what the parent prepared and writes its own stack (and errno).
+    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        pthread_sigmask(SIG_SETMASK, &result->saved_mask, NULL);
+        result->stage = CSBX_STAGE_CLONE;
+        result->err = e;
+        return -1;
+    }
+    mprotect(stack, 4096, PROT_NONE);   // guard page: an overflow faults instead of corrupting
+    result->child_stack = stack;
 
     int pidfd = -1;
     struct clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = spec->namespaces | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+    args.flags = spec->namespaces | CLONE_VM | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
     if (spec->cgroup_fd >= 0) {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)spec->cgroup_fd;
     }
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = SIGCHLD;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid < 0 && errno == EINVAL) {
-        // Kernels before 5.5 do not know CLONE_CLEAR_SIGHAND; the child resets handlers anyway.
-        args.flags &= ~(uint64_t)CLONE_CLEAR_SIGHAND;
-        pid = syscall(SYS_clone3, &args, sizeof args);
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = CHILD_STACK_SIZE;
+    struct child_start *start = (struct child_start *)((char *)stack + 4096);
+    start->spec = spec;
+    start->sync_fd = sv[1];
+    long pid = clone3_run(&args, child_entry, start);
+    if (pid == -EINVAL) {
+        // Kernels before 5.5 do not know CLONE_CLEAR_SIGHAND. Without it a daemon handler
+        // could run in the child before reset_signals: refuse rather than risk it.
+        pid = -ENOSYS;
     }
-    if (pid == 0) {
-        close(sv[0]);
-        child_main(spec, sv[1]);
-    }
-    int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     close(sv[1]);
     if (pid < 0) {
         close(sv[0]);
+        release_launch(result);
         result->stage = CSBX_STAGE_CLONE;
-        result->err = clone_errno;
+        result->err = (int)-pid;
         return -1;
     }
     result->pid = (pid_t)pid;
@@ -462,6 +565,7 @@ int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *r
 
 int csbx_launch_finish(struct csbx_result *result, int pass_fd) {
     uint64_t started = now_ns();
+    result->go_at = started;
     struct child_report report = {0, 0, 0};
     if (csbx_send_with_fd(result->sync_fd, "G", 1, pass_fd) != 1) {
         report.stage = CSBX_STAGE_SYNC;
@@ -481,8 +585,13 @@ int csbx_launch_finish(struct csbx_result *result, int pass_fd) {
     }
     close(result->sync_fd);
     result->sync_fd = -1;
-    result->setup_ns = now_ns() - started;
-    if (report.stage == 0) return 0;
+    result->exec_at = now_ns();
+    result->setup_ns = result->exec_at - started;
+    if (report.stage == 0) {
+        // The exec has replaced the child's memory: its stack here is free.
+        release_launch(result);
+        return 0;
+    }
     csbx_launch_abort(result);
     result->stage = report.stage;
     result->err = report.err;
@@ -503,6 +612,7 @@ void csbx_launch_abort(struct csbx_result *result) {
     }
     result->pid = -1;
     result->pidfd = -1;
+    release_launch(result);   // the child is reaped: nothing runs on its stack any more
 }
 
 int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result) {

@@ -154,6 +154,7 @@ public enum Launcher {
                     spec.no_new_privs = policy == nil ? 0 : 1
                     spec.seccomp_filter = filterBuf.baseAddress
                     spec.seccomp_len = filterBuf.count
+                    spec.stage_clock = stageClock
                     guard csbx_launch_begin(&spec, &result) == 0 else { return -1 }
                     var passed: Int32 = -1
                     do {
@@ -182,12 +183,23 @@ public enum Launcher {
                               errno: result.err, detail: detail)
         }
         lastTimings = (result.clone_ns, result.setup_ns)
+        if let stageClock {
+            lastStages = (0..<Int(CSBX_CLOCK_POINTS.rawValue)).map { stageClock[$0] &- result.go_at }
+            lastStages.append(result.exec_at &- result.go_at)
+        }
         return SandboxProcess(pid: result.pid, pidfd: result.pidfd)
     }
 
     /// Nanoseconds of the last launch on this thread's behalf: clone3 + maps, child setup.
     /// For the benchmark only.
     nonisolated(unsafe) public static var lastTimings: (clone: UInt64, setup: UInt64) = (0, 0)
+
+    /// Benchmark only: a MAP_SHARED page the child stamps at each csbx_clock_point; then
+    /// `lastStages` holds each point's nanoseconds after "go", and last the exec's EOF.
+    nonisolated(unsafe) public static var stageClock: UnsafeMutablePointer<UInt64>?
+    nonisolated(unsafe) public static var lastStages: [UInt64] = []
+    public static let stageClockNames = ["go", "identity", "mounts", "pivot_root", "hostname+lo", "fds+rlimits",
+                                         "caps+nnp", "seccomp", "exec EOF"]
 }
 
 public enum IdMappedTree {

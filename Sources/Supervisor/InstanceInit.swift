@@ -10,7 +10,23 @@ import Sandbox
 public enum InstanceInit {
     public static let controlFD: Int32 = 3
 
-    public static func run(environment: [String: String]) -> Never {
+    /// What the launcher put in the init's environment.
+    public struct Environment {
+        public var services = "standard"
+        public var screen = "1280x800"
+        public var seccomp = true
+
+        /// Read with getenv: the init's path to its hello stays free of generic collections.
+        public static func fromProcess() -> Environment {
+            var env = Environment()
+            if let v = getenv("CLAWORC_SERVICES") { env.services = String(cString: v) }
+            if let v = getenv("CLAWORC_SCREEN") { env.screen = String(cString: v) }
+            if let v = getenv("CLAWORC_UNSAFE_NO_SECCOMP"), strcmp(v, "1") == 0 { env.seccomp = false }
+            return env
+        }
+    }
+
+    public static func run(environment: Environment) -> Never {
         // /proc/1 of the instance must not be a way back to the daemon's binary.
         csbx_set_dumpable(0)
         var mask = sigset_t()
@@ -24,10 +40,9 @@ public enum InstanceInit {
             exit(1)
         }
         prepareFilesystem()
-        Confinement.enabled = environment["CLAWORC_UNSAFE_NO_SECCOMP"] != "1"
+        Confinement.enabled = environment.seccomp
 
-        let supervisor = ServiceSupervisor(specs: ServiceCatalog.named(environment["CLAWORC_SERVICES"] ?? "standard",
-                                                                       screen: environment["CLAWORC_SCREEN"] ?? "1280x800"))
+        let supervisor = ServiceSupervisor(specs: ServiceCatalog.named(environment.services, screen: environment.screen))
         let runner = CommandRunner()
         var controlOpen = true
         send(ControlResponse(id: 0, ok: true, services: supervisor.statuses), fd: -1)
@@ -76,7 +91,7 @@ public enum InstanceInit {
             mkdir(dir, 0o1777)
             chmod(dir, 0o1777)
         }
-        FileSystem.makeDirectories("/run/user", mode: 0o755)
+        mkdir("/run/user", 0o755)   // /run is a fresh tmpfs
         mkdir(ServiceCatalog.runtimeDir, 0o700)
         chown(ServiceCatalog.runtimeDir, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
         chown(ServiceCatalog.home, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
@@ -114,7 +129,7 @@ public enum InstanceInit {
         if stray >= 0 { close(stray) }
         if n < 0 && (errno == EAGAIN || errno == EINTR) { return true }
         guard n > 0 else { return false }
-        guard let request = ControlCodec.decode(ControlRequest.self, buffer[0..<n]) else {
+        guard let request = InitWire.decodeRequest(buffer[0..<n]) else {
             send(ControlResponse(id: 0, ok: false, error: "malformed request"), fd: -1)
             return true
         }
@@ -144,7 +159,7 @@ public enum InstanceInit {
     }
 
     static func send(_ response: ControlResponse, fd: Int32) {
-        let bytes = ControlCodec.encode(response)
+        let bytes = InitWire.encode(response)
         _ = bytes.withUnsafeBytes { csbx_send_with_fd(controlFD, $0.baseAddress, $0.count, fd) }
     }
 }

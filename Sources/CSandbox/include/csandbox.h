@@ -104,6 +104,22 @@ struct csbx_launch_spec {
     int no_new_privs;
     const void *seccomp_filter;      // struct sock_filter[], built by csbx_seccomp_build
     size_t seccomp_len;              // in bytes; 0: no filter
+    // Benchmark only (NULL otherwise): a MAP_SHARED page where the child stamps
+    // CLOCK_MONOTONIC nanoseconds as it passes each CSBX_CLOCK_* point.
+    uint64_t *stage_clock;
+};
+
+// Points of the child's way from "go" to exec, for csbx_launch_spec.stage_clock.
+enum csbx_clock_point {
+    CSBX_CLOCK_GO = 0,        // "go" received
+    CSBX_CLOCK_IDENTITY,      // root of the user namespace
+    CSBX_CLOCK_MOUNTS,        // every op of the mount table applied
+    CSBX_CLOCK_PIVOT,         // pivot_root done, old root detached
+    CSBX_CLOCK_NET,           // hostname set, loopback up
+    CSBX_CLOCK_FDS,           // fds arranged, rlimits set
+    CSBX_CLOCK_CAPS,          // capabilities and no_new_privs
+    CSBX_CLOCK_SECCOMP,       // filter loaded: the next call is execveat
+    CSBX_CLOCK_POINTS
 };
 
 struct csbx_result {
@@ -115,10 +131,17 @@ struct csbx_result {
     int sync_fd;    // between csbx_launch_begin and csbx_launch_finish
     uint64_t clone_ns;   // clone3 + id maps, in the parent
     uint64_t setup_ns;   // "go" to exec: the child's mounts, pivot_root, confinement and execve
+    uint64_t go_at;      // CLOCK_MONOTONIC ns when "go" was sent
+    uint64_t exec_at;    // ... and when the exec closed the child's end
+    // Held between begin and finish/abort: the child's stack, and the calling thread's
+    // signal mask (every signal stays blocked in that thread meanwhile).
+    void *child_stack;
+    sigset_t saved_mask;
 };
 
 // Launch in two steps so the parent can prepare the child's outside world (a veth into its
-// network namespace) between them:
+// network namespace) between them. Both steps must run on the same thread, which keeps
+// every signal blocked in between:
 // begin: clone3 into new namespaces and write the id maps; the child waits for "go".
 // finish: send "go" and wait until the init is exec'd (the child's CLOEXEC sync socket
 //         closes) or the child reports (stage, errno). Both return 0 or -1; on -1 the child

@@ -1,0 +1,70 @@
+import FoundationEssentials
+import Testing
+@testable import Supervisor
+
+/// The init writes and reads the control protocol's JSON by hand; the daemon uses Codable.
+/// These pin the two to the same shapes, both directions, including the awkward strings.
+@Suite struct InitWireTests {
+    static let awkward = ["plain", "", "quote \" and backslash \\", "line\nfeed\r\ttab", "nul \u{0} bell \u{7} esc \u{1b} us \u{1f}",
+                          "slash / ok", "ünïcödé ✓", "emoji 🐙 astral", "del \u{7f}"]
+
+    @Test func responsesDecodeWithJSONDecoder() throws {
+        let services = [
+            ServiceStatus(name: "xvfb", state: "running", pid: 2, restarts: 0, lastExit: nil, error: nil),
+            ServiceStatus(name: "chromium", state: "backoff", pid: nil, restarts: 3, lastExit: "signal 9", error: "not ready \"after\" 30 s"),
+        ]
+        for text in Self.awkward {
+            let run = RunResult(exitCode: 3, signal: nil, output: text, truncated: true, timedOut: false)
+            let original = ControlResponse(id: 42, ok: false, error: text, services: services, run: run)
+            let decoded = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(original)))
+            #expect(decoded.id == 42 && decoded.ok == false && decoded.error == text)
+            #expect(decoded.services == services)
+            #expect(decoded.run == run)
+        }
+        let killed = RunResult(exitCode: nil, signal: 9, output: "", truncated: false, timedOut: true)
+        let decoded = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(ControlResponse(id: 7, ok: true, run: killed))))
+        #expect(decoded.run == killed && decoded.services == nil && decoded.error == nil)
+    }
+
+    @Test func helloIsCompactJSON() {
+        let hello = String(decoding: InitWire.encode(ControlResponse(id: 0, ok: true, services: [])), as: UTF8.self)
+        #expect(hello == #"{"id":0,"ok":true,"services":[]}"#)
+    }
+
+    @Test func requestsFromJSONEncoderDecode() throws {
+        let requests = [
+            ControlRequest(id: 1, op: .status),
+            ControlRequest(id: 2, op: .connect, port: 5900),
+            ControlRequest(id: UInt64(Int64.max), op: .shutdown),
+        ] + Self.awkward.enumerated().map { i, text in
+            ControlRequest(id: UInt64(10 + i), op: .run, argv: ["sh", "-c", text, ""], user: text, timeoutMs: 29_000)
+        }
+        for original in requests {
+            let bytes = try Array(JSONEncoder().encode(original))
+            let decoded = try #require(InitWire.decodeRequest(bytes[...]))
+            #expect(decoded.id == original.id && decoded.op == original.op && decoded.port == original.port)
+            #expect(decoded.argv == original.argv && decoded.user == original.user && decoded.timeoutMs == original.timeoutMs)
+        }
+    }
+
+    @Test func requestsWithEscapesNullsAndUnknownMembers() throws {
+        let text = #"  { "op" : "run", "future": {"a": [1, 2.5e3, true, null, "x"]}, "id": 9, "port": null,"#
+            + #" "argv": ["\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\"], "user": null, "timeoutMs": 100 } "#
+        let r = try #require(InitWire.decodeRequest(Array(text.utf8)[...]))
+        #expect(r.id == 9 && r.op == .run && r.port == nil && r.user == nil && r.timeoutMs == 100)
+        #expect(r.argv == ["é😀/\u{8}\u{c}\n\r\t\"\\"])
+    }
+
+    @Test func malformedRequestsAreRejected() {
+        let bad = [
+            "", "null", "[]", #"{"id":1}"#, #"{"op":"status"}"#, #"{"id":1,"op":"reboot"}"#,
+            #"{"id":-1,"op":"status"}"#, #"{"id":1.5,"op":"status"}"#, #"{"id":1,"op":"status"} trailing"#,
+            #"{"id":1,"op":"status","argv":["a",1]}"#, #"{"id":1,"op":"status""#, #"{"id":1,,"op":"status"}"#,
+            "{\"id\":1,\"op\":\"status\",\"user\":\"raw\ncontrol\"}", #"{"id":1,"op":"status","user":"\ud800"}"#,
+            #"{"id":1,"op":"status","user":"\x41"}"#, #"{"id":99999999999999999999999,"op":"status"}"#,
+        ]
+        for text in bad { #expect(InitWire.decodeRequest(Array(text.utf8)[...]) == nil, "accepted: \(text)") }
+        // Invalid UTF-8 inside a string.
+        #expect(InitWire.decodeRequest(Array(#"{"id":1,"op":"status","user":""#.utf8)[...] + [0xFF, 0x22, 0x7D]) == nil)
+    }
+}
