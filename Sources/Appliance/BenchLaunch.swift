@@ -46,7 +46,7 @@ struct BenchLaunch: ParsableCommand {
             var request = template
             let (channel, initEnd) = try ControlChannel.makePair()
             request.controlFD = initEnd
-            if cgroups.available { request.cgroupFD = try cgroups.prepare(1, limits: InstanceSettings.builtIn.cgroupLimits) }
+            if cgroups.available { request.cgroupFD = try cgroups.prepare(1, limits: InstanceSettings.builtIn.cgroupLimits(ioDevice: nil)) }
             let process = try Launcher.launch(request, beforeGo: { pid in
                 if attachNetwork { try network?.attach(slot: slot, pid: pid, allow: ["192.0.2.1/32"]) }
             })

@@ -31,6 +31,8 @@ struct InstanceView: Encodable, Sendable {
     var settings: InstanceSettings
     /// nil: the host cannot enforce limits (no usable cgroup v2).
     var limitsEnforced: Bool
+    /// The disk whose bandwidth io_*_mib_per_s limits; nil: those two are not enforced.
+    var ioDevice: String?
     var usage: CgroupUsage?
     var address: String?
 
@@ -42,7 +44,22 @@ struct InstanceView: Encodable, Sendable {
 
     struct Limits: Encodable {
         var memoryMaxMiB: Int?, memoryHighMiB: Int?, cpus: Double?, pidsMax: Int?
-        enum CodingKeys: String, CodingKey { case cpus; case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max" }
+        var ioDevice: String?, ioReadMiBps: Int?, ioWriteMiBps: Int?
+        enum CodingKeys: String, CodingKey {
+            case cpus; case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max"
+            case ioDevice = "io_device", ioReadMiBps = "io_read_mib_per_s", ioWriteMiBps = "io_write_mib_per_s"
+        }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(memoryMaxMiB, forKey: .memoryMaxMiB)
+            try c.encode(memoryHighMiB, forKey: .memoryHighMiB)
+            try c.encode(cpus, forKey: .cpus)
+            try c.encode(pidsMax, forKey: .pidsMax)
+            // The disk limits exist only with a disk to apply them to: null says "not enforced".
+            try c.encode(ioDevice, forKey: .ioDevice)
+            try c.encode(ioDevice == nil ? nil : ioReadMiBps, forKey: .ioReadMiBps)
+            try c.encode(ioDevice == nil ? nil : ioWriteMiBps, forKey: .ioWriteMiBps)
+        }
     }
 
     struct Usage: Encodable {
@@ -51,6 +68,7 @@ struct InstanceView: Encodable, Sendable {
             case memoryCurrent = "memory_current_bytes", memoryPeak = "memory_peak_bytes", memoryHigh = "memory_high_events"
             case memoryMax = "memory_max_events", oomKills = "oom_kills", cpuUsage = "cpu_usage_usec"
             case throttled = "cpu_throttled_periods", pids = "pids_current"
+            case ioRead = "io_read_bytes", ioWrite = "io_write_bytes"
         }
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -62,6 +80,8 @@ struct InstanceView: Encodable, Sendable {
             try c.encode(u.cpuUsageMicros, forKey: .cpuUsage)
             try c.encode(u.cpuThrottledPeriods, forKey: .throttled)
             try c.encode(u.pidsCurrent, forKey: .pids)
+            try c.encode(u.ioReadBytes, forKey: .ioRead)
+            try c.encode(u.ioWriteBytes, forKey: .ioWrite)
         }
     }
 
@@ -87,7 +107,8 @@ struct InstanceView: Encodable, Sendable {
         try c.encode(settings, forKey: .settings)
         if limitsEnforced {
             try c.encode(Limits(memoryMaxMiB: settings.memoryMaxMiB, memoryHighMiB: settings.memoryHighMiB,
-                                cpus: settings.cpus, pidsMax: settings.pidsMax), forKey: .limits)
+                                cpus: settings.cpus, pidsMax: settings.pidsMax, ioDevice: ioDevice,
+                                ioReadMiBps: settings.ioReadMiBps, ioWriteMiBps: settings.ioWriteMiBps), forKey: .limits)
         } else {
             try c.encode("unavailable", forKey: .limits)
         }
@@ -131,6 +152,8 @@ actor InstanceManager {
     /// nil when the host cannot give instances outbound networking; `networkError` says why.
     let network: EgressNetwork?
     let networkError: String?
+    /// The disk io.max limits apply to (the data dir's), or nil where they cannot.
+    let ioDevice: String?
     /// Built-in defaults, with the daemon's --default-network applied.
     let builtInSettings: InstanceSettings
 
@@ -159,6 +182,14 @@ actor InstanceManager {
                 """)
         } else {
             logger.info("cgroup v2 limits enforced", metadata: ["tree": "\(cgroups.base ?? "")", "controllers": "\(cgroups.controllers.joined(separator: ","))"])
+        }
+        if cgroups.available && cgroups.controllers.contains("io") {
+            let disk = BlockDevice.wholeDisk(containing: paths.root)
+            ioDevice = disk.device
+            if let reason = disk.reason { logger.warning("disk bandwidth limits unavailable", metadata: ["reason": "\(reason)"]) }
+        } else {
+            ioDevice = nil
+            if cgroups.available { logger.warning("disk bandwidth limits unavailable: the cgroup v2 tree has no io controller") }
         }
         do {
             network = try EgressNetwork()
@@ -193,7 +224,7 @@ actor InstanceManager {
         try settings.over(builtInSettings).validate()
         try store.setSetting("instance_defaults", settings.json)
         for (id, runtime) in runtimes where runtime.hasCgroup {
-            if let record = try store.instance(id: id) { cgroups.update(id, limits: effectiveSettings(record).cgroupLimits) }
+            if let record = try store.instance(id: id) { cgroups.update(id, limits: effectiveSettings(record).cgroupLimits(ioDevice: ioDevice)) }
         }
         return defaultSettings()
     }
@@ -207,7 +238,7 @@ actor InstanceManager {
         updated.limits = overrides.json
         try effectiveSettings(updated).validate()
         try store.setLimits(id, overrides.json)
-        if runtimes[id]?.hasCgroup == true { cgroups.update(id, limits: effectiveSettings(updated).cgroupLimits) }
+        if runtimes[id]?.hasCgroup == true { cgroups.update(id, limits: effectiveSettings(updated).cgroupLimits(ioDevice: ioDevice)) }
         return try store.instance(id: id)!
     }
 
@@ -227,7 +258,7 @@ actor InstanceManager {
         let running = runtimes[record.id]
         return InstanceView(id: record.id, name: record.name, state: record.state, createdAt: record.createdAt,
                             lastError: record.lastError, services: services, settings: settings,
-                            limitsEnforced: cgroups.available,
+                            limitsEnforced: cgroups.available, ioDevice: ioDevice,
                             usage: running?.hasCgroup == true ? cgroups.usage(record.id) : nil,
                             address: running?.egressAllow != nil ? EgressNetwork.addresses(slot: record.idSlot).instance : nil)
     }
@@ -281,7 +312,7 @@ actor InstanceManager {
             }
             var request = try launchRequest(for: record, settings: settings)
             if cgroups.available {
-                cgroupFD = try cgroups.prepare(id, limits: settings.cgroupLimits)
+                cgroupFD = try cgroups.prepare(id, limits: settings.cgroupLimits(ioDevice: ioDevice))
                 request.cgroupFD = cgroupFD
             }
             let egress = settings.network == "egress" ? network : nil

@@ -10,6 +10,10 @@ struct InstanceSettings: Codable, Sendable, Equatable {
     var pidsMax: Int?
     var shmMiB: Int?
     var tmpMiB: Int?
+    /// Disk bandwidth of the instance's storage in MiB/s (0: unlimited); enforced where the
+    /// host's cgroup v2 tree has the io controller and the data dir is on a block device.
+    var ioReadMiBps: Int?
+    var ioWriteMiBps: Int?
     /// "egress": a veth with NAT to the outside, private ranges and the host refused;
     /// "none": loopback only.
     var network: String?
@@ -21,16 +25,20 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         case cpus, network
         case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max"
         case shmMiB = "shm_mib", tmpMiB = "tmp_mib", egressAllow = "egress_allow"
+        case ioReadMiBps = "io_read_mib_per_s", ioWriteMiBps = "io_write_mib_per_s"
     }
 
     init(memoryMaxMiB: Int? = nil, memoryHighMiB: Int? = nil, cpus: Double? = nil, pidsMax: Int? = nil,
-         shmMiB: Int? = nil, tmpMiB: Int? = nil, network: String? = nil, egressAllow: [String]? = nil) {
+         shmMiB: Int? = nil, tmpMiB: Int? = nil, ioReadMiBps: Int? = nil, ioWriteMiBps: Int? = nil,
+         network: String? = nil, egressAllow: [String]? = nil) {
         self.memoryMaxMiB = memoryMaxMiB
         self.memoryHighMiB = memoryHighMiB
         self.cpus = cpus
         self.pidsMax = pidsMax
         self.shmMiB = shmMiB
         self.tmpMiB = tmpMiB
+        self.ioReadMiBps = ioReadMiBps
+        self.ioWriteMiBps = ioWriteMiBps
         self.network = network
         self.egressAllow = egressAllow
     }
@@ -43,7 +51,8 @@ struct InstanceSettings: Codable, Sendable, Equatable {
             init(stringValue: String) { self.stringValue = stringValue }
             init?(intValue: Int) { nil }
         }
-        let known = Set(["memory_max_mib", "memory_high_mib", "cpus", "pids_max", "shm_mib", "tmp_mib", "network", "egress_allow"])
+        let known = Set(["memory_max_mib", "memory_high_mib", "cpus", "pids_max", "shm_mib", "tmp_mib",
+                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow"])
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }
         if let first = unknown.sorted().first {
             throw APIError.badRequest("unknown_setting", "Unknown setting \"\(first)\"; known: \(known.sorted().joined(separator: ", ")).")
@@ -55,18 +64,22 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         pidsMax = try c.decodeIfPresent(Int.self, forKey: .pidsMax)
         shmMiB = try c.decodeIfPresent(Int.self, forKey: .shmMiB)
         tmpMiB = try c.decodeIfPresent(Int.self, forKey: .tmpMiB)
+        ioReadMiBps = try c.decodeIfPresent(Int.self, forKey: .ioReadMiBps)
+        ioWriteMiBps = try c.decodeIfPresent(Int.self, forKey: .ioWriteMiBps)
         network = try c.decodeIfPresent(String.self, forKey: .network)
         egressAllow = try c.decodeIfPresent([String].self, forKey: .egressAllow)
     }
 
     static let builtIn = InstanceSettings(memoryMaxMiB: 4096, memoryHighMiB: 3584, cpus: 2, pidsMax: 4096,
-                                          shmMiB: 512, tmpMiB: 512, network: "egress", egressAllow: [])
+                                          shmMiB: 512, tmpMiB: 512, ioReadMiBps: 0, ioWriteMiBps: 0,
+                                          network: "egress", egressAllow: [])
 
     /// Fields set here win over `base`.
     func over(_ base: InstanceSettings) -> InstanceSettings {
         InstanceSettings(memoryMaxMiB: memoryMaxMiB ?? base.memoryMaxMiB, memoryHighMiB: memoryHighMiB ?? base.memoryHighMiB,
                          cpus: cpus ?? base.cpus, pidsMax: pidsMax ?? base.pidsMax, shmMiB: shmMiB ?? base.shmMiB,
-                         tmpMiB: tmpMiB ?? base.tmpMiB, network: network ?? base.network,
+                         tmpMiB: tmpMiB ?? base.tmpMiB, ioReadMiBps: ioReadMiBps ?? base.ioReadMiBps,
+                         ioWriteMiBps: ioWriteMiBps ?? base.ioWriteMiBps, network: network ?? base.network,
                          egressAllow: egressAllow ?? base.egressAllow)
     }
 
@@ -81,6 +94,8 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         if let v = pidsMax { try check((32...4_194_304).contains(v), "pids_max", "32 to 4194304") }
         if let v = shmMiB { try check((1...65536).contains(v), "shm_mib", "1 to 65536") }
         if let v = tmpMiB { try check((1...65536).contains(v), "tmp_mib", "1 to 65536") }
+        if let v = ioReadMiBps { try check((0...1_048_576).contains(v), "io_read_mib_per_s", "0 (unlimited) to 1048576") }
+        if let v = ioWriteMiBps { try check((0...1_048_576).contains(v), "io_write_mib_per_s", "0 (unlimited) to 1048576") }
         if let v = network { try check(v == "egress" || v == "none", "network", "\"egress\" or \"none\"") }
         if let list = egressAllow {
             try check(list.count <= 256, "egress_allow", "at most 256 entries")
@@ -91,11 +106,16 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         }
     }
 
-    var cgroupLimits: CgroupLimits {
+    /// The cgroup files these settings come to; `ioDevice` is the disk of the data dir when
+    /// the io controller can limit it.
+    func cgroupLimits(ioDevice: String?) -> CgroupLimits {
         let builtIn = Self.builtIn
+        func bytesPerSecond(_ mib: Int?) -> UInt64? { (mib ?? 0) > 0 ? UInt64(mib!) << 20 : nil }
         return CgroupLimits(memoryMaxBytes: UInt64(memoryMaxMiB ?? builtIn.memoryMaxMiB!) << 20,
                             memoryHighBytes: UInt64(memoryHighMiB ?? builtIn.memoryHighMiB!) << 20,
-                            cpus: cpus ?? builtIn.cpus!, pidsMax: pidsMax ?? builtIn.pidsMax!)
+                            cpus: cpus ?? builtIn.cpus!, pidsMax: pidsMax ?? builtIn.pidsMax!,
+                            io: ioDevice.map { IOLimit(device: $0, readBytesPerSecond: bytesPerSecond(ioReadMiBps),
+                                                       writeBytesPerSecond: bytesPerSecond(ioWriteMiBps)) })
     }
 
     static func decode(_ json: String) -> InstanceSettings {

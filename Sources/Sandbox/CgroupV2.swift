@@ -8,23 +8,46 @@ public struct CgroupLimits: Sendable, Equatable {
     /// CPU time per period, as a number of CPUs (1.5 = 150 ms every 100 ms).
     public var cpus: Double
     public var pidsMax: Int
+    /// Bandwidth on the disk holding the instance's storage; nil where the io controller or
+    /// the disk is unavailable.
+    public var io: IOLimit?
 
-    public init(memoryMaxBytes: UInt64, memoryHighBytes: UInt64, cpus: Double, pidsMax: Int) {
+    public init(memoryMaxBytes: UInt64, memoryHighBytes: UInt64, cpus: Double, pidsMax: Int, io: IOLimit? = nil) {
         self.memoryMaxBytes = memoryMaxBytes
         self.memoryHighBytes = memoryHighBytes
         self.cpus = cpus
         self.pidsMax = pidsMax
+        self.io = io
     }
 
     var files: [(String, String)] {
         let period = 100_000
         let quota = max(1000, Int((cpus * Double(period)).rounded()))
-        return [
+        var files = [
             ("memory.max", String(memoryMaxBytes)),
             ("memory.high", String(memoryHighBytes)),
             ("cpu.max", "\(quota) \(period)"),
             ("pids.max", String(pidsMax)),
         ]
+        if let io { files.append(("io.max", io.line)) }
+        return files
+    }
+}
+
+/// One io.max line: bytes per second read and written on one disk (nil: unlimited).
+public struct IOLimit: Sendable, Equatable {
+    public var device: String
+    public var readBytesPerSecond: UInt64?
+    public var writeBytesPerSecond: UInt64?
+
+    public init(device: String, readBytesPerSecond: UInt64?, writeBytesPerSecond: UInt64?) {
+        self.device = device
+        self.readBytesPerSecond = readBytesPerSecond
+        self.writeBytesPerSecond = writeBytesPerSecond
+    }
+
+    var line: String {
+        "\(device) rbps=\(readBytesPerSecond.map(String.init) ?? "max") wbps=\(writeBytesPerSecond.map(String.init) ?? "max")"
     }
 }
 
@@ -38,6 +61,9 @@ public struct CgroupUsage: Sendable, Equatable {
     public var cpuUsageMicros: UInt64
     public var cpuThrottledPeriods: UInt64
     public var pidsCurrent: UInt64
+    /// Bytes read and written on block devices (io.stat); nil without the io controller.
+    public var ioReadBytes: UInt64?
+    public var ioWriteBytes: UInt64?
 }
 
 /// The appliance's cgroup v2 tree:
@@ -133,6 +159,7 @@ public final class CgroupV2: @unchecked Sendable {
     public func usage(_ id: Int64) -> CgroupUsage? {
         guard let path = instancePath(id), FileSystem.isDirectory(path) else { return nil }
         let events = Self.keyed(path + "/memory.events")
+        let io = controllers.contains("io") ? Self.ioTotals(path + "/io.stat") : nil
         let cpu = Self.keyed(path + "/cpu.stat")
         return CgroupUsage(
             memoryCurrent: Self.number(path + "/memory.current") ?? 0,
@@ -140,7 +167,19 @@ public final class CgroupV2: @unchecked Sendable {
             memoryHighEvents: events["high"] ?? 0, memoryMaxEvents: events["max"] ?? 0,
             oomKills: events["oom_kill"] ?? 0,
             cpuUsageMicros: cpu["usage_usec"] ?? 0, cpuThrottledPeriods: cpu["nr_throttled"] ?? 0,
-            pidsCurrent: Self.number(path + "/pids.current") ?? 0)
+            pidsCurrent: Self.number(path + "/pids.current") ?? 0,
+            ioReadBytes: io?.read, ioWriteBytes: io?.written)
+    }
+
+    /// Sums io.stat over every device: "MAJ:MIN rbytes=N wbytes=N rios=N ...".
+    static func ioTotals(_ path: String) -> (read: UInt64, written: UInt64)? {
+        guard let text = FileSystem.readText(path) else { return nil }
+        var read: UInt64 = 0, written: UInt64 = 0
+        for field in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+            if field.hasPrefix("rbytes="), let v = UInt64(field.dropFirst(7)) { read += v }
+            if field.hasPrefix("wbytes="), let v = UInt64(field.dropFirst(7)) { written += v }
+        }
+        return (read, written)
     }
 
     /// Kills whatever is left in the instance's cgroup and removes it.

@@ -1,4 +1,4 @@
-"""Checks 25-29 (cgroup v2) run INSIDE a user-mode Linux guest, where cgroup v2 has real
+"""Checks 25-29 and 40 (cgroup v2) run INSIDE a user-mode Linux guest, where cgroup v2 has real
 controllers. Started by test_cgroups_uml.py through Tests/uml/umlrun.py; prints one line per
 check ("PASS|FAIL <nn> <name>: <detail>") and a closing "N passed, N failed" line.
 
@@ -19,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 import requests
 
 BINARY = sys.argv[1]
+DATA_DISK = sys.argv[2] if len(sys.argv) > 2 else None   # an ext4 block device for the data dir
 CGROUP = pathlib.Path("/sys/fs/cgroup")
 results = []
 
@@ -41,6 +42,8 @@ class Appliance:
     def __init__(self):
         data = pathlib.Path("/tmp/claworc-uml/data")
         data.parent.mkdir(parents=True, exist_ok=True)
+        if DATA_DISK:
+            subprocess.run(["mount", "-t", "ext4", DATA_DISK, str(data.parent)], check=True)
         data.parent.chmod(0o711)
         # The daemon gets a delegated cgroup of its own (the guest's command sits in a leaf).
         (CGROUP / "appliance").mkdir(exist_ok=True)
@@ -174,6 +177,55 @@ def cpu_max(app):
     return f"{used:.2f} s CPU in 2 s wall at cpus=0.2; throttled {after['cpu_throttled_periods']} periods"
 
 
+WRITE_PROBE = """
+import mmap, os, sys, time
+# O_DIRECT: the writes go to the disk now, where io.max meters them, not to the page cache.
+fd = os.open("/home/claworc/io-probe", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+block = mmap.mmap(-1, 1 << 20)
+block.write(b"x" * (1 << 20))
+start = time.monotonic()
+for _ in range(int(sys.argv[1])):
+    os.write(fd, block)
+os.fsync(fd)
+os.close(fd)
+print("wrote", sys.argv[1], "MiB in", round(time.monotonic() - start, 3))
+"""
+
+
+@check(40, "io_max_throttles_disk_writes")
+def io_max(app):
+    assert DATA_DISK, "the guest has no data disk"
+    free = app.instance("iofree")
+    limited = app.instance("iolimited", io_write_mib_per_s=2)
+    view = app.get(limited)
+    device = view["limits"]["io_device"]
+    assert device and view["limits"]["io_write_mib_per_s"] == 2, view["limits"]
+    line = (app.cgroup_dir(limited) / "io.max").read_text().strip()
+    assert line == f"{device} rbps=max wbps={2 << 20} riops=max wiops=max", line
+
+    def write(iid, mib):
+        r = app.http.post(app.base + f"/api/v1/instances/{iid}/exec",
+                          json={"argv": ["python3", "-c", WRITE_PROBE, str(mib)], "timeout_ms": 120000}, timeout=150)
+        assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+        return float(r.json()["output"].split()[-1])
+
+    unlimited = write(free, 8)
+    throttled = write(limited, 8)
+    # 8 MiB at 2 MiB/s takes about 4 s (less the first slice's allowance); the same write
+    # without the limit, on the same disk, is the control.
+    assert throttled >= 2.5, f"8 MiB in {throttled} s at 2 MiB/s"
+    assert unlimited < throttled / 3, f"control: {unlimited} s unlimited vs {throttled} s limited"
+    written = app.get(limited)["usage"]["io_write_bytes"]
+    assert written >= 8 << 20, written
+    # Raising the limit applies to the running instance at once.
+    r = app.http.put(app.base + f"/api/v1/instances/{limited}/settings", json={"io_write_mib_per_s": 0})
+    assert r.status_code == 200, r.text
+    assert (app.cgroup_dir(limited) / "io.max").read_text().strip() in ("", f"{device} rbps=max wbps=max riops=max wiops=max")
+    app.stop(free)
+    app.stop(limited)
+    return f"8 MiB: {throttled:.2f} s at 2 MiB/s vs {unlimited:.2f} s unlimited on {device}; io_write_bytes={written}"
+
+
 @check(29, "cgroup_namespace_shows_only_the_instance")
 def cgroup_namespace(app):
     iid = app.instance("cgns", memory_max_mib=300, memory_high_mib=250)
@@ -200,7 +252,7 @@ except OSError as e:
 def main():
     app = Appliance()
     try:
-        for fn in (memory_max, memory_high, pids_max, cpu_max, cgroup_namespace):
+        for fn in (memory_max, memory_high, pids_max, cpu_max, cgroup_namespace, io_max):
             fn(app)
     finally:
         app.proc.terminate()

@@ -416,6 +416,7 @@ def run_in_uml(
     cwd: str | os.PathLike | None = None,
     scratch: str | os.PathLike | None = None,
     boot_timeout: float | None = None,
+    disks: Sequence[str | os.PathLike] = (),
 ) -> UMLResult:
     """Boot a UML guest on the host's root (read-only), run `argv`, return its result.
 
@@ -430,6 +431,7 @@ def run_in_uml(
              named to the command in $UMLRUN_SCRATCH (unless env sets that itself).
              None: a new temp dir, returned as result.scratch (call result.cleanup()).
     boot_timeout  seconds to wait for the guest to be ready (default min(timeout, 120)).
+    disks    host image files given to the guest as block devices /dev/ubda, /dev/ubdb, ...
 
     Raises UMLNotAvailable, UMLBootError, UMLTimeout or UMLError; never hangs past timeout.
     """
@@ -496,6 +498,11 @@ def run_in_uml(
             "noreboot",
             "panic=1",
         ]
+        for index, disk in enumerate(disks):
+            image = os.path.abspath(os.fspath(disk))
+            if not os.path.isfile(image) or "," in image or " " in image:
+                raise ValueError(f"disk {image!r} must be an existing file without ',' or spaces in its path")
+            cmdline.append(f"ubd{index}={image}")
         return _boot_and_wait(
             cmdline,
             _uml_host_env(mem), nonce, outdir, timeout, boot_timeout, scratch_path, scratch_is_temporary,
