@@ -20,7 +20,9 @@ let package = Package(
         // Syscalls Swift cannot reach (clone3, pivot_root, SCM_RIGHTS cmsg macros) and the
         // async-signal-safe child side of every launch.
         .target(name: "CSandbox", linkerSettings: [.linkedLibrary("seccomp")]),
-        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // The system libsqlite3 (header from libsqlite3-dev), bound at run time so the
+        // instance init, an exec of this binary, never loads it.
+        .target(name: "CSQLite"),
         // The dashboard, packed by scripts/pack-web.py and linked in with .incbin.
         .target(name: "CAssets", exclude: ["assets.bin"]),
         .target(name: "Sandbox", dependencies: ["CSandbox"]),

@@ -32,6 +32,10 @@ final class Database: Sendable {
     private let connection: Mutex<OpaquePointer>
 
     init(path: String) throws {
+        var why = [CChar](repeating: 0, count: 256)
+        guard csqlite_load(&why, why.count) == 0 else {
+            throw DatabaseError(code: SQLITE_CANTOPEN, message: String(cString: why))
+        }
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
