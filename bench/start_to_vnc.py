@@ -22,8 +22,8 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "Tests" / "integration"))
-from conftest import Client, Daemon, bootstrap_admin  # noqa: E402
+sys.path[:0] = [str(ROOT / "Tests" / "harness"), str(ROOT / "Tests" / "integration")]
+from claworc_harness import Client, Daemon, bootstrap_admin  # noqa: E402
 from rfb import RFBClient, TCPRFBClient  # noqa: E402
 
 
@@ -54,9 +54,8 @@ def rss_kib(pid):
 
 
 def claworc_runs(binary, runs):
-    os.environ["CLAWORC_BIN"] = str(binary)
-    import conftest
-    conftest.BINARY = pathlib.Path(binary)
+    import claworc_harness
+    claworc_harness.BINARY = pathlib.Path(binary)
     base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-bench-"))
     base.chmod(0o711)
     daemon = Daemon(base / "data").start()
