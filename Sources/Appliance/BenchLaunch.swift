@@ -96,8 +96,11 @@ struct BenchLaunch: ParsableCommand {
         let leakedCgroup = cgroups.instancePath(1).map(FileSystem.isDirectory) ?? false
         let links = (try? HostCommand.run(["ip", "-o", "link"])) ?? ""
         let leakedVeth = links.contains(": cw-")
-        print("leaks processes \(leakedProcesses.count) mounts \(leakedMounts ? 1 : 0) cgroups \(leakedCgroup ? 1 : 0) veth \(leakedVeth ? 1 : 0)")
-        if !leakedProcesses.isEmpty || leakedMounts || leakedCgroup || leakedVeth { throw ExitCode(1) }
+        // A namespace outlives its processes only if something pins it: a bind mount (seen in
+        // the mount table) or an open nsfs descriptor, here.
+        let leakedNamespaces = Self.namespaceDescriptors()
+        print("leaks processes \(leakedProcesses.count) mounts \(leakedMounts ? 1 : 0) cgroups \(leakedCgroup ? 1 : 0) veth \(leakedVeth ? 1 : 0) namespaces \(leakedNamespaces)")
+        if !leakedProcesses.isEmpty || leakedMounts || leakedCgroup || leakedVeth || leakedNamespaces > 0 { throw ExitCode(1) }
     }
 
     static func nowNs() -> UInt64 {
@@ -109,6 +112,19 @@ struct BenchLaunch: ParsableCommand {
     static func format(_ v: Double) -> String {
         let scaled = Int((v * 100).rounded())
         return "\(scaled / 100).\(String(scaled % 100).count == 1 ? "0" : "")\(scaled % 100)"
+    }
+
+    /// Descriptors of this process that hold a namespace (nsfs: "net:[4026532…]").
+    static func namespaceDescriptors() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            guard let target = FileSystem.symlinkTarget("/proc/self/fd/" + name) else { continue }
+            if ["cgroup:[", "ipc:[", "mnt:[", "net:[", "pid:[", "time:[", "user:[", "uts:["].contains(where: target.hasPrefix) { count += 1 }
+        }
+        return count
     }
 
     /// Pids whose parent is this process.

@@ -541,9 +541,9 @@ static int cmd_euid(int argc, char **argv) {
     return finish();
 }
 
-static int cmd_pids(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+// Pids of this pid namespace's /proc, as a JSON list: all of them, or (with a needle) those
+// whose command line contains it, this probe excepted.
+static int list_pids(const char *needle) {
     DIR *d = opendir("/proc");
     if (!d) return report(-1, errno);
     begin(0);
@@ -552,6 +552,19 @@ static int cmd_pids(int argc, char **argv) {
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        if (needle) {
+            if (atoi(e->d_name) == getpid()) continue;
+            char path[300], buf[8192];
+            snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) continue;
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (n <= 0) continue;
+            for (ssize_t i = 0; i < n; i++) if (buf[i] == '\0') buf[i] = ' ';
+            buf[n] = '\0';
+            if (!strstr(buf, needle)) continue;
+        }
         if (!first) emit(", ");
         first = 0;
         emit("%s", e->d_name);
@@ -559,6 +572,12 @@ static int cmd_pids(int argc, char **argv) {
     closedir(d);
     emit("]");
     return finish();
+}
+
+static int cmd_pids(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return list_pids(NULL);
 }
 
 static int cmd_hostname(int argc, char **argv) {
@@ -784,35 +803,9 @@ static int cmd_connect_abstract(int argc, char **argv) {
     return report(rc, e);
 }
 
-// Pids (of this pid namespace's /proc) whose command line contains STRING, this probe excepted.
 static int cmd_find_cmdline(int argc, char **argv) {
     if (argc < 1) return -1;
-    DIR *d = opendir("/proc");
-    if (!d) return report(-1, errno);
-    begin(0);
-    emit("[");
-    int first = 1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        if (atoi(e->d_name) == getpid()) continue;
-        char path[300], buf[8192];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        for (ssize_t i = 0; i < n; i++) if (buf[i] == '\0') buf[i] = ' ';
-        buf[n] = '\0';
-        if (!strstr(buf, argv[0])) continue;
-        if (!first) emit(", ");
-        first = 0;
-        emit("%s", e->d_name);
-    }
-    closedir(d);
-    emit("]");
-    return finish();
+    return list_pids(argv[0]);
 }
 
 // ---- dispatch ----------------------------------------------------------------------------
