@@ -1,7 +1,8 @@
 """Check 24 (egress) and the veth side of 23: an instance reaches a fake "internet" host, and
-nothing else: not a fake LAN host, not the host itself, not another instance, not link-local
-metadata, unless an admin allows a destination. All peers are test hosts in network
-namespaces this test creates; no packet goes anywhere else."""
+nothing else: not a fake LAN host, not a fake link-local "metadata" host, not a service of the
+host itself, not another instance, unless an admin allows a destination. Every peer is a test
+host in a network namespace this test creates, or a listener this test binds on the host; no
+packet is ever sent to any other address, not even to show that it would be dropped."""
 import json
 import pathlib
 import shutil
@@ -17,6 +18,7 @@ from claworc_harness import Daemon, bootstrap_admin
 
 INTERNET = ("203.0.113.10", "203.0.113.1")     # TEST-NET-3: (fake host, host side)
 LAN = ("192.168.77.10", "192.168.77.1")
+METADATA = ("169.254.77.10", "169.254.77.1")   # link-local, where cloud metadata services live
 
 
 def sh(*args, check=True):
@@ -55,7 +57,7 @@ class FakeHost:
 
 @pytest.fixture(scope="module")
 def world():
-    hosts = [FakeHost("cwtest-inet", *INTERNET), FakeHost("cwtest-lan", *LAN)]
+    hosts = [FakeHost("cwtest-inet", *INTERNET), FakeHost("cwtest-lan", *LAN), FakeHost("cwtest-meta", *METADATA)]
     # A service on the host's own address on the fake-internet link: instances must not reach it.
     host_service = subprocess.Popen([sys.executable, "-m", "http.server", "8081", "--bind", INTERNET[1]],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -115,11 +117,24 @@ def test_24_egress_reaches_only_the_outside(world):
     reached = connect(admin, a["id"], INTERNET[0], 8080)
     assert reached["ok"] and reached["reply"].startswith("HTTP/1."), reached
 
-    # Everything else is dropped (a timeout, not a refusal: the packets never arrive).
-    for host, port in [(LAN[0], 8080), (INTERNET[1], 8081), ("169.254.169.254", 80),
-                       (a["network"]["address"].rsplit(".", 1)[0] + ".1", 22)]:
-        blocked = connect(admin, a["id"], host, port, timeout=1.5)
-        assert not blocked["ok"] and blocked["error"] in ("TimeoutError", "timeout"), (host, blocked)
+    # Everything else is dropped (a timeout, not a refusal: the packets never arrive): the LAN
+    # and link-local test hosts, and services of the host on its fake-internet address and on
+    # the instance's own gateway address.
+    gateway = a["network"]["address"].rsplit(".", 1)[0] + ".1"
+    gateway_service = subprocess.Popen([sys.executable, "-m", "http.server", "8082", "--bind", gateway],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20   # readiness: the listener accepts on the host
+        while sh(sys.executable, "-c", f"import socket; socket.create_connection(('{gateway}', 8082), 1)",
+                 check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the gateway listener did not come up"
+            time.sleep(0.05)
+        for host, port in [(LAN[0], 8080), (METADATA[0], 8080), (INTERNET[1], 8081), (gateway, 8082)]:
+            blocked = connect(admin, a["id"], host, port, timeout=1.5)
+            assert not blocked["ok"] and blocked["error"] in ("TimeoutError", "timeout"), (host, blocked)
+    finally:
+        gateway_service.kill()
+        gateway_service.wait()
 
     # Another instance: B listens on all its addresses; B reaches itself, A does not reach B.
     listener = threading.Thread(target=lambda: admin.post(
@@ -137,13 +152,16 @@ def test_24_egress_reaches_only_the_outside(world):
     assert not across["ok"], across
     listener.join(20)
 
-    # An admin allows the LAN host for A only.
-    r = admin.http.put(admin.url(f"/api/v1/instances/{a['id']}/settings"), json={"egress_allow": [LAN[0]]}, timeout=30)
-    assert r.status_code == 200 and r.json()["effective"]["egress_allow"] == [LAN[0]], r.text
+    # An admin allows the LAN and link-local hosts for A only: the drops above were the
+    # firewall's, not a missing route.
+    allow = [LAN[0], METADATA[0] + "/32"]
+    r = admin.http.put(admin.url(f"/api/v1/instances/{a['id']}/settings"), json={"egress_allow": allow}, timeout=30)
+    assert r.status_code == 200 and r.json()["effective"]["egress_allow"] == allow, r.text
     assert admin.post(f"/api/v1/instances/{a['id']}/restart").status_code == 200
-    allowed = connect(admin, a["id"], LAN[0], 8080)
-    assert allowed["ok"], allowed
-    assert not connect(admin, b["id"], LAN[0], 8080, timeout=1.5)["ok"], "the allowance is A's alone"
+    for host in (LAN[0], METADATA[0]):
+        allowed = connect(admin, a["id"], host, 8080)
+        assert allowed["ok"], (host, allowed)
+        assert not connect(admin, b["id"], host, 8080, timeout=1.5)["ok"], f"the allowance of {host} is A's alone"
     assert '"cw-' in sh("nft", "-j", "list", "set", "inet", "claworc", "allow4").stdout
 
     # Teardown leaves no veth and no allow-list entry.
