@@ -423,14 +423,14 @@ __attribute__((noreturn)) static void child_entry(void *arg) {
     child_main(start->spec, start->sync_fd);
 }
 
-// clone3 that runs fn(arg) on args->stack in the child. A plain syscall() cannot be used
-// with a new stack: the child would return from it into a frame that is not on its stack.
-// Returns the child's pid or -errno in the parent; never returns in the child.
-static long clone3_run(struct clone_args *args, void (*fn)(void *), void *arg);
+// csbx_clone3_run(args, size, fn, arg): clone3 that runs fn(arg) on args->stack in the child.
+// A plain syscall() cannot be used with a new stack: the child would return from it into a
+// frame that is not on its stack. Returns the child's pid or -errno in the parent; never
+// returns in the child.
 #if defined(__x86_64__)
 __asm__(".text\n"
-        ".type csbx_clone3_run_asm,@function\n"
-        "csbx_clone3_run_asm:\n"
+        ".type csbx_clone3_run,@function\n"
+        "csbx_clone3_run:\n"
         "    mov %rdx, %r8\n"            // fn and arg survive the syscall in r8/r9
         "    mov %rcx, %r9\n"
         "    mov $435, %eax\n"           // __NR_clone3 (rdi = args, rsi = size)
@@ -444,11 +444,11 @@ __asm__(".text\n"
         "    mov $127, %edi\n"
         "    syscall\n"
         "1:  ret\n"
-        ".size csbx_clone3_run_asm, .-csbx_clone3_run_asm\n");
+        ".size csbx_clone3_run, .-csbx_clone3_run\n");
 #elif defined(__aarch64__)
 __asm__(".text\n"
-        ".type csbx_clone3_run_asm,%function\n"
-        "csbx_clone3_run_asm:\n"
+        ".type csbx_clone3_run,%function\n"
+        "csbx_clone3_run:\n"
         "    mov x10, x2\n"
         "    mov x11, x3\n"
         "    mov x8, #435\n"
@@ -462,14 +462,11 @@ __asm__(".text\n"
         "    mov x0, #127\n"
         "    svc #0\n"
         "1:  ret\n"
-        ".size csbx_clone3_run_asm, .-csbx_clone3_run_asm\n");
+        ".size csbx_clone3_run, .-csbx_clone3_run\n");
 #else
 #error "clone3_run needs a trampoline for this architecture"
 #endif
-long csbx_clone3_run_asm(struct clone_args *args, size_t size, void (*fn)(void *), void *arg);
-static long clone3_run(struct clone_args *args, void (*fn)(void *), void *arg) {
-    return csbx_clone3_run_asm(args, sizeof *args, fn, arg);
-}
+long csbx_clone3_run(struct clone_args *args, size_t size, void (*fn)(void *), void *arg);
 
 // Undoes what csbx_launch_begin set up for the launch itself (not the child).
 static void release_launch(struct csbx_result *result) {
@@ -534,7 +531,7 @@ int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *r
     struct child_start *start = (struct child_start *)((char *)stack + 4096);
     start->spec = spec;
     start->sync_fd = sv[1];
-    long pid = clone3_run(&args, child_entry, start);
+    long pid = csbx_clone3_run(&args, sizeof args, child_entry, start);
     if (pid == -EINVAL) {
         // Kernels before 5.5 do not know CLONE_CLEAR_SIGHAND. Without it a daemon handler
         // could run in the child before reset_signals: refuse rather than risk it.

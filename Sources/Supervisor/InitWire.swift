@@ -158,9 +158,9 @@ enum InitWire {
 
         private mutating func literal(_ word: String) -> Bool {
             space()
-            let w = Array(word.utf8)
-            guard i + w.count <= bytes.count, Array(bytes[i..<i + w.count]) == w else { return false }
-            i += w.count
+            let n = word.utf8.count
+            guard i + n <= bytes.count, bytes[i..<i + n].elementsEqual(word.utf8) else { return false }
+            i += n
             return true
         }
 
