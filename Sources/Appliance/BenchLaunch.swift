@@ -18,7 +18,7 @@ struct BenchLaunch: ParsableCommand {
         let paths = DataPaths(root: dataDir)
         try paths.prepare()
         let cgroups = CgroupV2()
-        let seccomp = try SeccompProfile.instance.build()
+        let seccomp = try SeccompProfile.instanceFilters()
         let exe = try SealedExecutable.fromSelf()
         let slot: Int64 = 1
         let base = InstanceManager.idBase(slot: slot)

@@ -13,6 +13,8 @@ struct DataPaths: Sendable {
 
     func instanceDir(_ id: Int64) -> String { "\(instances)/\(id)" }
     func home(_ id: Int64) -> String { instanceDir(id) + "/home" }
+    /// Chromium's home (profile, NSS database), owned by the instance's browser uid.
+    func browserHome(_ id: Int64) -> String { instanceDir(id) + "/browser" }
     func log(_ id: Int64) -> String { instanceDir(id) + "/instance.log" }
     /// The writable layer of an instance's overlay root (image mode) and its work dir.
     func upper(_ id: Int64) -> String { instanceDir(id) + "/root/upper" }

@@ -142,8 +142,8 @@ actor InstanceManager {
     /// The binary the launcher execs as each instance's init: a sealed memfd copy of ours.
     let initExecutable: Int32
     let mountExtras: [String]
-    /// The instance-wide seccomp filter, compiled once.
-    let seccomp: [UInt8]
+    /// The seccomp filters every process of an instance inherits, compiled once.
+    let seccomp: [[UInt8]]
     private var runtimes: [Int64: InstanceRuntime] = [:]
 
     /// Protections switched off by --unsafe-test-disable (the negative control only).
@@ -200,7 +200,7 @@ actor InstanceManager {
             logger.warning("instance networking unavailable: instances set to \"egress\" will not start", metadata: ["error": "\(error)"])
         }
         initExecutable = try SealedExecutable.fromSelf()
-        seccomp = disabled.contains("seccomp") ? [] : try SeccompProfile.instance.build()
+        seccomp = disabled.contains("seccomp") ? [] : try SeccompProfile.instanceFilters()
         mountExtras = MountPlan.loadedLibraryDirsOutsideSystem()
     }
 
@@ -352,29 +352,45 @@ actor InstanceManager {
         }
         let base = Self.idBase(slot: record.idSlot)
         HomeOwnership.adopt(home, idBase: base, agentUID: Self.agentHostUID(slot: record.idSlot))
+        let browserHome = try privateDirectory(paths.browserHome(record.id), owner: base + ServiceCatalog.browserUID)
+        HomeOwnership.adopt(browserHome, idBase: base, agentUID: base + ServiceCatalog.browserUID)
         let sizes = TmpfsSizes(shmMiB: settings.shmMiB ?? 512, tmpMiB: settings.tmpMiB ?? 512)
-        var plan = MountPlan(homeSource: home, sizes: sizes, extraReadOnly: mountExtras)
+        var plan = MountPlan(homeSource: home, browserHomeSource: browserHome, sizes: sizes, extraReadOnly: mountExtras)
         plan.stageDir = paths.stage
         if baseRoot != nil {
-            let upper = paths.upper(record.id), work = paths.work(record.id)
-            for dir in [paths.instanceDir(record.id) + "/root", upper, work] {
-                let rc = FileSystem.makeDirectories(dir, mode: 0o755)
-                guard rc == 0 else { throw StartError.storage("cannot create \(dir): \(FileSystem.errorText(rc))") }
-            }
-            // Root inside the instance owns its layer; the work dir must start out empty.
-            FileSystem.removeTree(work)
-            mkdir(work, 0o700)
-            for dir in [paths.instanceDir(record.id) + "/root", upper, work] { chown(dir, base, base) }
+            // Root inside the instance owns its layers; `root/` keeps everyone else on the host
+            // out. The upper dir is the instance's "/" (overlayfs takes the root's mode from
+            // it), so it stays 0755.
+            let layers = try privateDirectory(paths.instanceDir(record.id) + "/root", owner: base)
+            let upper = try privateDirectory(layers + "/upper", owner: base, mode: 0o755)
+            let work = paths.work(record.id)
+            FileSystem.removeTree(work)   // the overlay's work dir must start out empty
+            _ = try privateDirectory(work, owner: base)
             plan.root = .image(upper: upper, work: work)
         }
-        return LaunchRequest(
+        var request = LaunchRequest(
             hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,
             arguments: ["claworc-init", "__init"],
-            environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)"]
+            // No crash backtracer: it would be another program loaded from the instance's root.
+            environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)", "SWIFT_BACKTRACE=enable=no"]
                 + (disabled.contains("seccomp") ? ["CLAWORC_UNSAFE_NO_SECCOMP=1"] : [])
+                + (plan.initRoot != nil ? ["CLAWORC_INIT_ROOT=1"] : [])
                 + ["CLAWORC_SERVICES=\(services)"],
             controlFD: -1, stdioFD: -1,
             policy: SandboxPolicy(idBase: base, seccomp: seccomp))
+        request.initRoot = plan.initRoot
+        return request
+    }
+
+    /// A directory of the instance's storage that only `owner` (one of the instance's host
+    /// ids) may enter. The instance is not running here, so nothing of it races these calls.
+    private func privateDirectory(_ path: String, owner: UInt32, mode: mode_t = 0o700) throws -> String {
+        let rc = FileSystem.makeDirectories(path, mode: mode)
+        guard rc == 0 else { throw StartError.storage("cannot create \(path): \(FileSystem.errorText(rc))") }
+        guard lchown(path, owner, owner) == 0, chmod(path, mode) == 0 else {
+            throw StartError.storage("cannot secure \(path): \(FileSystem.errorText(errno))")
+        }
+        return path
     }
 
     enum StartError: Error, CustomStringConvertible {

@@ -288,6 +288,9 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     ssize_t n = csbx_recv_with_fd(sync_fd, &go, 1, &passed_fd);
     if (n != 1 || go != 'G') report_and_die(sync_fd, CSBX_STAGE_SYNC, n < 0 ? errno : EPIPE, 0);
     reset_signals();
+    // A session of its own, with no controlling terminal: the daemon may run in the foreground
+    // of an operator's terminal, which nothing in an instance may ever open or type into.
+    if (setsid() < 0) report_and_die(sync_fd, CSBX_STAGE_SESSION, errno, 0);
     stamp(spec, CSBX_CLOCK_GO);
 
     if (spec->namespaces & CLONE_NEWUSER) {
@@ -357,9 +360,15 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     if (spec->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         report_and_die(sync_fd, CSBX_STAGE_NO_NEW_PRIVS, errno, 0);
     stamp(spec, CSBX_CLOCK_CAPS);
-    // Last, so the filter only has to allow what the init itself does after exec.
-    if (spec->seccomp_len && load_filter(spec->seccomp_filter, spec->seccomp_len) < 0)
-        report_and_die(sync_fd, CSBX_STAGE_SECCOMP, errno, 0);
+    // The loader reads the init's interpreter, libraries and /etc/ld.so.preload relative to
+    // the root at exec: make that a tree of host files only, keeping the new root as the
+    // working directory for the init to return to (see InstanceInit).
+    if (spec->init_root && chroot(spec->init_root) < 0) report_and_die(sync_fd, CSBX_STAGE_INIT_ROOT, errno, 0);
+    // Last, so the filters only have to allow what the init itself does after exec.
+    for (int i = 0; i < spec->n_filters; i++) {
+        if (load_filter(spec->filters[i].code, spec->filters[i].len) < 0)
+            report_and_die(sync_fd, CSBX_STAGE_SECCOMP, errno, i);
+    }
     stamp(spec, CSBX_CLOCK_SECCOMP);
 
     syscall(SYS_execveat, exec_hi, "", spec->argv, spec->envp, AT_EMPTY_PATH);
@@ -788,6 +797,18 @@ pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
         return -1;
     }
     return pid;
+}
+
+int csbx_drop_capability(int cap) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return -1;
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) < 0) return -1;
+    uint32_t keep = ~(1U << (cap % 32));
+    data[cap / 32].effective &= keep;
+    data[cap / 32].permitted &= keep;
+    data[cap / 32].inheritable &= keep;
+    return (int)syscall(SYS_capset, &header, data);
 }
 
 int csbx_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0); }

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <linux/netlink.h>
 #include <unistd.h>
 
 static const char *const allowed[] = {
@@ -27,20 +29,20 @@ static const char *const allowed[] = {
     "fremovexattr", "fsetxattr", "fstat", "fstatfs", "fsync", "ftruncate", "futex",
     "futex_requeue", "futex_wait", "futex_waitv", "futex_wake", "futimesat", "getcpu", "getcwd",
     "getdents", "getdents64", "getegid", "geteuid", "getgid", "getgroups", "getitimer",
-    "get_mempolicy", "getpeername", "getpgid", "getpgrp", "getpid", "getppid", "getpriority",
+    "getpeername", "getpgid", "getpgrp", "getpid", "getppid", "getpriority",
     "getrandom", "getresgid", "getresuid", "getrlimit", "get_robust_list", "getrusage", "getsid",
     "getsockname", "getsockopt", "get_thread_area", "gettid", "gettimeofday", "getuid",
     "getxattr", "inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch",
     "io_cancel", "ioctl", "io_destroy", "io_getevents", "io_pgetevents", "ioprio_get",
-    "ioprio_set", "io_setup", "io_submit", "kcmp", "kill", "landlock_add_rule",
+    "ioprio_set", "io_setup", "io_submit", "kill", "landlock_add_rule",
     "landlock_create_ruleset", "landlock_restrict_self", "lchown", "lgetxattr", "link", "linkat",
     "listen", "listxattr", "llistxattr", "lremovexattr", "lseek", "lsetxattr", "lstat", "madvise",
-    "map_shadow_stack", "mbind", "membarrier", "memfd_create", "mincore", "mkdir", "mkdirat",
+    "map_shadow_stack", "membarrier", "memfd_create", "mincore", "mkdir", "mkdirat",
     "mknod", "mknodat", "mlock", "mlock2", "mlockall", "mmap", "modify_ldt", "mprotect",
     "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive", "mq_timedsend", "mq_unlink",
     "mremap", "msgctl", "msgget", "msgrcv", "msgsnd", "msync", "munlock", "munlockall", "munmap",
     "name_to_handle_at", "nanosleep", "newfstatat", "open", "openat", "openat2", "pause",
-    "personality", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2", "pkey_alloc", "pkey_free",
+    "pidfd_open", "pidfd_send_signal", "pipe", "pipe2", "pkey_alloc", "pkey_free",
     "pkey_mprotect", "poll", "ppoll", "prctl", "pread64", "preadv", "preadv2", "prlimit64",
     "process_mrelease", "pselect6", "pwrite64", "pwritev", "pwritev2", "read", "readahead",
     "readlink", "readlinkat", "readv", "recvfrom", "recvmmsg", "recvmsg", "remap_file_pages",
@@ -51,7 +53,7 @@ static const char *const allowed[] = {
     "sched_getscheduler", "sched_rr_get_interval", "sched_setaffinity", "sched_setattr",
     "sched_setparam", "sched_setscheduler", "sched_yield", "seccomp", "select", "semctl",
     "semget", "semop", "semtimedop", "sendfile", "sendmmsg", "sendmsg", "sendto", "setfsgid",
-    "setfsuid", "setgid", "setgroups", "setitimer", "set_mempolicy", "setpgid", "setpriority",
+    "setfsuid", "setgid", "setgroups", "setitimer", "setpgid", "setpriority",
     "setregid", "setresgid", "setresuid", "setreuid", "setrlimit", "set_robust_list", "setsid",
     "setsockopt", "set_thread_area", "set_tid_address", "setuid", "setxattr", "shmat", "shmctl",
     "shmdt", "shmget", "shutdown", "sigaltstack", "signalfd", "signalfd4", "socketpair", "splice",
@@ -76,6 +78,9 @@ static const char *const refused[] = {
     "setdomainname", "sethostname", "setns", "settimeofday", "clock_settime", "clock_adjtime",
     "adjtimex", "swapoff", "swapon", "syslog", "umount2", "userfaultfd", "vhangup",
     "memfd_secret", "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules",
+    // Docker allows these only with CAP_SYS_PTRACE (kcmp) or CAP_SYS_NICE (NUMA policy),
+    // which nothing in an instance has.
+    "kcmp", "mbind", "get_mempolicy", "set_mempolicy",
 };
 
 #define NAMESPACE_FLAGS (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \\
@@ -96,17 +101,55 @@ static int build_instance(scmp_filter_ctx ctx) {
     // default ENOSYS on purpose: its flags live in memory a filter cannot read, and libc
     // falls back to clone, whose flags the add-on filter can inspect.
     if ((rc = add(ctx, SCMP_ACT_ALLOW, "clone", 0, NULL))) return rc;
-    // socket: every family but AF_ALG (kernel crypto) and AF_VSOCK (the hypervisor).
-    struct scmp_arg_cmp below_alg = SCMP_A0(SCMP_CMP_LT, AF_ALG);
-    struct scmp_arg_cmp between = SCMP_A0(SCMP_CMP_EQ, AF_ALG + 1);
-    struct scmp_arg_cmp above_vsock = SCMP_A0(SCMP_CMP_GT, AF_VSOCK);
-    struct scmp_arg_cmp is_alg = SCMP_A0(SCMP_CMP_EQ, AF_ALG);
-    struct scmp_arg_cmp is_vsock = SCMP_A0(SCMP_CMP_EQ, AF_VSOCK);
-    if ((rc = add(ctx, SCMP_ACT_ALLOW, "socket", 1, &below_alg))) return rc;
-    if ((rc = add(ctx, SCMP_ACT_ALLOW, "socket", 1, &between))) return rc;
-    if ((rc = add(ctx, SCMP_ACT_ALLOW, "socket", 1, &above_vsock))) return rc;
-    if ((rc = add(ctx, SCMP_ACT_ERRNO(EPERM), "socket", 1, &is_alg))) return rc;
-    return add(ctx, SCMP_ACT_ERRNO(EPERM), "socket", 1, &is_vsock);
+    // socket and ioctl are allowed here; CSBX_SECCOMP_ARGUMENTS, always stacked on this
+    // filter, refuses the families and requests nothing in an instance needs.
+    if ((rc = add(ctx, SCMP_ACT_ALLOW, "socket", 0, NULL))) return rc;
+    // personality: only the values Docker allows (the kernel reads the low 32 bits).
+    static const unsigned long personas[] = {0x0, 0x8 /* PER_LINUX32 */, 0x20000 /* UNAME26 */, 0x20008,
+                                             0xffffffff /* query */};
+    for (size_t i = 0; i < sizeof personas / sizeof *personas && rc == 0; i++) {
+        struct scmp_arg_cmp persona = SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffUL, personas[i]);
+        rc = add(ctx, SCMP_ACT_ALLOW, "personality", 1, &persona);
+    }
+    return rc;
+}
+
+// Argument checks, stacked on the baseline for every process of the instance. libseccomp
+// cannot give one syscall both an unconditional rule and conditional ones with another
+// action, nor two comparisons of one argument in a rule, so "allow socket except these
+// families" is a filter of its own that allows by default and refuses by exact value.
+// Values are compared on their low 32 bits: the kernel reads these arguments as int, so
+// bits above would slip past a 64-bit comparison and be dropped by the kernel.
+static int build_arguments(scmp_filter_ctx ctx) {
+    int rc = 0;
+    // Socket families: only Unix, IPv4, IPv6 and (below) two netlink protocols. Refused
+    // among others: AF_PACKET, AF_KEY, AF_ALG (kernel crypto), AF_VSOCK (the hypervisor),
+    // AF_XDP, AF_TIPC, AF_RDS, AF_CAN, AF_BLUETOOTH. Numbers past the kernel's AF_MAX fail
+    // there with EAFNOSUPPORT.
+    for (unsigned long family = 0; family < 64 && rc == 0; family++) {
+        if (family == AF_UNIX || family == AF_INET || family == AF_INET6 || family == AF_NETLINK) continue;
+        struct scmp_arg_cmp is = SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffUL, family);
+        rc = add(ctx, SCMP_ACT_ERRNO(EPERM), "socket", 1, &is);
+    }
+    // Netlink: NETLINK_ROUTE and NETLINK_KOBJECT_UEVENT are what Chromium opens (measured
+    // with strace: its network change notifier and device monitor). Everything else is
+    // refused, NETLINK_NETFILTER (nf_tables, the surface behind many container escapes from a
+    // nested user namespace) and NETLINK_GENERIC, NETLINK_XFRM, NETLINK_AUDIT,
+    // NETLINK_SOCK_DIAG among them.
+    for (unsigned long protocol = 1; protocol < 32 && rc == 0; protocol++) {
+        if (protocol == NETLINK_KOBJECT_UEVENT) continue;
+        struct scmp_arg_cmp both[2] = {SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffUL, AF_NETLINK),
+                                       SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffUL, protocol)};
+        rc = add(ctx, SCMP_ACT_ERRNO(EPERM), "socket", 2, both);
+    }
+    // Terminal requests that type into or act on a terminal: TIOCSTI injects input into the
+    // terminal a process can open; TIOCLINUX reaches the virtual console's selection buffer.
+    static const unsigned long tty_requests[] = {TIOCSTI, TIOCLINUX};
+    for (size_t i = 0; i < sizeof tty_requests / sizeof *tty_requests && rc == 0; i++) {
+        struct scmp_arg_cmp request = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, tty_requests[i]);
+        rc = add(ctx, SCMP_ACT_ERRNO(EPERM), "ioctl", 1, &request);
+    }
+    return rc;
 }
 
 // Stacked on the baseline (which still decides everything else): clone with any namespace
@@ -127,8 +170,9 @@ static int build_no_namespaces(scmp_filter_ctx ctx) {
 
 long csbx_seccomp_build(int profile, unsigned char **out) {
     *out = NULL;
-    // The add-on filter allows by default: the baseline below it already decided the rest.
-    scmp_filter_ctx ctx = seccomp_init(profile == CSBX_SECCOMP_NO_NAMESPACES ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(ENOSYS));
+    // Only the baseline denies by default; the filters stacked on it refuse what they name
+    // and leave everything else to it.
+    scmp_filter_ctx ctx = seccomp_init(profile == CSBX_SECCOMP_INSTANCE ? SCMP_ACT_ERRNO(ENOSYS) : SCMP_ACT_ALLOW);
     if (!ctx) return -ENOMEM;
     long result;
     int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);   // the launcher sets no_new_privs itself
@@ -136,6 +180,7 @@ long csbx_seccomp_build(int profile, unsigned char **out) {
     if (rc == 0) rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     if (rc == 0) {
         if (profile == CSBX_SECCOMP_INSTANCE) rc = build_instance(ctx);
+        else if (profile == CSBX_SECCOMP_ARGUMENTS) rc = build_arguments(ctx);
         else if (profile == CSBX_SECCOMP_NO_NAMESPACES) rc = build_no_namespaces(ctx);
         else rc = -EINVAL;
     }

@@ -21,6 +21,9 @@ public struct LaunchRequest: Sendable {
     public var policy: SandboxPolicy?
     /// An open cgroup directory to start the init in (CLONE_INTO_CGROUP), or -1.
     public var cgroupFD: Int32 = -1
+    /// A read-only directory of the new root holding only host files, to exec the init from
+    /// (MountPlan.initRoot); nil where the new root itself holds nothing the instance wrote.
+    public var initRoot: String?
 
     public init(hostname: String, stageDir: String, mounts: [MountOp], execFD: Int32,
                 arguments: [String], environment: [String], controlFD: Int32, stdioFD: Int32,
@@ -80,6 +83,7 @@ public enum Launcher {
         1: "clone", 2: "sync", 3: "mount-private", 4: "root-tmpfs", 5: "mounts", 6: "pivot_root",
         7: "hostname", 8: "loopback", 9: "fds", 10: "signals", 11: "exec", 12: "userns-maps",
         13: "identity", 14: "rlimits", 15: "capabilities", 16: "no_new_privs", 17: "seccomp",
+        18: "session", 19: "init-root",
     ]
 
     public static let baseNamespaces: UInt64 =
@@ -125,7 +129,7 @@ public enum Launcher {
             let hard = csbx_getrlimit_max(limit.resource, &current) == 0 ? min(limit.hard, UInt64(current.rlim_max)) : limit.hard
             return csbx_rlimit(resource: limit.resource, soft: min(limit.soft, hard), hard: hard)
         }
-        let filter = policy?.seccomp ?? []
+        let filters = policy?.seccomp ?? []
         var result = csbx_result()
         var namespaces = baseNamespaces
         if policy != nil { namespaces |= CSBX_CLONE_NEWUSER | CSBX_CLONE_NEWCGROUP }
@@ -133,7 +137,7 @@ public enum Launcher {
             argv.withUnsafeBufferPointer { argvBuf in
                 envp.withUnsafeBufferPointer { envBuf in
                   limits.withUnsafeBufferPointer { limitsBuf in
-                   filter.withUnsafeBytes { filterBuf in
+                   Self.withBPF(filters) { bpf in
                     var spec = csbx_launch_spec()
                     spec.exec_fd = request.execFD
                     spec.argv = argvBuf.baseAddress
@@ -150,10 +154,13 @@ public enum Launcher {
                     spec.gid_map = cString(policy?.idMap)
                     spec.rlimits = limitsBuf.baseAddress
                     spec.n_rlimits = Int32(limitsBuf.count)
-                    spec.keep_caps = policy?.capabilityMask ?? 0
+                    // The init needs CAP_SYS_CHROOT once, to leave its init root (it drops it then).
+                    spec.keep_caps = (policy?.capabilityMask ?? 0)
+                        | (request.initRoot != nil ? UInt64(1) << UInt64(Capability.sysChroot) : 0)
                     spec.no_new_privs = policy == nil ? 0 : 1
-                    spec.seccomp_filter = filterBuf.baseAddress
-                    spec.seccomp_len = filterBuf.count
+                    spec.filters = bpf.baseAddress
+                    spec.n_filters = Int32(bpf.count)
+                    spec.init_root = cString(request.initRoot)
                     spec.stage_clock = stageClock
                     guard csbx_launch_begin(&spec, &result) == 0 else { return -1 }
                     var passed: Int32 = -1
@@ -188,6 +195,17 @@ public enum Launcher {
             lastStages.append(result.exec_at &- result.go_at)
         }
         return SandboxProcess(pid: result.pid, pidfd: result.pidfd)
+    }
+
+    /// The filters as C descriptors, valid for the duration of `body`.
+    private static func withBPF<R>(_ filters: [[UInt8]], _ body: (UnsafeBufferPointer<csbx_bpf>) -> R) -> R {
+        func nest(_ index: Int, _ built: [csbx_bpf]) -> R {
+            guard index < filters.count else { return built.withUnsafeBufferPointer(body) }
+            return filters[index].withUnsafeBytes { bytes in
+                nest(index + 1, built + [csbx_bpf(code: bytes.baseAddress, len: bytes.count)])
+            }
+        }
+        return nest(0, [])
     }
 
     /// Nanoseconds of the last launch on this thread's behalf: clone3 + maps, child setup.

@@ -46,11 +46,19 @@ public struct TmpfsSizes: Sendable {
 public struct MountPlan: Sendable {
     /// Where the persistent home appears inside every instance.
     public static let homePath = "/home/claworc"
+    /// Chromium's own persistent home (its profile and NSS database): a uid of its own owns it,
+    /// so the agent can neither write it nor plant code Chromium would load from it.
+    public static let browserHomePath = "/home/browser"
+    /// Image mode: the read-only tree of host files the init is exec'd from (see initRoot).
+    public static let initRootPath = "/run/claworc/init-root"
     static let hostSystemDirs = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
     static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
     static let maskedProcFiles = ["kcore", "keys", "key-users", "timer_list", "sched_debug", "kallsyms",
                                   "sysrq-trigger", "latency_stats", "kpagecount", "kpageflags", "kpagecgroup"]
-    static let maskedProcDirs = ["acpi", "scsi", "firmware"]
+    static let maskedProcDirs = ["acpi", "scsi", "firmware", "asound"]
+    /// Firmware tables (ACPI, EFI variables, memory map) and power-capping counters (a side
+    /// channel on what other tenants compute).
+    static let maskedSysDirs = ["firmware", "devices/virtual/powercap"]
     static let readOnlyProcDirs = ["sys", "bus", "fs", "irq"]
 
     /// `host`: the host's system directories, read-only. `image`: an overlay of a shared base
@@ -62,6 +70,7 @@ public struct MountPlan: Sendable {
     }
 
     public var homeSource: String
+    public var browserHomeSource: String?
     public var root: Root = .host
     /// Where the launcher assembles the root (needed to name the overlay's lower layer).
     public var stageDir: String = ""
@@ -70,27 +79,45 @@ public struct MountPlan: Sendable {
     /// Swift runtime of a development build), bound read-only at the same path.
     public var extraReadOnly: [String]
 
-    public init(homeSource: String, sizes: TmpfsSizes = TmpfsSizes(), extraReadOnly: [String] = []) {
+    public init(homeSource: String, browserHomeSource: String? = nil, sizes: TmpfsSizes = TmpfsSizes(),
+                extraReadOnly: [String] = []) {
         self.homeSource = homeSource
+        self.browserHomeSource = browserHomeSource
         self.sizes = sizes
         self.extraReadOnly = extraReadOnly
     }
 
     static let lowerMountPoint = "/.claworc-base"
 
+    /// Where the loader of the init finds its interpreter, libraries and ld.so.preload: in
+    /// host mode the new root itself (nothing in it is the instance's); in image mode a
+    /// read-only tree of the host's system directories, since the overlay root is the
+    /// instance's to write.
+    public var initRoot: String? {
+        if case .image = root { return Self.initRootPath }
+        return nil
+    }
+
+    /// The host's system directories below `prefix`, read-only (symlinks as they are).
+    private func hostSystemTree(under prefix: String, including: [String]) -> [MountOp] {
+        var ops: [MountOp] = []
+        for dir in including {
+            if let link = FileSystem.symlinkTarget(dir) {
+                ops.append(MountOp(.symlink, prefix + dir, source: link))
+            } else if FileSystem.isDirectory(dir) {
+                ops.append(MountOp(.mkdir, prefix + dir))
+                ops.append(MountOp(.bindReadOnly, prefix + dir, source: dir, flags: UInt(MS_NODEV)))
+            }
+        }
+        return ops
+    }
+
     public func operations() -> [MountOp] {
         let nosuidNodev = UInt(MS_NOSUID) | UInt(MS_NODEV)
         var ops: [MountOp] = []
         switch root {
         case .host:
-            for dir in Self.hostSystemDirs {
-                if let link = FileSystem.symlinkTarget(dir) {
-                    ops.append(MountOp(.symlink, dir, source: link))
-                } else if FileSystem.isDirectory(dir) {
-                    ops.append(MountOp(.mkdir, dir))
-                    ops.append(MountOp(.bindReadOnly, dir, source: dir, flags: UInt(MS_NODEV)))
-                }
-            }
+            ops += hostSystemTree(under: "", including: Self.hostSystemDirs)
         case .image(let upper, let work):
             // The passed, id-mapped base lands in the staging tmpfs; the overlay then covers
             // the staging root and keeps its own reference to the base.
@@ -107,17 +134,22 @@ public struct MountPlan: Sendable {
         ops.append(MountOp(.proc, "/proc"))
         // As the container runtimes do: kernel memory, keys and timers stay hidden, the
         // kernel's knobs stay read-only.
+        // A mask of something the host has must apply, or the launch fails: only what this
+        // kernel lacks may be skipped.
         for file in Self.maskedProcFiles {
-            ops.append(MountOp(.maskFile, "/proc/\(file)", source: "/dev/null", optional: true))
+            ops.append(MountOp(.maskFile, "/proc/\(file)", source: "/dev/null", optional: !FileSystem.exists("/proc/\(file)")))
         }
         for dir in Self.maskedProcDirs {
-            ops.append(MountOp(.maskDirectory, "/proc/\(dir)", optional: true))
+            ops.append(MountOp(.maskDirectory, "/proc/\(dir)", optional: !FileSystem.exists("/proc/\(dir)")))
         }
         for dir in Self.readOnlyProcDirs {
             ops.append(MountOp(.bindSelfReadOnly, "/proc/\(dir)", optional: dir != "sys"))
         }
         ops.append(MountOp(.mkdir, "/sys"))
         ops.append(MountOp(.sysfs, "/sys"))
+        for dir in Self.maskedSysDirs {
+            ops.append(MountOp(.maskDirectory, "/sys/\(dir)", optional: !FileSystem.exists("/sys/\(dir)")))
+        }
         // Only the instance's own cgroup subtree is visible (its cgroup namespace), read-only.
         ops.append(MountOp(.cgroup2, "/sys/fs/cgroup", optional: true))
 
@@ -143,6 +175,18 @@ public struct MountPlan: Sendable {
         ops.append(MountOp(.tmpfs, "/tmp", data: "mode=1777,size=\(sizes.tmpMiB)m", flags: nosuidNodev))
         ops.append(MountOp(.mkdir, "/run"))
         ops.append(MountOp(.tmpfs, "/run", data: "mode=0755,size=\(sizes.runMiB)m", flags: nosuidNodev))
+        if let initRoot {
+            // No /etc: the loader then reads no ld.so.preload and no ld.so.cache and searches
+            // only the system library directories, all of them the host's.
+            ops.append(MountOp(.mkdir, initRoot))
+            ops.append(MountOp(.tmpfs, initRoot, data: "mode=0755,size=64k", flags: nosuidNodev))
+            ops += hostSystemTree(under: initRoot, including: Self.hostSystemDirs.filter { $0 != "/etc" } + extraReadOnly)
+            // The instance's own /proc (masks included): the Swift runtime reads the command
+            // line from /proc/self/cmdline as it starts.
+            ops.append(MountOp(.mkdir, initRoot + "/proc"))
+            ops.append(MountOp(.bindReadOnly, initRoot + "/proc", source: stageDir + "/proc"))
+            ops.append(MountOp(.makeReadOnly, initRoot))
+        }
         if root == .host {
             ops.append(MountOp(.mkdir, "/var"))
             ops.append(MountOp(.symlink, "/var/tmp", source: "/tmp"))
@@ -150,6 +194,11 @@ public struct MountPlan: Sendable {
 
         ops.append(MountOp(.mkdir, Self.homePath))
         ops.append(MountOp(.bind, Self.homePath, source: homeSource, flags: nosuidNodev))
+        if let browserHomeSource {
+            // noexec: nothing in the browser's home is ever loaded as code.
+            ops.append(MountOp(.mkdir, Self.browserHomePath))
+            ops.append(MountOp(.bind, Self.browserHomePath, source: browserHomeSource, flags: nosuidNodev | UInt(MS_NOEXEC)))
+        }
         // Last, in host mode: the root itself (a tmpfs of mount points) becomes read-only. In
         // image mode it is the instance's writable overlay.
         if root == .host { ops.append(MountOp(.makeReadOnly, "/")) }

@@ -2,7 +2,7 @@ import CSandbox
 import Glibc
 
 /// What confines an instance beyond its namespaces: its id range, resource limits per
-/// process, the capabilities its init keeps, and the seccomp filter every process inherits.
+/// process, the capabilities its init keeps, and the seccomp filters every process inherits.
 public struct SandboxPolicy: Sendable {
     /// First host uid/gid of the instance's 65536-id range; root inside is this id outside.
     public var idBase: UInt32
@@ -11,10 +11,11 @@ public struct SandboxPolicy: Sendable {
     public var rlimits: [ResourceLimit]
     /// Capability numbers the init keeps inside its user namespace (they act only there).
     public var initCapabilities: [Int32]
-    public var seccomp: [UInt8]
+    /// Compiled filters, loaded in order (SeccompProfile.instanceFilters; empty: none).
+    public var seccomp: [[UInt8]]
 
     public init(idBase: UInt32, rlimits: [ResourceLimit] = ResourceLimit.defaults,
-                initCapabilities: [Int32] = Capability.initSet, seccomp: [UInt8]) {
+                initCapabilities: [Int32] = Capability.initSet, seccomp: [[UInt8]]) {
         self.idBase = idBase
         self.rlimits = rlimits
         self.initCapabilities = initCapabilities
@@ -57,7 +58,7 @@ public enum Resource {
 
 public enum Capability {
     public static let chown: Int32 = 0, dacOverride: Int32 = 1, fowner: Int32 = 3, kill: Int32 = 5
-    public static let setgid: Int32 = 6, setuid: Int32 = 7, setpcap: Int32 = 8
+    public static let setgid: Int32 = 6, setuid: Int32 = 7, setpcap: Int32 = 8, sysChroot: Int32 = 18
     /// What the init needs to start services as uid 1000 and tidy their files; all of it
     /// bounded by the instance's user namespace.
     public static let initSet: [Int32] = [chown, dacOverride, fowner, kill, setgid, setuid, setpcap]
@@ -66,6 +67,13 @@ public enum Capability {
 public enum SeccompProfile: Int32, Sendable {
     case instance = 1
     case noNamespaces = 2
+    case arguments = 3
+
+    /// What every process of an instance inherits from the launcher: the syscall allowlist
+    /// and, stacked on it, the argument checks.
+    public static func instanceFilters() throws(BuildError) -> [[UInt8]] {
+        [try instance.build(), try arguments.build()]
+    }
 
     public struct BuildError: Error, CustomStringConvertible {
         public var description: String

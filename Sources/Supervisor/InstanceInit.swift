@@ -26,6 +26,18 @@ public enum InstanceInit {
         }
     }
 
+    /// Image mode: the launcher exec'd the init with a tree of host files as its root (so the
+    /// loader took nothing from the instance) and the instance's root as its working
+    /// directory. Everything this process will ever map is mapped now: only now may its root
+    /// become the instance's. CAP_SYS_CHROOT was kept for this one call and goes with it.
+    public static func leaveInitRootIfAsked() {
+        guard let v = getenv("CLAWORC_INIT_ROOT"), strcmp(v, "1") == 0 else { return }
+        guard chroot(".") == 0, chdir("/") == 0, csbx_drop_capability(Capability.sysChroot) == 0 else {
+            log("cannot leave the init root: \(FileSystem.errorText(errno))")
+            exit(1)
+        }
+    }
+
     public static func run(environment: Environment) -> Never {
         // /proc/1 of the instance must not be a way back to the daemon's binary.
         csbx_set_dumpable(0)
@@ -92,9 +104,13 @@ public enum InstanceInit {
             chmod(dir, 0o1777)
         }
         mkdir("/run/user", 0o755)   // /run is a fresh tmpfs
-        mkdir(ServiceCatalog.runtimeDir, 0o700)
-        chown(ServiceCatalog.runtimeDir, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
+        for (uid, gid) in [(ServiceCatalog.agentUID, ServiceCatalog.agentGID), (ServiceCatalog.browserUID, ServiceCatalog.browserGID)] {
+            let dir = ServiceCatalog.runtimeDir(uid)
+            mkdir(dir, 0o700)
+            chown(dir, uid, gid)
+        }
         chown(ServiceCatalog.home, ServiceCatalog.agentUID, ServiceCatalog.agentGID)
+        chown(ServiceCatalog.browserHome, ServiceCatalog.browserUID, ServiceCatalog.browserGID)
     }
 
     static func handleSignals(_ sigFD: Int32, _ supervisor: ServiceSupervisor, _ runner: CommandRunner, now: Int64) {

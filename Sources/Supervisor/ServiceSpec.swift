@@ -1,4 +1,5 @@
 import Glibc
+import Sandbox
 
 /// How the supervisor learns that a started service is ready for its dependents.
 public enum Readiness: Sendable, Equatable {
@@ -46,10 +47,16 @@ public enum ServiceCatalog {
     public static let agentUID: uid_t = 1000
     public static let agentGID: gid_t = 1000
     public static let home = "/home/claworc"
+    /// Chromium's own user: it may create namespaces (its sandbox), so nothing the agent can
+    /// write or signal may reach it. The agent drives it over DevTools and VNC only.
+    public static let browserUID: uid_t = 1001
+    public static let browserGID: gid_t = 1001
+    public static let browserHome = MountPlan.browserHomePath
     public static let display = ":0"
     public static let vncPort: UInt16 = 5900
     public static let devToolsPort: UInt16 = 9222
     public static let runtimeDir = "/run/user/1000"
+    public static func runtimeDir(_ uid: uid_t) -> String { "/run/user/\(uid)" }
 
     public static let agentEnvironment = [
         "HOME=\(home)", "USER=claworc", "LOGNAME=claworc", "SHELL=/bin/bash",
@@ -65,12 +72,13 @@ public enum ServiceCatalog {
     public static func standard(screen: String = "1280x800") -> [ServiceSpec] {
         let size = screen.split(separator: "x").map(String.init)
         let windowSize = size.count == 2 ? "\(size[0]),\(size[1])" : "1280,800"
-        let env = [
-            "HOME=\(home)", "USER=claworc", "LOGNAME=claworc", "SHELL=/bin/bash",
+        let env = agentEnvironment
+        let browserEnv = [
+            "HOME=\(browserHome)", "USER=browser", "LOGNAME=browser", "SHELL=/bin/sh",
             "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "DISPLAY=\(display)",
-            "XDG_RUNTIME_DIR=\(runtimeDir)",
+            "XDG_RUNTIME_DIR=\(runtimeDir(browserUID))",
         ]
-        let profile = "\(home)/chrome-data"
+        let profile = "\(browserHome)/profile"
         return [
             ServiceSpec(
                 name: "xvfb", path: "/usr/bin/Xvfb",
@@ -92,9 +100,9 @@ public enum ServiceCatalog {
                             "--no-first-run", "--no-default-browser-check", "--password-store=basic",
                             "--disable-component-update", "--disable-background-networking", "--ozone-platform=x11",
                             "--window-position=0,0", "--window-size=\(windowSize)", "about:blank"],
-                environment: env, dependsOn: ["xvfb"], readiness: .tcp(port: devToolsPort),
+                environment: browserEnv, dependsOn: ["xvfb"], readiness: .tcp(port: devToolsPort),
                 staleFiles: ["\(profile)/SingletonLock", "\(profile)/SingletonSocket", "\(profile)/SingletonCookie"],
-                uid: agentUID, gid: agentGID, workingDirectory: home, mayCreateNamespaces: true),
+                uid: browserUID, gid: browserGID, workingDirectory: browserHome, mayCreateNamespaces: true),
         ]
     }
 }

@@ -35,6 +35,9 @@
 #include <poll.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+#include <linux/netlink.h>
+#include <linux/kcmp.h>
 
 // ---- a tiny JSON writer ------------------------------------------------------------------
 
@@ -141,6 +144,10 @@ static long c_move_mount(void) { return syscall(SYS_move_mount, -1, NULL, -1, NU
 static long c_open_tree(void) { return syscall(SYS_open_tree, -1, NULL, ~0U); }
 static long c_mount_setattr(void) { return syscall(SYS_mount_setattr, -1, NULL, ~0U, NULL, 0); }
 static long c_clone3(void) { return syscall(SYS_clone3, NULL, 0); }                          // EINVAL (size)
+static long c_kcmp(void) { return syscall(SYS_kcmp, getpid(), getpid(), KCMP_VM, 0, 0); }         // 0 when allowed
+static long c_get_mempolicy(void) { return syscall(SYS_get_mempolicy, NULL, NULL, 0, NULL, 0); }   // 0 when allowed
+static long c_set_mempolicy(void) { return syscall(SYS_set_mempolicy, 0 /* MPOL_DEFAULT */, NULL, 0); }
+static long c_mbind(void) { return syscall(SYS_mbind, NULL, 0, 0, NULL, 0, 0); }
 static long c_unknown(void) { return syscall(1000); }
 
 static const struct named_call calls[] = {
@@ -159,6 +166,7 @@ static const struct named_call calls[] = {
     {"clock_settime", c_clock_settime}, {"adjtimex", c_adjtimex}, {"syslog", c_syslog},
     {"fsopen", c_fsopen}, {"fsmount", c_fsmount}, {"move_mount", c_move_mount},
     {"open_tree", c_open_tree}, {"mount_setattr", c_mount_setattr}, {"clone3", c_clone3},
+    {"kcmp", c_kcmp}, {"get_mempolicy", c_get_mempolicy}, {"set_mempolicy", c_set_mempolicy}, {"mbind", c_mbind},
     {"unknown", c_unknown},
 };
 
@@ -443,6 +451,74 @@ static int cmd_openpt(int argc, char **argv) {
     emit("}");
     close(fd);
     return finish();
+}
+
+
+// Opens PATH read-write (the /proc/<pid>/mem route into another process's memory).
+static int cmd_open_rw(int argc, char **argv) {
+    if (argc < 1) return -1;
+    errno = 0;
+    int fd = open(argv[0], O_RDWR | O_CLOEXEC);
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return report(fd, e);
+}
+
+// socket(FAMILY, TYPE, PROTOCOL) as a raw syscall; HIGH adds bits above the low 32 of the
+// family, which the kernel ignores (it takes an int) and a careless filter would not.
+static int cmd_socket_raw(int argc, char **argv) {
+    if (argc < 3) return -1;
+    unsigned long family = strtoul(argv[0], NULL, 0);
+    if (argc > 3) family |= strtoul(argv[3], NULL, 0) << 32;
+    errno = 0;
+    long fd = syscall(SYS_socket, family, strtol(argv[1], NULL, 0) | SOCK_CLOEXEC, strtol(argv[2], NULL, 0));
+    int e = errno;
+    if (fd >= 0) close((int)fd);
+    return report(fd, e);
+}
+
+// The controlling-terminal attack: /dev/tty (the host's terminal if the session has one), then
+// TIOCSTI and TIOCLINUX on a terminal of our own that is our controlling tty, where the
+// kernel itself would allow TIOCSTI. Each errno is reported (0: it worked).
+static int cmd_tty_inject(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    signal(SIGHUP, SIG_IGN);   // closing our own terminal hangs up its session
+    errno = 0;
+    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    int dev_tty = tty < 0 ? errno : 0;
+    if (tty >= 0) close(tty);
+    setsid();   // already a session leader under the exec API; harmless either way
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) return report(-1, errno);
+    int slave = open(ptsname(master), O_RDWR | O_CLOEXEC);   // no O_NOCTTY: becomes our ctty
+    if (slave < 0) return report(-1, errno);
+    char c = 'x';
+    errno = 0;
+    long rc = syscall(SYS_ioctl, slave, (unsigned long)TIOCSTI, &c);
+    int sti = rc < 0 ? errno : 0;
+    errno = 0;
+    rc = syscall(SYS_ioctl, slave, (unsigned long)TIOCSTI | (1UL << 32), &c);
+    int sti_high = rc < 0 ? errno : 0;
+    char sub = 12;   // TIOCL_GETSHIFTSTATE
+    errno = 0;
+    rc = syscall(SYS_ioctl, slave, (unsigned long)TIOCLINUX, &sub);
+    int linux_ioctl = rc < 0 ? errno : 0;
+    begin(0);
+    emit("{\"dev_tty\": %d, \"tiocsti\": %d, \"tiocsti_high\": %d, \"tioclinux\": %d}", dev_tty, sti, sti_high, linux_ioctl);
+    close(slave);
+    close(master);
+    return finish();
+}
+
+// personality(VALUE) as a raw syscall; the old persona is restored when the call succeeded.
+static int cmd_personality(int argc, char **argv) {
+    if (argc < 1) return -1;
+    errno = 0;
+    long old = syscall(SYS_personality, strtoul(argv[0], NULL, 0));
+    int e = errno;
+    if (old >= 0) syscall(SYS_personality, (unsigned long)old);
+    return report(old, e);
 }
 
 // ---- identity and confinement ------------------------------------------------------------
@@ -823,7 +899,8 @@ static const struct {
     {"kill", cmd_kill}, {"ptrace-attach", cmd_ptrace_attach}, {"ptrace-traceme", cmd_ptrace_traceme},
     {"zombie", cmd_zombie}, {"socket", cmd_socket}, {"connect-tcp", cmd_connect_tcp},
     {"listen-abstract", cmd_listen_abstract}, {"connect-abstract", cmd_connect_abstract},
-    {"find-cmdline", cmd_find_cmdline},
+    {"find-cmdline", cmd_find_cmdline}, {"open-rw", cmd_open_rw}, {"socket-raw", cmd_socket_raw},
+    {"tty-inject", cmd_tty_inject}, {"personality", cmd_personality},
 };
 
 int main(int argc, char **argv) {

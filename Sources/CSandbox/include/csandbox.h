@@ -82,6 +82,14 @@ enum csbx_stage {
     CSBX_STAGE_CAPS,
     CSBX_STAGE_NO_NEW_PRIVS,
     CSBX_STAGE_SECCOMP,
+    CSBX_STAGE_SESSION,         // setsid: the init's own session, no controlling terminal
+    CSBX_STAGE_INIT_ROOT,       // chroot into the read-only tree the init is loaded from
+};
+
+// One compiled seccomp filter (struct sock_filter[], from csbx_seccomp_build).
+struct csbx_bpf {
+    const void *code;
+    size_t len;                      // in bytes
 };
 
 struct csbx_launch_spec {
@@ -102,8 +110,13 @@ struct csbx_launch_spec {
     int n_rlimits;
     uint64_t keep_caps;              // capabilities the init keeps (bounding, permitted, effective)
     int no_new_privs;
-    const void *seccomp_filter;      // struct sock_filter[], built by csbx_seccomp_build
-    size_t seccomp_len;              // in bytes; 0: no filter
+    const struct csbx_bpf *filters;  // loaded in order (the kernel runs them all); may be empty
+    int n_filters;
+    // NULL, or a read-only directory of the new root holding only host system files: the init
+    // is exec'd with this as its root (and the new root as its working directory), so its
+    // loader and libraries never come from anything the instance can write. The init then
+    // chroots to its working directory. Needs CAP_SYS_CHROOT in keep_caps.
+    const char *init_root;
     // Benchmark only (NULL otherwise): a MAP_SHARED page where the child stamps
     // CLOCK_MONOTONIC nanoseconds as it passes each CSBX_CLOCK_* point.
     uint64_t *stage_clock;
@@ -162,6 +175,9 @@ enum csbx_seccomp_profile {
     CSBX_SECCOMP_INSTANCE = 1,
     // Add-on filter: clone with CLONE_NEW* flags, unshare and chroot fail with EPERM.
     CSBX_SECCOMP_NO_NAMESPACES = 2,
+    // Argument checks stacked on the baseline for every process: socket families and
+    // netlink protocols nothing needs, TIOCSTI and TIOCLINUX fail with EPERM.
+    CSBX_SECCOMP_ARGUMENTS = 3,
 };
 // Returns the filter's length in bytes and stores a malloc'd copy in *out; -errno on failure.
 long csbx_seccomp_build(int profile, unsigned char **out);
@@ -224,6 +240,8 @@ int csbx_idmapped_tree(const char *path, pid_t pid);
 // statfs(path).f_type, or 0 on error (Swift's Glibc module lacks statfs).
 unsigned long csbx_fs_magic(const char *path);
 
+// Removes one capability from the bounding, permitted, effective and inheritable sets.
+int csbx_drop_capability(int cap);
 // prctl wrappers (prctl is variadic, so Swift cannot call it).
 int csbx_set_dumpable(int on);
 int csbx_set_child_subreaper(void);
