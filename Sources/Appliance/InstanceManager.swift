@@ -164,7 +164,8 @@ actor InstanceManager {
     let baseRoot: String?
 
     init(store: Store, paths: DataPaths, logger: Logger, disabled: Set<String> = [],
-         defaultNetwork: String = "egress", services: String = "standard", baseRoot: String? = nil) throws {
+         defaultNetwork: String = "egress", services: String = "standard", baseRoot: String? = nil,
+         initProgram: String? = nil) throws {
         self.services = services
         self.baseRoot = baseRoot
         self.store = store
@@ -199,7 +200,7 @@ actor InstanceManager {
             networkError = "\(error)"
             logger.warning("instance networking unavailable: instances set to \"egress\" will not start", metadata: ["error": "\(error)"])
         }
-        initExecutable = try SealedExecutable.fromSelf()
+        initExecutable = try initProgram.map(SealedExecutable.from) ?? SealedExecutable.fromSelf()
         seccomp = disabled.contains("seccomp") ? [] : try SeccompProfile.instance.build()
         mountExtras = MountPlan.loadedLibraryDirsOutsideSystem()
     }
@@ -419,7 +420,9 @@ actor InstanceManager {
         }
     }
 
-    func stop(_ id: Int64, keepAutostart: Bool = false) async throws -> InstanceRecord {
+    /// `failure`: the instance is stopped because of what its init did, and ends `failed`
+    /// with this as its last error.
+    func stop(_ id: Int64, keepAutostart: Bool = false, failure: String? = nil) async throws -> InstanceRecord {
         guard try store.transition(id, from: [.running, .failed], to: .stopping) else {
             guard let current = try store.instance(id: id) else { throw APIError.notFound("The instance") }
             if current.state == .stopped { return current }
@@ -431,7 +434,7 @@ actor InstanceManager {
             release(id, runtime)
             logger.info("instance stopped", metadata: ["instance": "\(id)", "outcome": "\(outcome)"])
         }
-        try store.setState(id, .stopped)
+        if let failure { try store.setState(id, .failed, lastError: failure) } else { try store.setState(id, .stopped) }
         return try store.instance(id: id)!
     }
 
@@ -509,16 +512,29 @@ actor InstanceManager {
         }
     }
 
-    /// Notices inits that died on their own (crash, OOM, kill from outside).
-    func sweep() {
+    /// Notices inits that died on their own (crash, OOM, kill from outside) and inits that
+    /// broke the control protocol, which are stopped: a hostile init gets no further calls.
+    func sweep() async {
+        var broken: [(Int64, String)] = []
         for (id, runtime) in runtimes {
             let result = runtime.process.wait(timeoutMs: 0)
-            guard result != .timedOut else { continue }
+            guard result != .timedOut else {
+                runtime.channel.drain()
+                if let violation = runtime.channel.violation { broken.append((id, violation)) }
+                continue
+            }
             runtimes.removeValue(forKey: id)
             release(id, runtime)
             let reason = "the instance's init exited unexpectedly (\(result))"
             try? store.setState(id, .failed, lastError: reason)
             logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+        }
+        for (id, violation) in broken {
+            let reason = "the instance's init broke the control protocol: \(violation)"
+            logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+            do { _ = try await stop(id, keepAutostart: true, failure: reason) } catch {
+                logger.error("stopping a failed instance failed", metadata: ["instance": "\(id)", "error": "\(error)"])
+            }
         }
     }
 
