@@ -21,7 +21,7 @@ struct BenchLaunch: ParsableCommand {
         let seccomp = try SeccompProfile.instanceFilters()
         let exe = try SealedExecutable.fromSelf()
         let slot: Int64 = 1
-        let base = InstanceManager.idBase(slot: slot)
+        let base = InstanceManager.idBase(slot: slot)!
         let home = paths.home(1)
         FileSystem.makeDirectories(home, mode: 0o700)
         chmod(paths.instanceDir(1), 0o711)

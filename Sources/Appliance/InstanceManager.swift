@@ -20,116 +20,6 @@ final class InstanceRuntime: Sendable {
     }
 }
 
-/// Everything the API reports about one instance.
-struct InstanceView: Encodable, Sendable {
-    var id: Int64
-    var name: String
-    var state: InstanceState
-    var createdAt: String
-    var lastError: String?
-    var services: [ServiceStatus]
-    var settings: InstanceSettings
-    /// nil: the host cannot enforce limits (no usable cgroup v2).
-    var limitsEnforced: Bool
-    /// The disk whose bandwidth io_*_mib_per_s limits; nil: those two are not enforced.
-    var ioDevice: String?
-    var usage: CgroupUsage?
-    var address: String?
-
-    enum CodingKeys: String, CodingKey {
-        case id, name, state, services, settings, limits, usage, network
-        case createdAt = "created_at"
-        case lastError = "last_error"
-    }
-
-    struct Limits: Encodable {
-        var memoryMaxMiB: Int?, memoryHighMiB: Int?, cpus: Double?, pidsMax: Int?
-        var ioDevice: String?, ioReadMiBps: Int?, ioWriteMiBps: Int?
-        enum CodingKeys: String, CodingKey {
-            case cpus; case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max"
-            case ioDevice = "io_device", ioReadMiBps = "io_read_mib_per_s", ioWriteMiBps = "io_write_mib_per_s"
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(memoryMaxMiB, forKey: .memoryMaxMiB)
-            try c.encode(memoryHighMiB, forKey: .memoryHighMiB)
-            try c.encode(cpus, forKey: .cpus)
-            try c.encode(pidsMax, forKey: .pidsMax)
-            // The disk limits exist only with a disk to apply them to: null says "not enforced".
-            try c.encode(ioDevice, forKey: .ioDevice)
-            try c.encode(ioDevice == nil ? nil : ioReadMiBps, forKey: .ioReadMiBps)
-            try c.encode(ioDevice == nil ? nil : ioWriteMiBps, forKey: .ioWriteMiBps)
-        }
-    }
-
-    struct Usage: Encodable {
-        var u: CgroupUsage
-        enum CodingKeys: String, CodingKey {
-            case memoryCurrent = "memory_current_bytes", memoryPeak = "memory_peak_bytes", memoryHigh = "memory_high_events"
-            case memoryMax = "memory_max_events", oomKills = "oom_kills", cpuUsage = "cpu_usage_usec"
-            case throttled = "cpu_throttled_periods", pids = "pids_current"
-            case ioRead = "io_read_bytes", ioWrite = "io_write_bytes"
-        }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(u.memoryCurrent, forKey: .memoryCurrent)
-            try c.encode(u.memoryPeak, forKey: .memoryPeak)
-            try c.encode(u.memoryHighEvents, forKey: .memoryHigh)
-            try c.encode(u.memoryMaxEvents, forKey: .memoryMax)
-            try c.encode(u.oomKills, forKey: .oomKills)
-            try c.encode(u.cpuUsageMicros, forKey: .cpuUsage)
-            try c.encode(u.cpuThrottledPeriods, forKey: .throttled)
-            try c.encode(u.pidsCurrent, forKey: .pids)
-            try c.encode(u.ioReadBytes, forKey: .ioRead)
-            try c.encode(u.ioWriteBytes, forKey: .ioWrite)
-        }
-    }
-
-    struct Network: Encodable {
-        var mode: String
-        var address: String?
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(mode, forKey: .mode)
-            try c.encode(address, forKey: .address)
-        }
-        enum CodingKeys: String, CodingKey { case mode, address }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(name, forKey: .name)
-        try c.encode(state, forKey: .state)
-        try c.encode(createdAt, forKey: .createdAt)
-        try c.encode(lastError, forKey: .lastError)   // explicit null, never missing
-        try c.encode(services, forKey: .services)
-        try c.encode(settings, forKey: .settings)
-        if limitsEnforced {
-            try c.encode(Limits(memoryMaxMiB: settings.memoryMaxMiB, memoryHighMiB: settings.memoryHighMiB,
-                                cpus: settings.cpus, pidsMax: settings.pidsMax, ioDevice: ioDevice,
-                                ioReadMiBps: settings.ioReadMiBps, ioWriteMiBps: settings.ioWriteMiBps), forKey: .limits)
-        } else {
-            try c.encode("unavailable", forKey: .limits)
-        }
-        try c.encode(usage.map(Usage.init), forKey: .usage)
-        try c.encode(Network(mode: settings.network ?? "none", address: address), forKey: .network)
-    }
-}
-
-enum InstanceName {
-    /// 1–40 characters of [a-z0-9-], starting with a letter: it becomes the hostname.
-    static func validate(_ name: String) throws {
-        let bytes = Array(name.utf8)
-        let ok = (1...40).contains(bytes.count) && (97...122).contains(bytes[0])
-            && bytes.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 45 }
-        guard ok else {
-            throw APIError.badRequest("invalid_name",
-                "An instance name is 1 to 40 characters of a-z, 0-9 and '-', starting with a letter.")
-        }
-    }
-}
-
 /// Owns the lifecycle of every instance: the database row is the record, the runtime map is
 /// what actually runs. All transitions go through this actor.
 actor InstanceManager {
@@ -164,7 +54,8 @@ actor InstanceManager {
     let baseRoot: String?
 
     init(store: Store, paths: DataPaths, logger: Logger, disabled: Set<String> = [],
-         defaultNetwork: String = "egress", services: String = "standard", baseRoot: String? = nil) throws {
+         defaultNetwork: String = "egress", services: String = "standard", baseRoot: String? = nil,
+         initProgram: String? = nil) throws {
         self.services = services
         self.baseRoot = baseRoot
         self.store = store
@@ -199,15 +90,35 @@ actor InstanceManager {
             networkError = "\(error)"
             logger.warning("instance networking unavailable: instances set to \"egress\" will not start", metadata: ["error": "\(error)"])
         }
-        initExecutable = try SealedExecutable.fromSelf()
+        initExecutable = try initProgram.map(SealedExecutable.from) ?? SealedExecutable.fromSelf()
         seccomp = disabled.contains("seccomp") ? [] : try SeccompProfile.instanceFilters()
         mountExtras = MountPlan.loadedLibraryDirsOutsideSystem()
     }
 
-    /// First host id of an instance's range. Slots start far above the ids of host users and
-    /// the usual subuid ranges.
-    static func idBase(slot: Int64) -> UInt32 { 0x1000_0000 + UInt32(slot) * SandboxPolicy.idRangeSize }
-    static func agentHostUID(slot: Int64) -> UInt32 { idBase(slot: slot) + ServiceCatalog.agentUID }
+    static let firstID: UInt32 = 0x1000_0000
+    /// The highest id slot: its range must end below 2^32 - 1 (uid -1 means "no change" to
+    /// chown), and the slot also numbers the instance's veth and /30 (EgressNetwork.maxSlot).
+    static let maxSlot: Int64 = min(EgressNetwork.maxSlot,
+                                    Int64((UInt32.max - firstID) / SandboxPolicy.idRangeSize) - 1)
+
+    /// First host id of an instance's range, or nil for a slot outside 1...maxSlot (a row from
+    /// before the cap). Slots start far above the ids of host users and the usual subuid ranges.
+    static func idBase(slot: Int64) -> UInt32? {
+        guard (1...maxSlot).contains(slot) else { return nil }
+        return firstID + UInt32(slot) * SandboxPolicy.idRangeSize
+    }
+    static func agentHostUID(slot: Int64) -> UInt32? { idBase(slot: slot).map { $0 + ServiceCatalog.agentUID } }
+
+    /// Kills what is left of the instance's id range on the host; the names of the survivors
+    /// if some would not go (its storage must not be touched then).
+    private func clearProcesses(_ record: InstanceRecord) async -> String? {
+        guard let base = Self.idBase(slot: record.idSlot) else { return nil }
+        let left = (try? await Blocking.run { InstanceProcesses(idBase: base).killAll() }) ?? []
+        guard !left.isEmpty else { return nil }
+        let survivors = "processes of the instance would not exit: \(left.map(String.init).joined(separator: ", "))"
+        logger.error("instance processes survive SIGKILL", metadata: ["instance": "\(record.name)", "pids": "\(left)"])
+        return survivors
+    }
 
     // MARK: settings
 
@@ -284,10 +195,13 @@ actor InstanceManager {
                     throw StartupError("cannot create the instance's storage: \(FileSystem.errorText(rc))")
                 }
                 chmod(dir, 0o711)
-                let owner = Self.agentHostUID(slot: record.idSlot)
+                let owner = Self.agentHostUID(slot: record.idSlot)!   // the store hands out slots up to maxSlot
                 chown(paths.home(record.id), owner, owner)
                 chmod(paths.home(record.id), 0o700)
             }
+        } catch let error as NoIDRangeLeft {
+            throw APIError.conflict("no_id_range_left",
+                "Every host id range is in use (at most \(error.maxSlot) instances); delete an instance first.")
         } catch let error as DatabaseError where error.isConstraintViolation {
             throw APIError.conflict("name_taken", "An instance named '\(name)' already exists.")
         } catch let error as StartupError {
@@ -306,7 +220,9 @@ actor InstanceManager {
         let paths = self.paths
         let settings = effectiveSettings(record)
         var cgroupFD: Int32 = -1
+        let survivors = await clearProcesses(record)
         do {
+            if let survivors { throw StartError.storage(survivors) }
             if settings.network == "egress" && network == nil {
                 throw StartError.storage("instance networking is unavailable on this host: \(networkError ?? "unknown")")
             }
@@ -350,8 +266,10 @@ actor InstanceManager {
         guard FileSystem.isDirectory(home) else {
             throw StartError.storage("the instance's home \(home) is missing or not a directory")
         }
-        let base = Self.idBase(slot: record.idSlot)
-        HomeOwnership.adopt(home, idBase: base, agentUID: Self.agentHostUID(slot: record.idSlot))
+        guard let base = Self.idBase(slot: record.idSlot) else {
+            throw StartError.storage("the instance's id slot \(record.idSlot) lies outside 1...\(Self.maxSlot)")
+        }
+        HomeOwnership.adopt(home, idBase: base, agentUID: base + ServiceCatalog.agentUID)
         let browserHome = try privateDirectory(paths.browserHome(record.id), owner: base + ServiceCatalog.browserUID)
         HomeOwnership.adopt(browserHome, idBase: base, agentUID: base + ServiceCatalog.browserUID)
         let sizes = TmpfsSizes(shmMiB: settings.shmMiB ?? 512, tmpMiB: settings.tmpMiB ?? 512)
@@ -435,19 +353,25 @@ actor InstanceManager {
         }
     }
 
-    func stop(_ id: Int64, keepAutostart: Bool = false) async throws -> InstanceRecord {
+    /// `failure`: the instance is stopped because of what its init did, and ends `failed`
+    /// with this as its last error.
+    func stop(_ id: Int64, keepAutostart: Bool = false, failure: String? = nil) async throws -> InstanceRecord {
         guard try store.transition(id, from: [.running, .failed], to: .stopping) else {
             guard let current = try store.instance(id: id) else { throw APIError.notFound("The instance") }
             if current.state == .stopped { return current }
             throw APIError.conflict("invalid_state", "The instance is \(current.state.rawValue); it cannot be stopped now.")
         }
         if !keepAutostart { try store.setAutostart(id, false) }
+        var failure = failure
         if let runtime = runtimes.removeValue(forKey: id) {
             let outcome = try await Blocking.run { Self.terminate(runtime.process) }
             release(id, runtime)
             logger.info("instance stopped", metadata: ["instance": "\(id)", "outcome": "\(outcome)"])
         }
-        try store.setState(id, .stopped)
+        if let record = try store.instance(id: id), let survivors = await clearProcesses(record) {
+            failure = [failure, survivors].compactMap { $0 }.joined(separator: "; ")
+        }
+        if let failure { try store.setState(id, .failed, lastError: failure) } else { try store.setState(id, .stopped) }
         return try store.instance(id: id)!
     }
 
@@ -472,7 +396,16 @@ actor InstanceManager {
             throw APIError.conflict("invalid_state", "The instance is \(record.state.rawValue); try again in a moment.")
         }
         if runtimes[id] != nil { _ = try await stop(id) }
-        FileSystem.removeTree(paths.instanceDir(id))
+        if let survivors = await clearProcesses(record) {
+            throw APIError(status: .internalServerError, code: "processes_remain",
+                           message: "The instance was not deleted: \(survivors).")
+        }
+        let dir = paths.instanceDir(id)
+        guard try await Blocking.run({ FileSystem.removeTree(dir) }) else {
+            logger.error("instance storage not fully removed", metadata: ["instance": "\(record.name)", "dir": "\(dir)"])
+            throw APIError(status: .internalServerError, code: "storage_failed",
+                           message: "The instance's storage could not be removed completely; try deleting it again.")
+        }
         try store.deleteInstance(id)
         logger.info("instance deleted", metadata: ["instance": "\(record.name)"])
     }
@@ -515,26 +448,47 @@ actor InstanceManager {
     /// instances that were running when the daemon stopped are started again.
     func resume() async {
         guard let all = try? store.allInstances() else { return }
-        for record in all where record.state != .stopped {
-            try? store.setState(record.id, .stopped, lastError: record.state == .failed ? record.lastError : nil)
+        // A previous daemon's instances may still be shutting down (their inits saw its end of
+        // the control socket close): nothing of them may run on into this daemon's walks.
+        var blocked: Set<Int64> = []
+        for record in all {
+            if let survivors = await clearProcesses(record) {
+                blocked.insert(record.id)
+                try? store.setState(record.id, .failed, lastError: survivors)
+            } else if record.state != .stopped {
+                try? store.setState(record.id, .stopped, lastError: record.state == .failed ? record.lastError : nil)
+            }
         }
-        for record in all where record.autostart {
+        for record in all where record.autostart && !blocked.contains(record.id) {
             do { _ = try await start(record.id) } catch {
                 logger.error("autostart failed", metadata: ["instance": "\(record.name)", "error": "\(error)"])
             }
         }
     }
 
-    /// Notices inits that died on their own (crash, OOM, kill from outside).
-    func sweep() {
+    /// Notices inits that died on their own (crash, OOM, kill from outside) and inits that
+    /// broke the control protocol, which are stopped: a hostile init gets no further calls.
+    func sweep() async {
+        var broken: [(Int64, String)] = []
         for (id, runtime) in runtimes {
             let result = runtime.process.wait(timeoutMs: 0)
-            guard result != .timedOut else { continue }
+            guard result != .timedOut else {
+                runtime.channel.drain()
+                if let violation = runtime.channel.violation { broken.append((id, violation)) }
+                continue
+            }
             runtimes.removeValue(forKey: id)
             release(id, runtime)
             let reason = "the instance's init exited unexpectedly (\(result))"
             try? store.setState(id, .failed, lastError: reason)
             logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+        }
+        for (id, violation) in broken {
+            let reason = "the instance's init broke the control protocol: \(violation)"
+            logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+            do { _ = try await stop(id, keepAutostart: true, failure: reason) } catch {
+                logger.error("stopping a failed instance failed", metadata: ["instance": "\(id)", "error": "\(error)"])
+            }
         }
     }
 
@@ -543,40 +497,5 @@ actor InstanceManager {
         for id in Array(runtimes.keys) {
             _ = try? await stop(id, keepAutostart: true)
         }
-    }
-}
-
-/// Keeps a home's files owned by ids of its instance's range.
-enum HomeOwnership {
-    /// Shifts every file whose owner lies outside [idBase, idBase + 65536) into the range
-    /// (id n becomes idBase + n; ids too large to map become the agent). Homes created before
-    /// user namespaces, or restored from elsewhere, come out right; a correct home is left
-    /// untouched after one stat.
-    static func adopt(_ home: String, idBase: UInt32, agentUID: UInt32) {
-        var st = stat()
-        guard lstat(home, &st) == 0, st.st_uid != agentUID || st.st_gid != agentUID else { return }
-        walk(home, idBase: idBase, agentUID: agentUID)
-    }
-
-    private static func shifted(_ id: UInt32, base: UInt32, agent: UInt32) -> UInt32 {
-        if id >= base && id < base + SandboxPolicy.idRangeSize { return id }
-        return id < SandboxPolicy.idRangeSize ? base + id : agent
-    }
-
-    private static func walk(_ path: String, idBase: UInt32, agentUID: UInt32) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        let mode = st.st_mode
-        lchown(path, shifted(st.st_uid, base: idBase, agent: agentUID), shifted(st.st_gid, base: idBase, agent: agentUID))
-        // chown clears set-id bits; put the permission bits back as they were.
-        if (mode & S_IFMT) != S_IFLNK { chmod(path, mode & 0o7777) }
-        guard (mode & S_IFMT) == S_IFDIR, let dir = opendir(path) else { return }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(dir)
-        for name in names { walk(path + "/" + name, idBase: idBase, agentUID: agentUID) }
     }
 }

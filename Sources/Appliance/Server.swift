@@ -42,6 +42,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("unsafe-test-disable"), help: .hidden)
     var unsafeTestDisable: [String] = []
 
+    /// Only for the hostile-init tests: the program every instance runs as its init instead
+    /// of ours. Never documented for users.
+    @Option(name: .customLong("unsafe-test-init"), help: .hidden)
+    var unsafeTestInit: String?
+
     func run() async throws {
         let logger = { var l = Logger(label: "claworc"); l.logLevel = .info; return l }()
         guard getuid() == 0 else {
@@ -69,6 +74,9 @@ struct Serve: AsyncParsableCommand {
         guard disabled.isSubset(of: ["seccomp"]) else {
             throw ValidationError("--unsafe-test-disable accepts only: seccomp")
         }
+        if let unsafeTestInit {
+            logger.critical("UNSAFE: instances run a test program as their init", metadata: ["init": "\(unsafeTestInit)"])
+        }
         if !disabled.isEmpty {
             logger.critical("UNSAFE: protections disabled for testing", metadata: ["disabled": "\(disabled.sorted())"])
         }
@@ -88,7 +96,8 @@ struct Serve: AsyncParsableCommand {
             baseRoot = base
         }
         let manager = try InstanceManager(store: store, paths: paths, logger: logger, disabled: disabled,
-                                          defaultNetwork: defaultNetwork, services: instanceServices, baseRoot: baseRoot)
+                                          defaultNetwork: defaultNetwork, services: instanceServices, baseRoot: baseRoot,
+                                          initProgram: unsafeTestInit)
 
         let router = Router(context: AppContext.self)
         router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))

@@ -45,6 +45,8 @@ enum Migrations {
     ]
 }
 
+struct NoIDRangeLeft: Error { var maxSlot: Int64 }
+
 enum Role: String, Codable, Sendable { case admin, user }
 
 struct User: Codable, Sendable, Equatable {
@@ -197,7 +199,9 @@ final class Store: Sendable {
 
     /// Inserts the row and runs `prepare` (which creates the instance's directories) in one
     /// transaction: if `prepare` throws, the row never existed.
-    func createInstance(name: String, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
+    /// Throws NoIDRangeLeft when every slot up to `maxSlot` is taken.
+    func createInstance(name: String, maxSlot: Int64 = InstanceManager.maxSlot,
+                        prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
         try db.transaction { tx in
             // The lowest free id slot, so ranges of deleted instances are reused.
             let slot = try tx.query("""
@@ -205,6 +209,7 @@ final class Store: Sendable {
                     SELECT 1 AS candidate UNION SELECT id_slot + 1 FROM instances WHERE id_slot IS NOT NULL
                 ) WHERE candidate NOT IN (SELECT id_slot FROM instances WHERE id_slot IS NOT NULL)
                 """).first?["slot"]?.int ?? 1
+            guard slot <= maxSlot else { throw NoIDRangeLeft(maxSlot: maxSlot) }
             let (_, id) = try tx.write("INSERT INTO instances (name, id_slot) VALUES (?, ?)", [.text(name), .integer(slot)])
             try prepare(Self.instance(try tx.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)])[0]))
             return Self.instance(try tx.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)])[0])

@@ -626,6 +626,10 @@ int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result)
     return csbx_launch_finish(result, -1);
 }
 
+int csbx_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);   // pidfds are always close-on-exec
+}
+
 int csbx_pidfd_signal(int pidfd, int sig) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }

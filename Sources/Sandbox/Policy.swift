@@ -95,9 +95,11 @@ public enum SeccompProfile: Int32, Sendable {
 /// /proc/<init>/exe inside an instance leads to this memfd, which nobody can write, never to the
 /// binary on the host's disk.
 public enum SealedExecutable {
-    public static func fromSelf() throws(LaunchError) -> Int32 {
-        let source = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
-        guard source >= 0 else { throw LaunchError(stage: "memfd", errno: errno, detail: "open /proc/self/exe") }
+    public static func fromSelf() throws(LaunchError) -> Int32 { try from("/proc/self/exe") }
+
+    public static func from(_ path: String) throws(LaunchError) -> Int32 {
+        let source = open(path, O_RDONLY | O_CLOEXEC)
+        guard source >= 0 else { throw LaunchError(stage: "memfd", errno: errno, detail: "open \(path)") }
         defer { close(source) }
         let fd = csbx_sealed_copy(source, "claworc-init")
         guard fd >= 0 else { throw LaunchError(stage: "memfd", errno: -fd, detail: "sealed copy") }

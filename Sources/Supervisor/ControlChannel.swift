@@ -4,17 +4,34 @@ import Glibc
 /// The daemon's end of an instance's control socket. Calls block (each bounded by its own
 /// timeout) and may overlap: a long `run` does not hold up a `status`. Whichever caller is
 /// reading files replies for the others by id.
+///
+/// Everything the init sends is untrusted: code inside the instance may have taken it over.
+/// Only a reply to a call that waits for it (or gave up waiting) is accepted, a descriptor only
+/// on a successful `connect` reply, and all state is bounded. Anything else is closed at once
+/// and counted; at `violationLimit` the channel is judged broken, stops reading and fails
+/// every call, and the daemon stops the instance.
 public final class ControlChannel: @unchecked Sendable {
     public let fd: Int32
+    public static let violationLimit = 16
+    /// Timed-out calls whose late replies are still expected; beyond this the oldest are
+    /// forgotten, and a reply to one of them counts as unsolicited.
+    static let abandonedLimit = 256
+
     private var nextID: UInt64 = 1
     private var lock = pthread_mutex_t()
     private var changed = pthread_cond_t()
     private var reading = false
     private var closed = false
+    /// Calls waiting for their reply, by id, with the operation (which says whether the reply
+    /// may carry a descriptor).
+    private var pending: [UInt64: ControlRequest.Op] = [:]
     private var replies: [UInt64: (ControlResponse, Int32)] = [:]
-    /// Calls that gave up waiting; their late replies are dropped (and any fd closed).
-    private var abandoned: Set<UInt64> = []
+    private var abandoned: [UInt64: ControlRequest.Op] = [:]
     private var hello: ControlResponse?
+    private var violationCount = 0
+    private var brokenReason: String?
+    /// One packet; touched only by the caller that holds `reading`.
+    private var buffer: [UInt8] = []
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
@@ -33,7 +50,13 @@ public final class ControlChannel: @unchecked Sendable {
     init(fd: Int32) {
         self.fd = fd
         pthread_mutex_init(&lock, nil)
-        pthread_cond_init(&changed, nil)
+        // Deadlines are computed on the monotonic clock, so the condition must wait on it too
+        // (on the default CLOCK_REALTIME every deadline lies decades in the past).
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(&changed, &attr)
+        pthread_condattr_destroy(&attr)
     }
 
     deinit {
@@ -41,6 +64,26 @@ public final class ControlChannel: @unchecked Sendable {
         for (_, (_, received)) in replies where received >= 0 { close(received) }
         pthread_cond_destroy(&changed)
         pthread_mutex_destroy(&lock)
+    }
+
+    /// Why the init was judged to have broken the protocol, once it has.
+    public var violation: String? {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return brokenReason
+    }
+
+    var violations: Int {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return violationCount
+    }
+
+    /// Replies received and not yet taken by their caller.
+    var heldReplies: Int {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return replies.count
     }
 
     /// Waits for the init's hello, which it sends once its supervisor loop runs.
@@ -52,45 +95,88 @@ public final class ControlChannel: @unchecked Sendable {
     public func call(_ op: ControlRequest.Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil,
                      timeoutMs: Int = 5000) throws(Failure) -> (ControlResponse, Int32) {
         pthread_mutex_lock(&lock)
+        if let reason = brokenReason {
+            pthread_mutex_unlock(&lock)
+            throw Self.broken(reason)
+        }
         let id = nextID
         nextID += 1
+        pending[id] = op
         pthread_mutex_unlock(&lock)
         let runLimit = op == .run ? max(0, timeoutMs - 1000) : nil
         let bytes = ControlCodec.encode(ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: runLimit))
         let sent = bytes.withUnsafeBytes { csbx_send_with_fd(fd, $0.baseAddress, $0.count, -1) }
-        guard sent == bytes.count else { throw Failure(description: "instance init is not reachable") }
+        guard sent == bytes.count else {
+            pthread_mutex_lock(&lock)
+            pending.removeValue(forKey: id)
+            pthread_mutex_unlock(&lock)
+            throw Failure(description: "instance init is not reachable")
+        }
         do {
             return try wait(timeoutMs: timeoutMs) { $0.replies.removeValue(forKey: id) }
         } catch {
             pthread_mutex_lock(&lock)
-            abandoned.insert(id)
+            if let op = pending.removeValue(forKey: id) {
+                abandoned[id] = op
+                // Ids only grow, so the smallest is the oldest.
+                if abandoned.count > Self.abandonedLimit, let oldest = abandoned.keys.min() { abandoned.removeValue(forKey: oldest) }
+            }
+            // A reply that arrived just as the wait ran out.
+            if let (_, received) = replies.removeValue(forKey: id), received >= 0 { close(received) }
             pthread_mutex_unlock(&lock)
             throw error
         }
     }
 
+    /// Reads what the init sent while nobody was calling, without blocking, so that an init
+    /// that misbehaves between calls is noticed too.
+    public func drain(maxPackets: Int = 64) {
+        pthread_mutex_lock(&lock)
+        guard !reading, !closed, brokenReason == nil else {
+            pthread_mutex_unlock(&lock)
+            return
+        }
+        reading = true
+        for _ in 0..<maxPackets {
+            pthread_mutex_unlock(&lock)
+            let message = receive(timeoutMs: 0)
+            pthread_mutex_lock(&lock)
+            if case .nothing = message { break }
+            file(message)
+            if closed || brokenReason != nil { break }
+        }
+        reading = false
+        pthread_cond_broadcast(&changed)
+        pthread_mutex_unlock(&lock)
+    }
+
+    private static func broken(_ reason: String) -> Failure {
+        Failure(description: "the instance's init broke the control protocol: \(reason)")
+    }
+
+    private static func monotonicMs() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
     /// Waits until `take` finds what this caller is waiting for, reading the socket itself
     /// whenever no other caller is.
     private func wait<T>(timeoutMs: Int, _ take: (ControlChannel) -> T?) throws(Failure) -> T {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let deadline = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000 + Int64(timeoutMs)
+        let deadline = Self.monotonicMs() + Int64(timeoutMs)
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         while true {
+            if let reason = brokenReason { throw Self.broken(reason) }
             if let found = take(self) { return found }
             if closed { throw Failure(description: "instance init closed its control socket") }
-            clock_gettime(CLOCK_MONOTONIC, &now)
-            let left = deadline - (Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000)
+            let left = deadline - Self.monotonicMs()
             if left <= 0 { throw Failure(description: "instance init did not answer in time") }
             if reading {
-                var until = timespec()
-                clock_gettime(CLOCK_MONOTONIC, &until)
-                let slice = min(left, 100)
-                until.tv_nsec += Int(slice % 1000) * 1_000_000
-                until.tv_sec += Int(slice / 1000) + until.tv_nsec / 1_000_000_000
-                until.tv_nsec %= 1_000_000_000
-                pthread_cond_timedwait(&changed, &lock, &until)
+                // Bounded so that a waiter takes over reading soon after the reader leaves.
+                let until = deadline - left + min(left, 100)
+                var ts = timespec(tv_sec: Int(until / 1000), tv_nsec: Int(until % 1000) * 1_000_000)
+                pthread_cond_timedwait(&changed, &lock, &ts)
                 continue
             }
             reading = true
@@ -98,32 +184,75 @@ public final class ControlChannel: @unchecked Sendable {
             let message = receive(timeoutMs: Int(min(left, 100)))
             pthread_mutex_lock(&lock)
             reading = false
-            switch message {
-            case .reply(let response, let received):
-                if response.id == 0 { hello = response; if received >= 0 { close(received) } }
-                else if abandoned.remove(response.id) != nil { if received >= 0 { close(received) } }
-                else { replies[response.id] = (response, received) }
-            case .closed:
-                closed = true
-            case .nothing:
-                break
-            }
+            file(message)
             pthread_cond_broadcast(&changed)
         }
     }
 
-    private enum Message { case reply(ControlResponse, Int32), closed, nothing }
+    private enum Message { case reply(ControlResponse, Int32), closed, nothing, malformed(String) }
+
+    /// Files one message where its caller finds it, or counts it against the init. Runs under
+    /// the lock.
+    private func file(_ message: Message) {
+        switch message {
+        case .reply(let response, var received):
+            let id = response.id
+            var waiting = false, mayCarry = false
+            var fault: String?
+            if id == 0 {
+                if hello == nil { hello = response } else { fault = "a second hello" }
+            } else if let op = pending.removeValue(forKey: id) {
+                waiting = true
+                mayCarry = op == .connect
+            } else if let op = abandoned.removeValue(forKey: id) {
+                mayCarry = op == .connect
+            } else {
+                fault = "a reply to id \(id), which no call waits for"
+            }
+            if received >= 0 && !(mayCarry && response.ok) {
+                close(received)
+                received = -1
+                fault = fault ?? (id == 0 ? "a descriptor on its hello" : "a descriptor on a reply that expects none")
+            }
+            if let fault { violated(fault) }
+            if waiting { replies[id] = (response, received) } else if received >= 0 { close(received) }
+        case .malformed(let what):
+            violated(what)
+        case .closed:
+            closed = true
+        case .nothing:
+            break
+        }
+    }
+
+    private func violated(_ what: String) {
+        violationCount += 1
+        if violationCount >= Self.violationLimit && brokenReason == nil {
+            brokenReason = "\(violationCount) protocol violations, the last: \(what)"
+        }
+    }
 
     private func receive(timeoutMs: Int) -> Message {
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&pfd, 1, Int32(timeoutMs)) > 0 else { return .nothing }
-        var buffer = [UInt8](repeating: 0, count: ControlCodec.maxMessage)
+        if buffer.isEmpty { buffer = [UInt8](repeating: 0, count: ControlCodec.maxMessage) }
         var received: Int32 = -1
         let n = buffer.withUnsafeMutableBytes { csbx_recv_with_fd(fd, $0.baseAddress, $0.count, &received) }
-        guard n > 0 else { return .closed }
+        if n < 0 {
+            switch errno {
+            case EMSGSIZE: return .malformed("a packet over \(ControlCodec.maxMessage) bytes")
+            case EAGAIN, EINTR: return .nothing
+            default: return .closed
+            }
+        }
+        if n == 0 {
+            if received >= 0 { close(received) }
+            // A zero-length packet reads like end of stream; only a hang-up is one.
+            return pfd.revents & Int16(POLLHUP) != 0 ? .closed : .malformed("an empty packet")
+        }
         guard let response = ControlCodec.decode(ControlResponse.self, buffer[0..<n]) else {
             if received >= 0 { close(received) }
-            return .nothing
+            return .malformed("a packet that is not a reply")
         }
         return .reply(response, received)
     }

@@ -185,6 +185,8 @@ long csbx_seccomp_build(int profile, unsigned char **out);
 int csbx_syscall_number(const char *name);
 
 // Process-control helpers over a pidfd.
+// A pidfd (CLOEXEC) for any process, child or not; -1 with errno on failure.
+int csbx_pidfd_open(pid_t pid);
 int csbx_pidfd_signal(int pidfd, int sig);
 // Waits up to timeout_ms (-1: forever) for the process to exit and reaps it.
 // Returns 1 when reaped (status in *wstatus as from waitpid), 0 on timeout, -1 on error.

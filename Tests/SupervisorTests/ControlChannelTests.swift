@@ -1,0 +1,248 @@
+import CSandbox
+import FoundationEssentials
+import Glibc
+import Testing
+@testable import Supervisor
+
+/// The daemon's end of the control socket against a hostile init: the init is this test, on
+/// the other end of a real socket pair, sending whatever a compromised init could.
+@Suite(.serialized) struct ControlChannelTests {
+    /// The fake init's end of the pair plus helpers to talk like (or unlike) an init.
+    final class FakeInit: @unchecked Sendable {
+        let channel: ControlChannel
+        let fd: Int32
+
+        init() throws {
+            (channel, fd) = try ControlChannel.makePair()
+            // Room for a packet over the daemon's limit (the default send buffer is smaller).
+            var size: Int32 = 4 << 20
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+
+        deinit { close(fd) }
+
+        /// Sends one packet; with `patient` false gives up after 2 s of a full socket (the
+        /// daemon stopped reading). Returns whether it went out.
+        @discardableResult
+        func send(_ bytes: [UInt8], fd passing: Int32 = -1, patient: Bool = true) -> Bool {
+            while true {
+                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                guard poll(&pfd, 1, patient ? -1 : 2000) > 0 else { return false }
+                let n = bytes.withUnsafeBytes { csbx_send_with_fd(fd, $0.baseAddress, $0.count, passing) }
+                if n == bytes.count { return true }
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+                return false
+            }
+        }
+
+        func reply(_ response: ControlResponse, fd passing: Int32 = -1, patient: Bool = true) -> Bool {
+            send(ControlCodec.encode(response), fd: passing, patient: patient)
+        }
+
+        /// The next request the daemon sent.
+        func request() -> ControlRequest? {
+            var buffer = [UInt8](repeating: 0, count: ControlCodec.maxMessage)
+            var stray: Int32 = -1
+            let n = buffer.withUnsafeMutableBytes { csbx_recv_with_fd(fd, $0.baseAddress, $0.count, &stray) }
+            if stray >= 0 { close(stray) }
+            guard n > 0 else { return nil }
+            return ControlCodec.decode(ControlRequest.self, buffer[0..<n])
+        }
+    }
+
+    static func openFDs() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var count = -3   // ".", ".." and the directory's own descriptor
+        while readdir(dir) != nil { count += 1 }
+        return count
+    }
+
+    static func cpuMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Runs `body` on a thread of its own (calls on the channel block).
+    final class Background<T: Sendable>: @unchecked Sendable {
+        private var thread = pthread_t()
+        let body: () -> T
+        var result: T?
+        init(_ body: @escaping @Sendable () -> T) {
+            self.body = body
+            pthread_create(&thread, nil, backgroundEntry, Unmanaged.passRetained(Runner(run: { [self] in result = self.body() })).toOpaque())
+        }
+        func join() -> T {
+            pthread_join(thread, nil)
+            return result!
+        }
+    }
+
+    static func status(_ channel: ControlChannel, timeoutMs: Int = 5000) -> Result<ControlResponse, ControlChannel.Failure> {
+        do {
+            let (response, fd) = try channel.call(.status, timeoutMs: timeoutMs)
+            if fd >= 0 { close(fd) }
+            return .success(response)
+        } catch { return .failure(error) }
+    }
+
+    @Test func unsolicitedRepliesCarryingDescriptorsAreClosedAtOnce() throws {
+        let fake = try FakeInit()
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let baseline = Self.openFDs()
+        let channel = fake.channel
+        let call = Background { Self.status(channel, timeoutMs: 20_000) }
+        let request = try #require(fake.request())
+        // Unknown ids, each with a descriptor: none may stay open in the daemon. The channel
+        // may stop reading once it has judged the init hostile, hence the impatient sends.
+        for i in 0..<3000 {
+            if !fake.reply(ControlResponse(id: 1_000_000 + UInt64(i), ok: true), fd: devNull, patient: false) { break }
+        }
+        _ = fake.reply(ControlResponse(id: request.id, ok: true, services: []), patient: false)
+        _ = call.join()
+        #expect(Self.openFDs() == baseline, "descriptors from unsolicited replies stayed open")
+        #expect(channel.heldReplies == 0)
+    }
+
+    @Test func junkAndOversizedPacketsAreProtocolErrorsNotEndOfStream() throws {
+        let fake = try FakeInit()
+        let channel = fake.channel
+        let call = Background { Self.status(channel) }
+        let request = try #require(fake.request())
+        fake.send(Array("{not json".utf8))
+        fake.send([UInt8](repeating: 0x20, count: ControlCodec.maxMessage + 4096))
+        _ = fake.reply(ControlResponse(id: 999, ok: true))
+        _ = fake.reply(ControlResponse(id: request.id, ok: true, services: []))
+        let answer = call.join()
+        guard case .success(let response) = answer else {
+            Issue.record("the call failed after junk: \(answer)")
+            return
+        }
+        #expect(response.id == request.id)
+        #expect(channel.violations == 3)
+        #expect(channel.violation == nil, "three violations are below the threshold")
+        #expect(channel.heldReplies == 0)
+        // And the next call still works.
+        let again = Background { Self.status(channel) }
+        let next = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: next.id, ok: true, services: []))
+        if case .failure(let error) = again.join() { Issue.record("second call failed: \(error)") }
+    }
+
+    @Test func repeatedViolationsMarkTheChannelAndFailCalls() throws {
+        let fake = try FakeInit()
+        let channel = fake.channel
+        let call = Background { Self.status(channel, timeoutMs: 10_000) }
+        let request = try #require(fake.request())
+        for i in 0..<ControlChannel.violationLimit {
+            _ = fake.reply(ControlResponse(id: 5000 + UInt64(i), ok: true), patient: false)
+        }
+        let answer = call.join()
+        guard case .failure(let error) = answer else {
+            Issue.record("a call succeeded on a channel its init broke: \(answer)")
+            return
+        }
+        #expect(error.description.contains("broke the control protocol"), "\(error)")
+        let reason = try #require(channel.violation)
+        #expect(reason.contains("reply"), "\(reason)")
+        // Late legitimate replies change nothing: the channel stays judged.
+        _ = fake.reply(ControlResponse(id: request.id, ok: true), patient: false)
+        if case .success = Self.status(channel, timeoutMs: 500) { Issue.record("a violated channel answered a call") }
+    }
+
+    @Test func descriptorsAreAcceptedOnlyOnSuccessfulConnectReplies() throws {
+        let fake = try FakeInit()
+        let channel = fake.channel
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let baseline = Self.openFDs()
+        _ = fake.reply(ControlResponse(id: 0, ok: true, services: []), fd: devNull)
+        _ = try channel.awaitHello(timeoutMs: 2000)
+        #expect(channel.violations == 1, "a descriptor on the hello")
+        #expect(Self.openFDs() == baseline)
+
+        let status = Background { Self.status(channel) }
+        let statusRequest = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: statusRequest.id, ok: true, services: []), fd: devNull)
+        if case .failure(let error) = status.join() { Issue.record("status failed: \(error)") }
+        #expect(channel.violations == 2, "a descriptor on a status reply")
+        #expect(Self.openFDs() == baseline)
+
+        let refused = Background { () -> Int32 in (try? channel.call(.connect, port: 1))?.1 ?? -2 }
+        let refusedRequest = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: refusedRequest.id, ok: false, error: "refused"), fd: devNull)
+        #expect(refused.join() == -1, "a failed connect hands over no descriptor")
+        #expect(channel.violations == 3)
+
+        let connect = Background { () -> Int32 in (try? channel.call(.connect, port: 1))?.1 ?? -2 }
+        let connectRequest = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: connectRequest.id, ok: true), fd: devNull)
+        let passed = connect.join()
+        #expect(passed >= 0, "a successful connect hands over its descriptor")
+        if passed >= 0 { close(passed) }
+        #expect(channel.violations == 3)
+
+        _ = fake.reply(ControlResponse(id: 0, ok: true, services: []))
+        let probe = Background { Self.status(channel) }
+        let probeRequest = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: probeRequest.id, ok: true, services: []))
+        _ = probe.join()
+        #expect(channel.violations == 4, "a second hello")
+        #expect(Self.openFDs() == baseline)
+    }
+
+    @Test func lateRepliesToAbandonedCallsAreDroppedQuietly() throws {
+        let fake = try FakeInit()
+        let channel = fake.channel
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let baseline = Self.openFDs()
+        if case .success = Self.status(channel, timeoutMs: 200) { Issue.record("nobody answered, yet the call succeeded") }
+        let late = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: late.id, ok: true), fd: devNull)
+        let call = Background { Self.status(channel) }
+        let request = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: request.id, ok: true, services: []))
+        if case .failure(let error) = call.join() { Issue.record("call failed: \(error)") }
+        #expect(channel.violations == 1, "the late reply is fine, its descriptor is not")
+        // The same late id again is a replay.
+        _ = fake.reply(ControlResponse(id: late.id, ok: true))
+        let again = Background { Self.status(channel) }
+        let next = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: next.id, ok: true, services: []))
+        _ = again.join()
+        #expect(channel.violations == 2)
+        #expect(Self.openFDs() == baseline)
+    }
+
+    @Test func waitingCallersDoNotSpin() throws {
+        let fake = try FakeInit()
+        let channel = fake.channel
+        let before = Self.cpuMs()
+        var start = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        let first = Background { Self.status(channel, timeoutMs: 1000) }
+        let second = Background { Self.status(channel, timeoutMs: 1000) }
+        _ = first.join()
+        _ = second.join()
+        let spent = Self.cpuMs() - before
+        var end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        #expect(end.tv_sec * 1000 + end.tv_nsec / 1_000_000 - start.tv_sec * 1000 - start.tv_nsec / 1_000_000 >= 900,
+                "the calls must really have waited")
+        #expect(spent < 100, "two callers waiting 1 s for a silent init used \(spent) ms of CPU")
+        _ = fake
+    }
+}
+
+final class Runner {
+    let run: () -> Void
+    init(run: @escaping () -> Void) { self.run = run }
+}
+
+private func backgroundEntry(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    Unmanaged<Runner>.fromOpaque(raw!).takeRetainedValue().run()
+    return nil
+}
