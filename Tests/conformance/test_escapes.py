@@ -180,6 +180,32 @@ def test_42_netlink_families_and_packet_sockets_refused(inst):
         (browser["Seccomp_filters"], agent_filters)
 
 
+# ---- 51 ---------------------------------------------------------------------------------------
+
+def test_51_tighter_than_dockers_default(inst):
+    for user in ("agent", "root"):
+        allowed = {v: inst.probe("personality", v, user=user)["errno"] for v in ("0", "0xffffffff", "0x20000")}
+        assert all(e == 0 for e in allowed.values()), (user, allowed)
+        # READ_IMPLIES_EXEC and ADDR_NO_RANDOMIZE: personalities Docker does not allow.
+        for value in ("0x0400000", "0x0040000"):
+            got = inst.probe("personality", value, user=user)
+            assert got["errno"] in (errno.EPERM, errno.ENOSYS), f"personality({value}) as {user}: {got}"
+        calls = inst.probes([["syscall", name] for name in ("kcmp", "get_mempolicy", "set_mempolicy", "mbind")], user=user)
+        wrong = {r["check"]: ename(r["errno"]) for r in calls if r["errno"] != errno.EPERM}
+        assert not wrong, f"not refused as {user}: {wrong}"
+    # Masks of what exists on this host: firmware tables, sound cards, power capping.
+    for path in ("/sys/firmware", "/proc/asound", "/sys/devices/virtual/powercap"):
+        if os.path.isdir(path) and os.listdir(path):
+            listing = inst.probe("ls", path, user="root")
+            assert listing["errno"] == 0 and listing["value"] == [], f"{path} is not masked: {listing}"
+    if not os.path.isdir("/sys/firmware"):
+        pytest.fail("this host has no /sys/firmware; the mask cannot be observed")
+
+
+# Checks with a daemon of their own come last: every daemon numbers its instances' id ranges
+# from slot 1, and starting an instance kills whatever still runs in its range on this host,
+# the module's shared instance included.
+
 # ---- 43 ---------------------------------------------------------------------------------------
 
 class TerminalDaemon(Daemon):
@@ -303,25 +329,3 @@ def test_44_image_mode_pid1_loads_nothing_the_instance_wrote(evil_library):
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-# ---- 51 ---------------------------------------------------------------------------------------
-
-def test_51_tighter_than_dockers_default(inst):
-    for user in ("agent", "root"):
-        allowed = {v: inst.probe("personality", v, user=user)["errno"] for v in ("0", "0xffffffff", "0x20000")}
-        assert all(e == 0 for e in allowed.values()), (user, allowed)
-        # READ_IMPLIES_EXEC and ADDR_NO_RANDOMIZE: personalities Docker does not allow.
-        for value in ("0x0400000", "0x0040000"):
-            got = inst.probe("personality", value, user=user)
-            assert got["errno"] in (errno.EPERM, errno.ENOSYS), f"personality({value}) as {user}: {got}"
-        calls = inst.probes([["syscall", name] for name in ("kcmp", "get_mempolicy", "set_mempolicy", "mbind")], user=user)
-        wrong = {r["check"]: ename(r["errno"]) for r in calls if r["errno"] != errno.EPERM}
-        assert not wrong, f"not refused as {user}: {wrong}"
-    # Masks of what exists on this host: firmware tables, sound cards, power capping.
-    for path in ("/sys/firmware", "/proc/asound", "/sys/devices/virtual/powercap"):
-        if os.path.isdir(path) and os.listdir(path):
-            listing = inst.probe("ls", path, user="root")
-            assert listing["errno"] == 0 and listing["value"] == [], f"{path} is not masked: {listing}"
-    if not os.path.isdir("/sys/firmware"):
-        pytest.fail("this host has no /sys/firmware; the mask cannot be observed")
