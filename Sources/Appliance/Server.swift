@@ -47,6 +47,9 @@ struct Serve: AsyncParsableCommand {
         guard getuid() == 0 else {
             throw ValidationError("claworc serve must run as root: it creates namespaces and mounts for each instance.")
         }
+        // Everything created under the data dir without an explicit mode (the SQLite file and
+        // its -wal/-shm, logs) is private to root: the database holds the password hashes.
+        umask(0o077)
         let (host, port) = try Self.parse(listen: listen)
         let root = dataDir ?? ProcessInfoLite.environment("CLAWORC_DATA_DIR") ?? "/var/lib/claworc"
         let paths = DataPaths(root: root)
