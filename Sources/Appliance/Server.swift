@@ -136,6 +136,9 @@ struct Serve: AsyncParsableCommand {
             },
             logger: logger)
 
+        if let network = manager.network, !network.guardsForwarding {
+            logger.notice("IPv4 forwarding was already on before claworc enabled it: the host routes between its other networks as configured; claworc filters only its instances' traffic")
+        }
         await manager.resume()
         let sweeper = Task {
             while !Task.isCancelled {
