@@ -172,18 +172,32 @@ final class RequestClock: ChannelInboundHandler {
 }
 
 /// Sits among the HTTP/1 handlers (after the decision not to upgrade) and tells the
-/// connection's `RequestClock` when each response has been written in full.
-final class ResponseEndWatcher: ChannelOutboundHandler, RemovableChannelHandler {
+/// connection's `RequestClock` when no request is left in flight: every head decoded has had
+/// its response written in full. A pipelined request already decoded keeps the clock in its
+/// `request` phase.
+final class ResponseEndWatcher: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
     private var clock: RequestClock?
+    private var inFlight = 0
 
     func handlerAdded(context: ChannelHandlerContext) {
         clock = try? context.pipeline.syncOperations.handler(type: RequestClock.self)
     }
 
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = unwrapInboundIn(data) { inFlight += 1 }
+        context.fireChannelRead(data)
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { clock?.responseEnded() }
+        if case .end = unwrapOutboundIn(data) {
+            // The first head can be replayed past this handler before it was added; never below 0.
+            inFlight = max(0, inFlight - 1)
+            if inFlight == 0 { clock?.responseEnded() }
+        }
         context.write(data, promise: promise)
     }
 }

@@ -125,6 +125,25 @@ def test_46_slow_and_idle_connections_cut_off(short_timeouts):
     r = admin.post(f"/api/v1/instances/{inst['id']}/exec", {"argv": ["sleep", "3"]})
     assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
 
+    # Pipelined behind a quick request, the slow one is still in flight when the first
+    # response ends: not idle either.
+    body = json.dumps({"argv": ["sleep", "3"]}).encode()
+    cookie = admin.http.cookies["claworc_session"].encode()
+    pipelined = connect(port)
+    pipelined.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"POST /api/v1/instances/%d/exec HTTP/1.1\r\nHost: x\r\nCookie: claworc_session=%s\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                      % (inst["id"], cookie, len(body), body))
+    replies = b""
+    pipelined.settimeout(20)
+    while replies.count(b"HTTP/1.1 ") < 2 or not replies.rstrip().endswith(b"}"):
+        chunk = pipelined.recv(65536)
+        if not chunk:
+            break
+        replies += chunk
+    pipelined.close()
+    assert replies.count(b"HTTP/1.1 200") == 2 and b'"exit_code":0' in replies, replies
+
 
 def test_46_websocket_outlives_http_timeouts(short_timeouts):
     admin = bootstrap_admin(short_timeouts)
