@@ -7,16 +7,28 @@ struct APIError: Error, Sendable {
     var status: HTTPResponse.Status
     var code: String
     var message: String
+    /// Seconds for a `Retry-After` header (429, 503).
+    var retryAfter: Int64? = nil
 
     static func badRequest(_ code: String, _ message: String) -> APIError { .init(status: .badRequest, code: code, message: message) }
     static let unauthorized = APIError(status: .unauthorized, code: "unauthorized", message: "Log in to continue.")
     static let forbidden = APIError(status: .forbidden, code: "forbidden", message: "You are not allowed to do this.")
     static func notFound(_ what: String) -> APIError { .init(status: .notFound, code: "not_found", message: "\(what) does not exist.") }
     static func conflict(_ code: String, _ message: String) -> APIError { .init(status: .conflict, code: code, message: message) }
+    static let busy = APIError(status: .serviceUnavailable, code: "busy",
+                               message: "The appliance is busy checking passwords; try again shortly.", retryAfter: 2)
+    static func tooManyAttempts(retryAfter: Int64) -> APIError {
+        APIError(status: .tooManyRequests, code: "too_many_attempts",
+                 message: "Too many failed attempts; try again later.", retryAfter: retryAfter)
+    }
     static let internalError = APIError(status: .internalServerError, code: "internal",
                                         message: "Something went wrong on the appliance; the details are in its log.")
 
-    func response() -> Response { JSON.response(ErrorEnvelope(error: .init(code: code, message: message)), status: status) }
+    func response() -> Response {
+        var response = JSON.response(ErrorEnvelope(error: .init(code: code, message: message)), status: status)
+        if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        return response
+    }
 }
 
 struct ErrorEnvelope: Encodable {

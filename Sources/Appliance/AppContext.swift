@@ -6,11 +6,15 @@ struct AppContext: RequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
     let webSocket: WebSocketHandlerReference<AppContext>
     var user: User?
+    /// The peer's IP address from the connection itself (X-Forwarded-For is never trusted:
+    /// the appliance is not deployed behind a proxy it could vouch for).
+    let clientAddress: String
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
         user = nil
+        clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 
     func requireUser() throws -> User {

@@ -1,6 +1,6 @@
 import Glibc
 
-/// Runs blocking work (bcrypt, waiting on a process, a control-socket round trip) on a
+/// Runs blocking work (waiting on a process, a control-socket round trip) on a
 /// thread of its own, so neither NIO's event loops nor Swift's two cooperative threads on
 /// this 2-core appliance ever stall behind it.
 enum Blocking {

@@ -29,7 +29,13 @@ struct DataPaths: Sendable {
             if rc != 0 { throw StartupError("cannot create \(dir): \(FileSystem.errorText(rc))") }
         }
         for dir in [root, instances, root + "/run"] { chmod(dir, 0o711) }
-        chmod(stage, 0o755)
+        // Only a mount point: the launcher's tmpfs covers it before anything looks inside.
+        chmod(stage, 0o700)
+        // Older versions created these with the default umask; the database holds the
+        // password hashes.
+        for file in [database, database + "-wal", database + "-shm", setupCode] where FileSystem.exists(file) {
+            if chmod(file, 0o600) != 0 { throw StartupError("cannot make \(file) private: \(FileSystem.errorText(errno))") }
+        }
         var path = root
         while let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             path = String(path[..<slash])

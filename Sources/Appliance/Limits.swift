@@ -67,7 +67,9 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         ioReadMiBps = try c.decodeIfPresent(Int.self, forKey: .ioReadMiBps)
         ioWriteMiBps = try c.decodeIfPresent(Int.self, forKey: .ioWriteMiBps)
         network = try c.decodeIfPresent(String.self, forKey: .network)
-        egressAllow = try c.decodeIfPresent([String].self, forKey: .egressAllow)
+        // Stored normalised ("10.1.2.3" → "10.1.2.3/32", host bits cleared); what does not
+        // parse is kept as given for `validate` to name.
+        egressAllow = try c.decodeIfPresent([String].self, forKey: .egressAllow)?.map { IPv4CIDR($0)?.description ?? $0 }
     }
 
     static let builtIn = InstanceSettings(memoryMaxMiB: 4096, memoryHighMiB: 3584, cpus: 2, pidsMax: 4096,
@@ -99,7 +101,15 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         if let v = network { try check(v == "egress" || v == "none", "network", "\"egress\" or \"none\"") }
         if let list = egressAllow {
             try check(list.count <= 256, "egress_allow", "at most 256 entries")
-            for entry in list { try check(IPv4CIDR(entry) != nil, "egress_allow", "IPv4 addresses or CIDRs such as 192.168.1.10 or 10.0.0.0/24") }
+            let host = IPv4CIDR.hostAddresses()
+            for entry in list {
+                guard let cidr = IPv4CIDR(entry) else {
+                    throw APIError.badRequest("invalid_setting", "egress_allow: \"\(entry)\" is not an IPv4 address or CIDR such as 192.168.1.10 or 10.0.0.0/24.")
+                }
+                if let reason = EgressNetwork.refusal(cidr) ?? host.first(where: cidr.contains).map({ "it holds \(IPv4CIDR.dotted($0)), an address of the appliance itself" }) {
+                    throw APIError.badRequest("invalid_setting", "egress_allow: \(entry) is refused: \(reason).")
+                }
+            }
         }
         if let high = memoryHighMiB, let max = memoryMaxMiB {
             try check(high <= max, "memory_high_mib", "at most memory_max_mib")
@@ -126,33 +136,5 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "{}"
-    }
-}
-
-/// An IPv4 address or network in CIDR form, normalised.
-struct IPv4CIDR: Equatable, CustomStringConvertible {
-    var address: UInt32
-    var prefix: Int
-
-    init?(_ text: String) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2 else { return nil }
-        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4 else { return nil }
-        var value: UInt32 = 0
-        for octet in octets {
-            guard octet.count <= 3, let byte = UInt8(octet) else { return nil }
-            value = value << 8 | UInt32(byte)
-        }
-        let prefix = parts.count == 2 ? Int(parts[1]) : 32
-        guard let prefix, (0...32).contains(prefix) else { return nil }
-        let mask: UInt32 = prefix == 0 ? 0 : ~UInt32(0) << UInt32(32 - prefix)
-        self.address = value & mask
-        self.prefix = prefix
-    }
-
-    var description: String {
-        let a = address
-        return "\(a >> 24).\(a >> 16 & 0xff).\(a >> 8 & 0xff).\(a & 0xff)/\(prefix)"
     }
 }

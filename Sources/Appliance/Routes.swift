@@ -40,17 +40,15 @@ struct APIRoutes {
         api.get("/setup") { _, _ in JSON.response(["required": accounts.setupRequired]) }
         api.post("/setup") { request, _ in
             let body = try await JSON.decode(SetupBody.self, from: request, expecting: #"with "code", "username" and "password""#)
-            let accounts = self.accounts
-            let user = try await Blocking.run { try accounts.completeSetup(code: body.code, username: body.username, password: body.password) }
+            let user = try await accounts.completeSetup(code: body.code, username: body.username, password: body.password)
             var response = JSON.response(UserEnvelope(user: user))
             response.setCookie(try accounts.openSession(for: user))
             return response
         }
 
-        api.post("/auth/login") { request, _ in
+        api.post("/auth/login") { request, context in
             let body = try await JSON.decode(LoginBody.self, from: request, expecting: #"with "username" and "password""#)
-            let accounts = self.accounts
-            let user = try await Blocking.run { try accounts.login(username: body.username, password: body.password) }
+            let user = try await accounts.login(username: body.username, password: body.password, client: context.clientAddress)
             var response = JSON.response(UserEnvelope(user: user))
             response.setCookie(try accounts.openSession(for: user))
             return response

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -47,10 +48,25 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("unsafe-test-init"), help: .hidden)
     var unsafeTestInit: String?
 
+    /// Only for the conformance suite: request-head and keep-alive idle timeouts short enough
+    /// to test, as HEAD_MS,IDLE_MS. Never documented for users.
+    @Option(name: .customLong("unsafe-test-http-timeouts"), help: .hidden)
+    var unsafeTestHTTPTimeouts: String?
+
     func run() async throws {
         let logger = { var l = Logger(label: "claworc"); l.logLevel = .info; return l }()
         guard getuid() == 0 else {
             throw ValidationError("claworc serve must run as root: it creates namespaces and mounts for each instance.")
+        }
+        // Everything created under the data dir without an explicit mode (the SQLite file and
+        // its -wal/-shm, logs) is private to root: the database holds the password hashes.
+        umask(0o077)
+        // Every connection is a descriptor; the soft limit a shell or unit starts us with
+        // (often 1024) is far below what the host allows.
+        var files = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0 && files.rlim_cur < files.rlim_max {
+            files.rlim_cur = files.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
         }
         let (host, port) = try Self.parse(listen: listen)
         let root = dataDir ?? ProcessInfoLite.environment("CLAWORC_DATA_DIR") ?? "/var/lib/claworc"
@@ -70,6 +86,15 @@ struct Serve: AsyncParsableCommand {
                 """)
         }
         let assets = try StaticAssets()
+        var limits = ConnectionLimits()
+        if let text = unsafeTestHTTPTimeouts {
+            guard let (head, idle) = ConnectionLimits.testTimeouts(text) else {
+                throw ValidationError("--unsafe-test-http-timeouts takes HEAD_MS,IDLE_MS")
+            }
+            limits = ConnectionLimits(headTimeout: head, idleTimeout: idle)
+            logger.critical("UNSAFE: HTTP timeouts set for testing", metadata: ["head_ms": "\(head.nanoseconds / 1_000_000)",
+                                                                                "idle_ms": "\(idle.nanoseconds / 1_000_000)"])
+        }
         let disabled = Set(unsafeTestDisable)
         guard disabled.isSubset(of: ["seccomp"]) else {
             throw ValidationError("--unsafe-test-disable accepts only: seccomp")
@@ -112,8 +137,7 @@ struct Serve: AsyncParsableCommand {
 
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: wsRouter,
-                                           configuration: .init(ws: .init(maxFrameSize: 1 << 20))),
+            server: Self.server(webSocketRouter: wsRouter, limits: limits),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -121,6 +145,9 @@ struct Serve: AsyncParsableCommand {
             },
             logger: logger)
 
+        if let network = manager.network, !network.guardsForwarding {
+            logger.notice("IPv4 forwarding was already on before claworc enabled it: the host routes between its other networks as configured; claworc filters only its instances' traffic")
+        }
         await manager.resume()
         let sweeper = Task {
             while !Task.isCancelled {
@@ -131,6 +158,19 @@ struct Serve: AsyncParsableCommand {
         try await app.runService()
         sweeper.cancel()
         await manager.shutdownAll()
+    }
+
+    /// HTTP/1 with the WebSocket upgrade (the VNC relay), inside the connection limits.
+    static func server(webSocketRouter: Router<AppContext>, limits: ConnectionLimits) -> HTTPServerBuilder {
+        let webSocketResponder = webSocketRouter.buildResponder()
+        return HTTPServerBuilder { responder in
+            LimitedChildChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder,
+                    configuration: .init(http1: .init(additionalChannelHandlers: [ResponseEndWatcher()]),
+                                         ws: .init(maxFrameSize: 1 << 20))),
+                limits: limits)
+        }
     }
 
     static func parse(listen: String) throws -> (String, Int) {

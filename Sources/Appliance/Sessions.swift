@@ -4,7 +4,7 @@ import HummingbirdBcrypt
 import Synchronization
 import Glibc
 
-/// Password checks, session tokens and the first-admin setup code.
+/// Password checks (on a bounded pool, throttled), session tokens and the first-admin setup code.
 final class Accounts: Sendable {
     static let cookieName = "claworc_session"
     static let sessionLifetime: Int64 = 30 * 24 * 3600
@@ -15,11 +15,15 @@ final class Accounts: Sendable {
     let store: Store
     let setupCodePath: String
     private let setupCode: Mutex<String?>
+    let pool: PasswordPool
+    let throttle: LoginThrottle
 
-    init(store: Store, setupCodePath: String) {
+    init(store: Store, setupCodePath: String, pool: PasswordPool = PasswordPool(), throttle: LoginThrottle = LoginThrottle()) {
         self.store = store
         self.setupCodePath = setupCodePath
         self.setupCode = Mutex(nil)
+        self.pool = pool
+        self.throttle = throttle
         self.decoyHash = Bcrypt.hash("decoy-password-never-used", cost: Self.bcryptCost)
     }
 
@@ -42,15 +46,11 @@ final class Accounts: Sendable {
         return code
     }
 
-    func completeSetup(code: String, username: String, password: String) throws -> User {
-        guard let expected = setupCode.withLock({ $0 }), setupRequired else {
-            throw APIError.conflict("setup_complete", "The appliance is already set up; log in instead.")
-        }
-        guard Secrets.constantTimeEqual(String(code.filter { !$0.isWhitespace }).uppercased(), expected) else {
-            throw APIError(status: .forbidden, code: "invalid_setup_code", message: "The setup code is not correct.")
-        }
+    func completeSetup(code: String, username: String, password: String) async throws -> User {
+        try Self.refuseNUL(username, password)
+        try checkSetupCode(code)
         try Self.validate(username: username, password: password)
-        let hash = Bcrypt.hash(password, cost: Self.bcryptCost)
+        let hash = try await pool.run { Bcrypt.hash(password, cost: Self.bcryptCost) }
         guard let user = try store.createFirstAdmin(username: username, passwordHash: hash) else {
             throw APIError.conflict("setup_complete", "The appliance is already set up; log in instead.")
         }
@@ -59,13 +59,47 @@ final class Accounts: Sendable {
         return user
     }
 
-    func login(username: String, password: String) throws -> User {
-        guard let (user, hash) = try store.credentials(username: username) else {
-            _ = Bcrypt.verify(password, hash: decoyHash)
-            throw Self.badCredentials
+    private func checkSetupCode(_ code: String) throws {
+        guard let expected = setupCode.withLock({ $0 }), setupRequired else {
+            throw APIError.conflict("setup_complete", "The appliance is already set up; log in instead.")
         }
-        guard Bcrypt.verify(password, hash: hash) else { throw Self.badCredentials }
+        guard Secrets.constantTimeEqual(String(code.filter { !$0.isWhitespace }).uppercased(), expected) else {
+            throw APIError(status: .forbidden, code: "invalid_setup_code", message: "The setup code is not correct.")
+        }
+    }
+
+    /// `client` is the peer address of the connection, never a header a client could forge.
+    func login(username: String, password: String, client: String) async throws -> User {
+        try Self.refuseNUL(username, password)
+        if let wait = throttle.begin(account: username, address: client) {
+            throw APIError.tooManyAttempts(retryAfter: wait)
+        }
+        let checked: User?
+        do {
+            let credentials = try store.credentials(username: username)
+            let decoyHash = self.decoyHash
+            checked = try await pool.run { () -> User? in
+                guard let (user, hash) = credentials else {
+                    // Same work for an unknown name, so timing tells nothing either.
+                    _ = Bcrypt.verify(password, hash: decoyHash)
+                    return nil
+                }
+                return Bcrypt.verify(password, hash: hash) ? user : nil
+            }
+        } catch {
+            throttle.abandoned(account: username, address: client)
+            throw error
+        }
+        guard let user = checked else { throw Self.badCredentials }
+        throttle.succeeded(account: username, address: client)
         return user
+    }
+
+    /// bcrypt and C strings stop at a NUL: "pw\0anything" would be checked as "pw".
+    static func refuseNUL(_ username: String, _ password: String) throws {
+        if username.utf8.contains(0) || password.utf8.contains(0) {
+            throw APIError.badRequest("nul_in_credentials", "Usernames and passwords cannot contain NUL bytes.")
+        }
     }
 
     static let badCredentials = APIError(status: .unauthorized, code: "invalid_credentials",

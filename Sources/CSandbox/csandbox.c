@@ -288,6 +288,9 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     ssize_t n = csbx_recv_with_fd(sync_fd, &go, 1, &passed_fd);
     if (n != 1 || go != 'G') report_and_die(sync_fd, CSBX_STAGE_SYNC, n < 0 ? errno : EPIPE, 0);
     reset_signals();
+    // The daemon's umask (0o077) keeps its own files private; an instance builds its root
+    // and runs its services with the conventional one.
+    umask(022);
     // A session of its own, with no controlling terminal: the daemon may run in the foreground
     // of an operator's terminal, which nothing in an instance may ever open or type into.
     if (setsid() < 0) report_and_die(sync_fd, CSBX_STAGE_SESSION, errno, 0);

@@ -112,7 +112,9 @@ public final class CgroupV2: @unchecked Sendable {
         }
         let base = root + "/claworc"
         let enable = usable.map { "+" + $0 }.joined(separator: " ")
-        for dir in [base, base + "/daemon", base + "/instances"] { mkdir(dir, 0o755) }
+        // Explicit modes: the daemon's umask is 0o077, and an instance reads its own cgroup's
+        // files (through its cgroup namespace) as an unprivileged id.
+        for dir in [base, base + "/daemon", base + "/instances"] where mkdir(dir, 0o755) == 0 { chmod(dir, 0o755) }
         // The daemon leaves <root> before <root> may enable controllers for its children.
         if !Self.write(base + "/daemon/cgroup.procs", "0") {
             (self.base, reason, controllers) = (nil, "cannot move the daemon into \(base)/daemon: \(FileSystem.errorText(errno))", [])
@@ -135,6 +137,7 @@ public final class CgroupV2: @unchecked Sendable {
         guard let path = instancePath(id) else { return -1 }
         if FileSystem.isDirectory(path) { destroy(id) }   // left over by a crash
         guard mkdir(path, 0o755) == 0 else { throw LaunchError(stage: "cgroup", errno: errno, detail: path) }
+        chmod(path, 0o755)
         for (file, value) in limits.files where !Self.write(path + "/" + file, value) {
             let e = errno
             rmdir(path)

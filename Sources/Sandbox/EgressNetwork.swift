@@ -8,26 +8,68 @@ import Glibc
 /// instances is dropped.
 public final class EgressNetwork: Sendable {
     public static let table = "claworc"
-    static let refused = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-                          "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3"]
+    /// 168.63.129.16 is the host agent of one cloud (Azure's wireserver), reachable from VMs
+    /// like a metadata service although it is not link-local.
+    static let refused = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "168.63.129.16",
+                          "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15",
+                          "224.0.0.0/3"]
+    /// What `egress_allow` may never reopen, whatever an admin asks: these reach the host, its
+    /// cloud's metadata and agents, or no host at all. (Addresses of the host itself are
+    /// refused where settings are validated; they change with its interfaces.)
+    static let neverAllowed: [(IPv4CIDR, String)] = [
+        ("0.0.0.0/8", "\"this network\""), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local (cloud metadata)"),
+        ("168.63.129.16/32", "a cloud host agent"), ("224.0.0.0/3", "multicast or reserved"),
+        ("10.200.0.0/16", "the instances' own network"),
+    ].map { (IPv4CIDR($0.0)!, $0.1) }
+    /// An allowance is meant for LAN hosts and subnets; anything wider than a /16 is refused.
+    public static let widestAllowedPrefix = 16
+    static let guardComment = "claworc: not a router"
     public static let maxSlot: Int64 = 16383
 
     /// Nameservers of the host (from /etc/resolv.conf, which instances share): DNS to them
     /// stays allowed even when they sit in a private range.
     public let nameservers: [String]
+    /// True when the host did not forward before the daemon: the forward chain then drops
+    /// whatever neither comes from nor goes to an instance, so enabling forwarding for the
+    /// instances does not make the host a router between its other networks. False when
+    /// someone else had turned forwarding on: their routing is left alone.
+    public let guardsForwarding: Bool
 
     public init() throws(HostCommand.Failure) {
-        nameservers = (FileSystem.readText("/etc/resolv.conf") ?? "").split(separator: "\n").compactMap { line in
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard parts.count >= 2, parts[0] == "nameserver", !parts[1].contains(":"), !parts[1].hasPrefix("127.") else { return nil }
-            return String(parts[1])
-        }
+        nameservers = Self.nameservers(resolvConf: FileSystem.readText("/etc/resolv.conf") ?? "")
+        let forwarding = FileSystem.readText("/proc/sys/net/ipv4/ip_forward")?.hasPrefix("1") ?? false
+        // Forwarding that is on because an earlier run of ours turned it on still needs the guard.
+        let ours = forwarding && ((try? HostCommand.run(["nft", "list", "chain", "inet", Self.table, "forward"]))?
+            .contains(Self.guardComment) ?? false)
+        guardsForwarding = !forwarding || ours
         guard Self.writeSysctl("/proc/sys/net/ipv4/ip_forward", "1") else {
             throw HostCommand.Failure(description: "cannot enable IPv4 forwarding: \(FileSystem.errorText(errno))")
         }
         // Replace whatever an earlier run left: elements of instances that no longer run.
         _ = try? HostCommand.run(["nft", "delete", "table", "inet", Self.table])
         try HostCommand.run(["nft", "-f", "-"], input: ruleset)
+    }
+
+    /// IPv4 nameservers other than loopback ones, strictly parsed: a line that is not
+    /// "nameserver <dotted quad>" is ignored, never copied into the ruleset.
+    public static func nameservers(resolvConf: String) -> [String] {
+        resolvConf.split(separator: "\n").compactMap { line in
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard parts.count >= 2, parts[0] == "nameserver", let address = IPv4CIDR.address(parts[1]),
+                  address >> 24 != 127 else { return nil }
+            return IPv4CIDR.dotted(address)
+        }
+    }
+
+    /// Why an `egress_allow` entry may not be allowed, or nil.
+    public static func refusal(_ cidr: IPv4CIDR) -> String? {
+        if cidr.prefix < widestAllowedPrefix { return "wider than a /\(widestAllowedPrefix)" }
+        return neverAllowed.first(where: { $0.0.overlaps(cidr) }).map { "it overlaps \($0.0) (\($0.1))" }
+    }
+
+    /// Entries stored by an older version that would now be refused are not applied.
+    static func applicable(_ allow: [String]) -> [String] {
+        allow.compactMap { IPv4CIDR($0) }.filter { refusal($0) == nil }.map(\.description)
     }
 
     var ruleset: String {
@@ -49,7 +91,7 @@ public final class EgressNetwork: Sendable {
               }
               chain forward {
                 type filter hook forward priority filter; policy accept;
-                oifname "cw-*" ct state established,related accept
+            \(routerGuard)    oifname "cw-*" ct state established,related accept
                 oifname "cw-*" counter drop
                 iifname "cw-*" meta nfproto ipv6 counter drop
                 iifname . ip daddr @allow4 accept
@@ -65,6 +107,10 @@ public final class EgressNetwork: Sendable {
             """
     }
 
+    private var routerGuard: String {
+        guardsForwarding ? "    iifname != \"cw-*\" oifname != \"cw-*\" counter drop comment \"\(Self.guardComment)\"\n" : ""
+    }
+
     public struct Addresses: Sendable, Equatable {
         public var interface: String
         public var host: String
@@ -73,8 +119,7 @@ public final class EgressNetwork: Sendable {
 
     public static func addresses(slot: Int64) -> Addresses {
         let base = UInt32(10 << 24 | 200 << 16) + UInt32(slot) * 4
-        func dotted(_ v: UInt32) -> String { "\(v >> 24).\(v >> 16 & 0xff).\(v >> 8 & 0xff).\(v & 0xff)" }
-        return Addresses(interface: "cw-\(slot)", host: dotted(base + 1), instance: dotted(base + 2))
+        return Addresses(interface: "cw-\(slot)", host: IPv4CIDR.dotted(base + 1), instance: IPv4CIDR.dotted(base + 2))
     }
 
     /// Gives the waiting child (still before "go") its interface; runs in the launcher's
@@ -98,6 +143,7 @@ public final class EgressNetwork: Sendable {
             route add default via \(a.host)
 
             """)
+        let allow = Self.applicable(allow)
         if !allow.isEmpty {
             let elements = allow.map { "\"\(a.interface)\" . \($0)" }.joined(separator: ", ")
             try HostCommand.run(["nft", "add", "element", "inet", Self.table, "allow4", "{ \(elements) }"])
@@ -108,6 +154,7 @@ public final class EgressNetwork: Sendable {
     /// (deleted here too in case the namespace outlived the stop).
     public func detach(slot: Int64, allow: [String]) {
         let a = Self.addresses(slot: slot)
+        let allow = Self.applicable(allow)
         if !allow.isEmpty {
             let elements = allow.map { "\"\(a.interface)\" . \($0)" }.joined(separator: ", ")
             _ = try? HostCommand.run(["nft", "delete", "element", "inet", Self.table, "allow4", "{ \(elements) }"])

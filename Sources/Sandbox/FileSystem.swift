@@ -34,13 +34,19 @@ public enum FileSystem {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// mkdir -p; returns errno of the first failure or 0.
+    /// mkdir -p; returns errno of the first failure or 0. Directories it creates get exactly
+    /// `mode`: the daemon's umask (0o077) is for what it creates implicitly, and a caller that
+    /// names a mode means it.
     @discardableResult
     public static func makeDirectories(_ path: String, mode: mode_t = 0o755) -> Int32 {
         var current = ""
         for part in path.split(separator: "/") {
             current += "/" + part
-            if mkdir(current, mode) != 0 && errno != EEXIST { return errno }
+            if mkdir(current, mode) == 0 {
+                chmod(current, mode)
+            } else if errno != EEXIST {
+                return errno
+            }
         }
         return isDirectory(path) ? 0 : ENOTDIR
     }

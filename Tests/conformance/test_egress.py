@@ -152,13 +152,17 @@ def test_24_egress_reaches_only_the_outside(world):
     assert not across["ok"], across
     listener.join(20)
 
-    # An admin allows the LAN and link-local hosts for A only: the drops above were the
-    # firewall's, not a missing route.
-    allow = [LAN[0], METADATA[0] + "/32"]
-    r = admin.http.put(admin.url(f"/api/v1/instances/{a['id']}/settings"), json={"egress_allow": allow}, timeout=30)
-    assert r.status_code == 200 and r.json()["effective"]["egress_allow"] == allow, r.text
+    # The link-local range can never be allowed (check 50b): that is where metadata lives.
+    r = admin.http.put(admin.url(f"/api/v1/instances/{a['id']}/settings"), json={"egress_allow": [METADATA[0]]},
+                       timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_setting", r.text
+
+    # An admin allows the LAN host for A only: the drop above was the firewall's, not a
+    # missing route. The entry is stored normalised.
+    r = admin.http.put(admin.url(f"/api/v1/instances/{a['id']}/settings"), json={"egress_allow": [LAN[0]]}, timeout=30)
+    assert r.status_code == 200 and r.json()["effective"]["egress_allow"] == [LAN[0] + "/32"], r.text
     assert admin.post(f"/api/v1/instances/{a['id']}/restart").status_code == 200
-    for host in (LAN[0], METADATA[0]):
+    for host in (LAN[0],):
         allowed = connect(admin, a["id"], host, 8080)
         assert allowed["ok"], (host, allowed)
         assert not connect(admin, b["id"], host, 8080, timeout=1.5)["ok"], f"the allowance of {host} is A's alone"
