@@ -285,6 +285,16 @@ actor InstanceManager {
             FileSystem.removeTree(work)   // the overlay's work dir must start out empty
             _ = try privateDirectory(work, owner: base)
             plan.root = .image(upper: upper, work: work)
+            // Never follow them: moved aside (kept for the instance's owner to look at), and
+            // the launch makes a real directory in their place.
+            for link in plan.linksInUpperLayer() {
+                let aside = "\(link).claworc-moved-\(Int64(time(nil)))"
+                guard rename(upper + link, upper + aside) == 0 else {
+                    throw StartError.storage("the instance's root has a symbolic link at \(link), where the appliance mounts; it could not be moved aside: \(FileSystem.errorText(errno))")
+                }
+                logger.warning("moved aside a symbolic link the instance put where the appliance mounts",
+                               metadata: ["instance": "\(record.name)", "path": "\(link)", "now": "\(aside)"])
+            }
         }
         var request = LaunchRequest(
             hostname: record.name, stageDir: paths.stage, mounts: plan.operations(), execFD: initExecutable,

@@ -205,6 +205,35 @@ public struct MountPlan: Sendable {
         return ops
     }
 
+    /// Image mode: places where the instance's own layer put a symbolic link on the way to a
+    /// directory this plan mounts on. The launcher assembles the root before pivot_root, with
+    /// the host's root still its own, so such a link (made by root inside) would lead its
+    /// mkdir and mounts onto the host. Checked with the instance stopped, so nothing inside
+    /// can change the layer meanwhile.
+    public func linksInUpperLayer() -> [String] {
+        guard case .image(let upper, _) = root else { return [] }
+        let mountKinds: Set<MountOp.Kind> = [.bind, .bindReadOnly, .tmpfs, .proc, .devpts, .sysfs, .cgroup2,
+                                             .maskDirectory, .maskFile, .bindSelfReadOnly]
+        var overlaid = false
+        var mounted: Set<String> = []
+        var found: [String] = []
+        for op in operations() {
+            if op.kind == .overlay { overlaid = true; continue }
+            guard overlaid else { continue }   // still in the staging tmpfs, not the layer
+            var prefix = ""
+            for part in op.target.split(separator: "/") {
+                prefix += "/" + part
+                if mounted.contains(prefix) { break }   // below a fresh mount: not the layer
+                if FileSystem.symlinkTarget(upper + prefix) != nil {
+                    if !found.contains(prefix) { found.append(prefix) }
+                    break
+                }
+            }
+            if mountKinds.contains(op.kind) { mounted.insert(op.target) }
+        }
+        return found
+    }
+
     /// Directories of shared objects the running binary has loaded from outside the host
     /// system dirs. A release build (static Swift runtime) returns none.
     public static func loadedLibraryDirsOutsideSystem() -> [String] {

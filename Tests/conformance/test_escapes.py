@@ -12,6 +12,8 @@ would against a real instance of a real daemon.
     no controlling tty, and TIOCSTI / TIOCLINUX are refused.
 44  Image mode: instance root plants a library and /etc/ld.so.preload; the next PID 1 must not
     load it.
+52  Image mode: instance root replaces a directory the launcher mounts on (/home) with a
+    symlink to a host path; the next launch must not follow it onto the host.
 51  Tighter than Docker's default where it was looser: personality values, kcmp, the NUMA
     policy calls; /proc and /sys masks that cannot be skipped silently.
 """
@@ -329,3 +331,40 @@ def test_44_image_mode_pid1_loads_nothing_the_instance_wrote(evil_library):
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- 52 ---------------------------------------------------------------------------------------
+
+def test_52_image_mode_launch_never_follows_links_the_instance_made():
+    root = pathlib.Path(tempfile.mkdtemp(prefix="claworc-links-"))
+    root.chmod(0o711)
+    base = root / "base"
+    build_base(base)
+    # The launcher assembles the new root before pivot_root, with the host's / still its root:
+    # an absolute link in the instance's layer would point there.
+    bait = pathlib.Path(tempfile.mkdtemp(prefix="claworc-bait-"))
+    bait.chmod(0o777)
+    daemon = Daemon(root / "data", extra_args=["--root-mode", "image", "--base-dir", str(base),
+                                                "--instance-services", "none"]).start()
+    try:
+        admin = bootstrap_admin(daemon)
+        iid = admin.create("links")["id"]
+        assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+        swap = admin.post(f"/api/v1/instances/{iid}/exec", {"user": "root", "argv": [
+            "sh", "-c", f"mv /home /home.old && ln -s {bait} /home && ls -ld /home"]}).json()
+        assert swap["exit_code"] == 0, swap
+        assert admin.post(f"/api/v1/instances/{iid}/stop").json()["state"] == "stopped"
+        again = admin.post(f"/api/v1/instances/{iid}/start")
+        assert list(bait.iterdir()) == [], f"the launch followed the instance's link onto the host: {list(bait.iterdir())}"
+        # The link is moved aside, kept, and the instance starts with a real /home.
+        assert again.status_code == 200, again.text
+        after = admin.post(f"/api/v1/instances/{iid}/exec", {"user": "root", "argv": [
+            "sh", "-c", "ls -d /home.claworc-moved-*; ls /home"]}).json()
+        assert after["exit_code"] == 0 and after["output"].split() == [
+            after["output"].split()[0], "browser", "claworc"], after
+        assert "moved aside a symbolic link" in daemon.log_text()
+        admin.post(f"/api/v1/instances/{iid}/stop")
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(bait, ignore_errors=True)

@@ -6,7 +6,7 @@ import subprocess
 
 from claworc_harness import BINARY
 
-TOOLS = ["sh", "cat", "rm", "ls", "mkdir", "stat", "id", "touch", "sha256sum"]
+TOOLS = ["sh", "cat", "rm", "ls", "mkdir", "stat", "id", "touch", "sha256sum", "mv", "ln"]
 
 
 def lib_paths(binary):
