@@ -128,6 +128,7 @@ struct Serve: AsyncParsableCommand {
         router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
         router.middlewares.add(SessionMiddleware(accounts: accounts))
         APIRoutes(accounts: accounts, manager: manager).register(on: router)
+        FilesController(manager: manager).register(on: router)
         assets.register(on: router)
 
         let wsRouter = Router(context: AppContext.self)

@@ -44,6 +44,8 @@ const uint64_t CSBX_CLONE_NEWIPC = CLONE_NEWIPC;
 const uint64_t CSBX_CLONE_NEWNET = CLONE_NEWNET;
 const uint64_t CSBX_CLONE_NEWUSER = CLONE_NEWUSER;
 const uint64_t CSBX_CLONE_NEWCGROUP = CLONE_NEWCGROUP;
+const int CSBX_O_TMPFILE = O_TMPFILE;
+const int CSBX_AT_EMPTY_PATH = AT_EMPTY_PATH;
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -804,6 +806,15 @@ pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
         return -1;
     }
     return pid;
+}
+
+int csbx_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve) {
+    struct {
+        uint64_t flags, mode, resolve;
+    } how = {(uint64_t)(unsigned int)(flags | O_CLOEXEC), mode, resolve};
+    long fd;
+    do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : (int)fd;
 }
 
 int csbx_drop_capability(int cap) {

@@ -99,6 +99,12 @@ extension FileSystem {
         let parent = open(parentPath, TreeWalk.directoryFlags)
         guard parent >= 0 else { return errno == ENOENT }
         defer { close(parent) }
+        return removeEntry(parent: parent, name: name)
+    }
+
+    /// removeTree for the entry `name` of the open directory `parent`.
+    @discardableResult
+    public static func removeEntry(parent: Int32, name: String) -> Bool {
         var st = stat()
         guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return errno == ENOENT }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { return unlinkat(parent, name, 0) == 0 }

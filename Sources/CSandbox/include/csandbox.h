@@ -25,6 +25,9 @@ extern const uint64_t CSBX_CLONE_NEWIPC;
 extern const uint64_t CSBX_CLONE_NEWNET;
 extern const uint64_t CSBX_CLONE_NEWUSER;
 extern const uint64_t CSBX_CLONE_NEWCGROUP;
+// open/link flags Swift's Glibc module does not see either.
+extern const int CSBX_O_TMPFILE;
+extern const int CSBX_AT_EMPTY_PATH;
 
 enum csbx_mount_kind {
     CSBX_MKDIR = 1,      // mkdir -p target (mode)
@@ -242,6 +245,14 @@ int csbx_idmapped_tree(const char *path, pid_t pid);
 // statfs(path).f_type, or 0 on error (Swift's Glibc module lacks statfs).
 unsigned long csbx_fs_magic(const char *path);
 
+// openat2(2) (no glibc wrapper): path resolved below dirfd under `resolve` (RESOLVE_* flags);
+// always O_CLOEXEC. Returns the fd or -errno.
+#define CSBX_RESOLVE_NO_XDEV 0x01
+#define CSBX_RESOLVE_NO_MAGICLINKS 0x02
+#define CSBX_RESOLVE_NO_SYMLINKS 0x04
+#define CSBX_RESOLVE_BENEATH 0x08
+#define CSBX_RESOLVE_IN_ROOT 0x10
+int csbx_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
 // Removes one capability from the bounding, permitted, effective and inheritable sets.
 int csbx_drop_capability(int cap);
 // prctl wrappers (prctl is variadic, so Swift cannot call it).

@@ -1,0 +1,144 @@
+import Glibc
+import Hummingbird
+import NIOCore
+import NIOPosix
+import Sandbox
+import Supervisor
+
+struct PathBody: Decodable { var path: String }
+struct MoveBody: Decodable { var from: String; var to: String }
+struct FileListing: Encodable { var path: String; var entries: [FileEntry] }
+
+/// `/api/v1/instances/{id}/files`: the instance's persistent home, "/" being the home. Works
+/// whether the instance runs or not. Transfers stream in both directions: neither an upload
+/// nor a download is ever held whole in the daemon's memory, and file I/O runs on NIO's
+/// blocking-I/O pool, not on an event loop.
+struct FilesController {
+    let manager: InstanceManager
+    static let chunk = 256 * 1024
+
+    func register(on router: Router<AppContext>) {
+        let files = router.group("/api/v1/instances/:id/files")
+        files.get { request, context in
+            let home = try await homeFiles(context)
+            let path = try Self.path(request)
+            let entries = try await Self.io { () throws(FileError) in try home.list(path) }
+            return JSON.response(FileListing(path: path, entries: entries))
+        }
+        files.delete { request, context in
+            let home = try await homeFiles(context)
+            let path = try Self.path(request)
+            try await Self.io { () throws(FileError) in try home.delete(path) }
+            return Response(status: .noContent)
+        }
+        files.post("mkdir") { request, context in
+            let home = try await homeFiles(context)
+            let body = try await JSON.decode(PathBody.self, from: request, expecting: #"with a "path""#)
+            try await Self.io { () throws(FileError) in try home.makeDirectory(body.path) }
+            return Response(status: .created)
+        }
+        files.post("move") { request, context in
+            let home = try await homeFiles(context)
+            let body = try await JSON.decode(MoveBody.self, from: request, expecting: #"with "from" and "to""#)
+            try await Self.io { () throws(FileError) in try home.move(from: body.from, to: body.to) }
+            return Response(status: .noContent)
+        }
+        files.get("content") { request, context in
+            let home = try await homeFiles(context)
+            let path = try Self.path(request)
+            let (fd, size) = try await Self.io { () throws(FileError) in try home.openForReading(path) }
+            let name = (try? HomeFiles.components(path).last) ?? "download"
+            let body = ResponseBody(contentLength: Int(size)) { writer in
+                defer { close(fd) }
+                while true {
+                    let buffer = try await NIOThreadPool.singleton.runIfActive { () -> ByteBuffer in
+                        var buffer = ByteBufferAllocator().buffer(capacity: Self.chunk)
+                        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.chunk) { raw in
+                            max(0, read(fd, raw.baseAddress, raw.count))
+                        }
+                        return buffer
+                    }
+                    if buffer.readableBytes == 0 { break }
+                    try await writer.write(buffer)
+                }
+                try await writer.finish(nil)
+            }
+            return Response(status: .ok, headers: [
+                .contentType: "application/octet-stream",
+                .contentDisposition: Self.attachment(name),
+                .cacheControl: "no-store",
+            ], body: body)
+        }
+        files.put("content") { request, context in
+            let home = try await homeFiles(context)
+            let path = try Self.path(request)
+            let upload = try await Self.io { () throws(FileError) in try home.beginUpload(path) }
+            defer { upload.close() }
+            // A client that goes away mid-body ends this loop with an error: the unnamed file
+            // is dropped with its descriptor and the target never changes.
+            for try await part in request.body {
+                try await Self.io { () throws(FileError) in
+                    try part.withUnsafeReadableBytes { (raw) throws(FileError) in try upload.write(raw) }
+                }
+            }
+            try await Self.io { () throws(FileError) in try upload.commit() }
+            return Response(status: .created)
+        }
+    }
+
+    /// The home of an instance the caller may see, with the agent user that owns what the API
+    /// creates there.
+    private func homeFiles(_ context: AppContext) async throws -> HomeFiles {
+        let id = try instanceID(context)
+        let record = try await manager.record(id, for: try context.requireUser())
+        guard let base = InstanceManager.idBase(slot: record.idSlot) else { throw APIError.notFound("The instance") }
+        return HomeFiles(home: manager.paths.home(id), owner: base + ServiceCatalog.agentUID)
+    }
+
+    private static func path(_ request: Request) throws -> String {
+        guard let raw = request.uri.queryParameters["path"] else {
+            throw APIError.badRequest("invalid_path", "The query needs a path, e.g. ?path=/ for the home.")
+        }
+        return String(raw)
+    }
+
+    /// Blocking file work on NIO's thread pool, its failures as API errors.
+    private static func io<T: Sendable>(_ work: @escaping @Sendable () throws(FileError) -> T) async throws -> T {
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { try work() }
+        } catch let error as FileError {
+            throw apiError(error)
+        }
+    }
+
+    static func apiError(_ error: FileError) -> APIError {
+        switch error {
+        case .invalidPath(let message): return .badRequest("invalid_path", message)
+        case .notFound: return APIError(status: .notFound, code: "not_found", message: "No such file or folder in the home.")
+        case .outsideHome: return APIError(status: .forbidden, code: "outside_home",
+                                           message: "The path leads outside the instance's home.")
+        case .notADirectory: return .badRequest("not_a_directory", "A part of the path is not a folder.")
+        case .isADirectory: return .badRequest("is_a_directory", "The path is a folder.")
+        case .exists: return .conflict("exists", "Something already exists at the target path.")
+        case .noSpace: return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), code: "no_space", message: "The disk is full.")
+        case .failed(let code): return APIError(status: .internalServerError, code: "file_error",
+                                                message: "The file operation failed: \(FileSystem.errorText(code)).")
+        }
+    }
+
+    /// RFC 6266 with an RFC 5987 UTF-8 name; the plain fallback keeps only safe ASCII.
+    static func attachment(_ name: String) -> String {
+        let safe = String(name.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" ? Character($0) : "_" })
+        var encoded = ""
+        for byte in name.utf8 {
+            let c = Character(Unicode.Scalar(byte))
+            if (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || "-._~".contains(c) {
+                encoded.append(c)
+            } else {
+                let hex = Array("0123456789ABCDEF")
+                encoded += "%\(hex[Int(byte >> 4)])\(hex[Int(byte & 15)])"
+            }
+        }
+        return "attachment; filename=\"\(safe)\"; filename*=UTF-8''\(encoded)"
+    }
+}
