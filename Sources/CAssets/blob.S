@@ -1,4 +1,4 @@
-/* assets.bin sha256: 999e7ed9bdacea54f63b4bdd034fa59541ca93c0f6e16869cfb9e4fccd2f2c69 */
+/* assets.bin sha256: 1de33535897071ee2c09344013eb30f706db8aacc39b78cf1ee982b49737be46 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

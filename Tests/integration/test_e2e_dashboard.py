@@ -15,10 +15,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from claworc_harness import Client
 
 from selenium import webdriver  # noqa: E402  (a missing Selenium is an error, never a skip)
 from selenium.common.exceptions import (  # noqa: E402
@@ -152,6 +155,59 @@ def test_dashboard_end_to_end(daemon, driver):
         raise
 
 
+def files_tab(server, drv):
+    iid = int(re.search(r"/instances/(\d+)", path_of(drv)).group(1))
+    api = Client(server)
+    api.login(ADMIN_USER, ADMIN_PASSWORD)
+    clickable(drv, "#tab-files").click()
+    visible(drv, "#files-panel")
+    local = Path(tempfile.mkdtemp(prefix="e2e-upload-"))
+    try:
+        for name, text in (("hello.txt", "hello from the dashboard\n"), ("notes.md", "# notes\n")):
+            (local / name).write_text(text)
+        picker = drv.find_element(By.CSS_SELECTOR, "#files-upload-input")
+        drv.execute_script("arguments[0].hidden = false", picker)
+        picker.send_keys(f"{local / 'hello.txt'}\n{local / 'notes.md'}")
+        for name in ("hello.txt", "notes.md"):
+            wait(drv).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#files-rows tr[data-name="{name}"]'),
+                            f"{name} never appeared after the upload")
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+    inside = api.post(f"/api/v1/instances/{iid}/exec", {"argv": ["ls", "/home/claworc"]}).json()
+    assert {"hello.txt", "notes.md"} <= set(inside["output"].split()), inside
+
+    clickable(drv, "#files-new-folder").click()
+    prompt = wait(drv).until(EC.alert_is_present(), "New folder did not ask for a name")
+    prompt.send_keys("reports")
+    prompt.accept()
+    wait(drv).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#files-rows tr[data-name="reports"][data-type="dir"]'))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(ARTIFACTS / "e2e-files.png"))
+
+    clickable(drv, '#files-rows tr[data-name="hello.txt"] [data-action="rename"]').click()
+    prompt = wait(drv).until(EC.alert_is_present(), "Rename did not ask for a name")
+    prompt.send_keys("greeting.txt")
+    prompt.accept()
+    wait(drv).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#files-rows tr[data-name="greeting.txt"]'))
+
+    clickable(drv, '#files-rows tr[data-name="greeting.txt"] [data-action="edit"]').click()
+    area = visible(drv, "#files-editor-text")
+    wait(drv).until(lambda d: area.get_attribute("value") == "hello from the dashboard\n")
+    area.send_keys("edited in the browser")
+    clickable(drv, "#files-editor-save").click()
+    wait(drv).until(lambda d: not d.find_element(By.CSS_SELECTOR, "#files-editor").is_displayed())
+    saved = api.get(f"/api/v1/instances/{iid}/files/content?path=/greeting.txt").text
+    assert saved.endswith("edited in the browser") and saved.startswith("hello from the dashboard"), saved
+
+    delete = '#files-rows tr[data-name="notes.md"] [data-action="delete"]'
+    clickable(drv, delete).click()
+    wait(drv).until(text_is(delete, "Really delete?"))
+    assert drv.find_elements(By.CSS_SELECTOR, '#files-rows tr[data-name="notes.md"]'), "deleted without asking twice"
+    clickable(drv, delete).click()
+    wait(drv).until(lambda d: not d.find_elements(By.CSS_SELECTOR, '#files-rows tr[data-name="notes.md"]'))
+    assert not page_errors(drv), page_errors(drv)
+
+
 def run_scenario(server, drv):
     base = server.base_url.rstrip("/")
     row = f'tr[data-instance-name="{INSTANCE}"]'
@@ -214,6 +270,11 @@ def run_scenario(server, drv):
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     drv.save_screenshot(str(ARTIFACTS / "e2e-instance.png"))
+
+    # 6b. The Files tab: upload, see it inside the instance, new folder, rename, edit, delete.
+    files_tab(server, drv)
+    clickable(drv, "#tab-browser").click()
+    visible(drv, "#vnc-screen")
 
     # 7. Back to the list; stop, then delete.
     drv.back()

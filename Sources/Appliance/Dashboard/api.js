@@ -84,7 +84,19 @@ export const api = {
     deleteInstance: (id, o) => request("DELETE", `/instances/${encodeURIComponent(id)}`, undefined, o),
     instanceAction: (id, action, o) =>
         request("POST", `/instances/${encodeURIComponent(id)}/${action}`, undefined, o),
+
+    listFiles: (id, path, o) =>
+        request("GET", `/instances/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`, undefined, o),
+    makeFolder: (id, path, o) => request("POST", `/instances/${encodeURIComponent(id)}/files/mkdir`, { path }, o),
+    moveFile: (id, from, to, o) => request("POST", `/instances/${encodeURIComponent(id)}/files/move`, { from, to }, o),
+    deleteFile: (id, path, o) =>
+        request("DELETE", `/instances/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`, undefined, o),
 };
+
+/** A files route of an instance with its path: for downloads, uploads and the editor. */
+export function filesURL(id, tail, path) {
+    return `/api/v1/instances/${encodeURIComponent(id)}/files${tail}?path=${encodeURIComponent(path)}`;
+}
 
 /** The WebSocket URL of an instance's VNC stream, on this origin (ws: or wss:). */
 export function vncURL(id) {

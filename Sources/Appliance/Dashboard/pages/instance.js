@@ -4,6 +4,7 @@ import { formatTime, h, replaceChildren, setText, showError } from "../dom.js";
 import { Poller } from "../poller.js";
 import { allowedActions, displayReady, stateBadge, updateServiceChips, updateStateBadge } from "../status.js";
 import { VncView } from "../vnc.js";
+import { FilesPanel } from "./files.js";
 
 const POLL_MS = 2000;
 
@@ -61,6 +62,23 @@ export async function instancePage(root, ctx) {
             reconnectBtn, fullscreenBtn),
         h("div", { class: "viewer-body" }, screen, placeholder));
 
+    // ---- tabs: the live browser, the home's files
+    const files = new FilesPanel(id, ctx.signal);
+    files.element.hidden = true;
+    const tabs = h("div", { class: "tabs", role: "tablist" });
+    const panels = { browser: viewer, files: files.element };
+    for (const [name, label] of [["browser", "Browser"], ["files", "Files"]]) {
+        tabs.appendChild(h("button", {
+            type: "button", role: "tab", class: "tab", id: `tab-${name}`, dataset: { tab: name },
+            "aria-selected": name === "browser" ? "true" : "false",
+            onclick: () => {
+                for (const tab of tabs.children) tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
+                for (const [key, panel] of Object.entries(panels)) panel.hidden = key !== name;
+                if (name === "files") files.load();
+            },
+        }, label));
+    }
+
     replaceChildren(main,
         h("div", { class: "instance-head" },
             h("a", { href: "/", class: "back" }, "← Instances"),
@@ -72,7 +90,9 @@ export async function instancePage(root, ctx) {
         actionError,
         pollError,
         lastError,
-        viewer);
+        tabs,
+        viewer,
+        files.element);
 
     const vnc = new VncView(screen, vncURL(id), {
         onStatus: (state, detail) => {
