@@ -1,4 +1,4 @@
-/* assets.bin sha256: 999e7ed9bdacea54f63b4bdd034fa59541ca93c0f6e16869cfb9e4fccd2f2c69 */
+/* assets.bin sha256: a78b6b3309adf292aded085766ba4af2ab895586a30ce9060f0e916579fe1ec7 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -488,7 +488,7 @@ def test_31_init_ignores_sigkill_from_inside(inst):
     assert root["errno"] == 0, f"root may signal PID 1 ({root}); the pid-namespace rule must drop it"
     # A round trip through the init's control socket after the kill: the init is alive and
     # serving, so the SIGKILL had no effect.
-    view = inst.client.wait_all_services_running(inst.iid)
+    view = inst.client.wait_all_services_ready(inst.iid)
     assert view["state"] == "running"
     assert start_time(inst.init) == started and status_fields(inst.init)["State"][0] != "Z"
     assert inst.probe("euid")["value"]["ppid"] == 1
