@@ -60,9 +60,7 @@ public enum InstanceInit {
         let supervisor = ServiceSupervisor(
             specs: ServiceCatalog.named(environment.services, screen: environment.screen), logDirectory: logDirectory,
             memoryEventsPath: FileSystem.exists(memoryEvents) ? memoryEvents : nil,
-            onEvent: { e in
-                log("\(e.service): \(e.state.rawValue)\(e.pid.map { " (pid \($0))" } ?? "")\(e.reason.map { ": \($0)" } ?? "")")
-            })
+            onEvent: { log($0.logLine) })
         let runner = CommandRunner()
         var controlOpen = true
         send(ControlResponse(id: 0, ok: true, services: supervisor.statuses), fd: -1)

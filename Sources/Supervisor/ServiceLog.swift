@@ -110,7 +110,7 @@ final class ServiceLog {
         entry.append(contentsOf: text)
         entry.append(10)
         tail.append(contentsOf: entry)
-        if tail.count > limits.tailBytes * 2 { tail.removeFirst(tail.count - limits.tailBytes) }
+        if tail.count > limits.tailBytes + limits.tailBytes / 4 { tail.removeFirst(tail.count - limits.tailBytes) }
         guard directory != nil, !diskFailed else { return }
         if size + pending.count + entry.count > limits.fileBytes {
             flush()
@@ -128,7 +128,7 @@ final class ServiceLog {
 
     private func flush() {
         guard !pending.isEmpty else { return }
-        defer { pending.removeAll(keepingCapacity: true) }
+        defer { pending = [] }   // a burst's buffer is not kept: the init stays small
         guard open() else { return }
         let n = pending.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if n > 0 { size += n }

@@ -1,3 +1,4 @@
+import CSandbox
 import Glibc
 import Sandbox
 
@@ -200,7 +201,7 @@ public enum ServiceCatalog {
                             "-forever", "-shared", "-nopw", "-quiet"],
                 environment: agentEnvironment,
                 dependsOn: ["xvfb"], readiness: .tcp(port: vncPort), readinessTimeoutMs: 30_000,
-                restart: .always, stopSignal: SIGTERM, stopTimeoutMs: 3000,
+                restart: .always, stopSignal: SIGTERM, stopTimeoutMs: 5000,
                 uid: agentUID, gid: agentGID, workingDirectory: home),
             ServiceSpec(
                 name: "chromium", path: "/usr/lib/chromium/chromium",

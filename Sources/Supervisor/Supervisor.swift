@@ -35,6 +35,20 @@ public struct ServiceEvent: Sendable, Equatable {
     public var reason: String?
     /// Wall clock, Unix milliseconds.
     public var atMs: Int64
+
+    /// The line the init writes for it to its own log (`instance.log` on the host); the
+    /// conformance checks read these.
+    public var logLine: String {
+        let p = pid.map { " (pid \($0))" } ?? ""
+        switch state {
+        case .starting: return "\(service) started\(p)"
+        case .ready: return "\(service) ready\(p)"
+        case .stopping: return "stopping \(service): \(reason ?? "")"
+        case .stopped where reason == ServiceSupervisor.instanceStopping:
+            return "\(service) stopped" + (lastExit.map { " (\($0))" } ?? "")
+        default: return "\(service) \(state.rawValue)\(p)" + (reason.map { ": \($0)" } ?? "")
+        }
+    }
 }
 
 final class SupervisedService {
@@ -105,6 +119,7 @@ final class ServiceSupervisor {
     let memoryEventsPath: String?
     private var oomKillsSeen = 0
     private var random: UInt64
+    static let instanceStopping = "instance stopping"
 
     /// `logDirectory`: where log files go (nil: in-memory tails only). The services' file
     /// limits are scaled down together if their sum exceeds `logBudget`.
@@ -225,7 +240,7 @@ final class ServiceSupervisor {
         for s in services {
             switch s.state {
             case .waiting, .backoff:
-                if shuttingDown { set(s, .stopped, reason: "instance stopping"); continue }
+                if shuttingDown { set(s, .stopped, reason: "instance stopping (not running)"); continue }
                 if let d = blocker(s) {
                     set(s, .waiting, reason: "waiting for \(d.spec.name) (\(d.state.rawValue))")
                 } else if now >= s.nextStartAt {
@@ -261,7 +276,9 @@ final class ServiceSupervisor {
                 }
             case .stopping:
                 if now >= s.stopDeadline && s.pid > 0 {
-                    s.log.note("did not stop within its timeout; SIGKILL", now: now)
+                    let sig = s.spec.stopSignal == SIGTERM ? "SIGTERM" : "signal \(s.spec.stopSignal)"
+                    log("\(s.spec.name) ignored \(sig); sending SIGKILL")
+                    s.log.note("ignored \(sig) for \(s.spec.stopTimeoutMs) ms; SIGKILL", now: now)
                     kill(-s.pid, SIGKILL)
                     kill(s.pid, SIGKILL)
                     s.stopDeadline = now + SupervisorTiming.killRepeatMs
@@ -273,10 +290,10 @@ final class ServiceSupervisor {
         }
         if shuttingDown {
             // Reverse dependency order: a service is signalled once none of its dependents runs.
-            for s in services where s.pid > 0 && s.state != .stopping {
+            for s in services.reversed() where s.pid > 0 && s.state != .stopping {
                 let dependentRuns = services.contains { $0.pid > 0 && $0.spec.dependsOn.contains(s.spec.name) }
                 if !dependentRuns {
-                    stop(s, now: now, intent: .shutdown, reason: "instance stopping")
+                    stop(s, now: now, intent: .shutdown, reason: Self.instanceStopping)
                     next = min(next, s.stopDeadline)
                 }
             }
@@ -381,7 +398,6 @@ final class ServiceSupervisor {
         set(s, .stopping, reason: reason)
         kill(-s.pid, s.spec.stopSignal)
         kill(s.pid, s.spec.stopSignal)
-        kill(-s.pid, SIGCONT)
     }
 
     /// Records the exit of a reaped child (anything that is not a service's is ignored).
@@ -407,7 +423,7 @@ final class ServiceSupervisor {
         let timeoutWhy = s.timeoutWhy
         s.timeoutWhy = nil
         if shuttingDown || intent == .shutdown {
-            set(s, .stopped, reason: "instance stopping (\(description))")
+            set(s, .stopped, reason: Self.instanceStopping)
             return
         }
         switch intent {
@@ -461,7 +477,7 @@ final class ServiceSupervisor {
         guard !shuttingDown else { return }
         shuttingDown = true
         log("shutting down")
-        for s in services where s.pid == 0 { set(s, .stopped, reason: "instance stopping") }
+        for s in services where s.pid == 0 { set(s, .stopped, reason: "instance stopping (not running)") }
         _ = advance(now: now)
     }
 

@@ -70,6 +70,9 @@ extension ControlChannelTests {
             #expect(order == ["stubborn stopping", "stubborn stopped", "middle stopping", "middle stopped",
                               "base stopping", "base stopped"], "\(order)")
             #expect(h.service("stubborn").lastExit == "signal 9")
+            // The init's own log lines for them (checks 32 and 34 read these).
+            let lines = h.events.all.map(\.logLine)
+            #expect(lines.first == "stopping stubborn: instance stopping" && lines.contains("stubborn stopped (signal 9)"), "\(lines)")
             #expect(h.service("middle").lastExit == "signal 15" && h.service("base").lastExit == "signal 15")
             #expect(took >= 400 && took < 3000, "\(took) ms")
         }
