@@ -275,6 +275,7 @@ actor InstanceManager {
         let sizes = TmpfsSizes(shmMiB: settings.shmMiB ?? 512, tmpMiB: settings.tmpMiB ?? 512)
         var plan = MountPlan(homeSource: home, browserHomeSource: browserHome, sizes: sizes, extraReadOnly: mountExtras)
         plan.stageDir = paths.stage
+        plan.logsSource = try privateDirectory(paths.instanceDir(record.id) + "/logs", owner: base)   // services' logs
         if baseRoot != nil {
             // Root inside the instance owns its layers; `root/` keeps everyone else on the host
             // out. The upper dir is the instance's "/" (overlayfs takes the root's mode from

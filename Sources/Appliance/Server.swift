@@ -108,7 +108,7 @@ struct Serve: AsyncParsableCommand {
         guard defaultNetwork == "egress" || defaultNetwork == "none" else {
             throw ValidationError("--default-network must be egress or none")
         }
-        guard instanceServices == "standard" || instanceServices == "none" else {
+        guard ["standard", "none", "standard+idle"].contains(instanceServices) else {
             throw ValidationError("--instance-services must be standard or none")
         }
         guard rootMode == "host" || rootMode == "image" else { throw ValidationError("--root-mode must be host or image") }

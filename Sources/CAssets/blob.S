@@ -1,4 +1,4 @@
-/* assets.bin sha256: 1de33535897071ee2c09344013eb30f706db8aacc39b78cf1ee982b49737be46 */
+/* assets.bin sha256: 2c43f68ce94f02533f7de1f0105156dc86ce2020a658fed5196e66bebf09e3c5 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

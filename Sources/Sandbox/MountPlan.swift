@@ -51,6 +51,9 @@ public struct MountPlan: Sendable {
     public static let browserHomePath = "/home/browser"
     /// Image mode: the read-only tree of host files the init is exec'd from (see initRoot).
     public static let initRootPath = "/run/claworc/init-root"
+    /// Where the init writes its services' log files: a host directory only the instance's
+    /// root may write (see logsSource).
+    public static let logsPath = "/run/claworc/logs"
     static let hostSystemDirs = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
     static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
     static let maskedProcFiles = ["kcore", "keys", "key-users", "timer_list", "sched_debug", "kallsyms",
@@ -71,6 +74,8 @@ public struct MountPlan: Sendable {
 
     public var homeSource: String
     public var browserHomeSource: String?
+    /// The host directory bound at logsPath (0700, owned by the instance's root), if any.
+    public var logsSource: String?
     public var root: Root = .host
     /// Where the launcher assembles the root (needed to name the overlay's lower layer).
     public var stageDir: String = ""
@@ -198,6 +203,11 @@ public struct MountPlan: Sendable {
             // noexec: nothing in the browser's home is ever loaded as code.
             ops.append(MountOp(.mkdir, Self.browserHomePath))
             ops.append(MountOp(.bind, Self.browserHomePath, source: browserHomeSource, flags: nosuidNodev | UInt(MS_NOEXEC)))
+        }
+        if let logsSource {
+            ops.append(MountOp(.mkdir, "/run/claworc"))
+            ops.append(MountOp(.mkdir, Self.logsPath, mode: 0o700))
+            ops.append(MountOp(.bind, Self.logsPath, source: logsSource, flags: nosuidNodev | UInt(MS_NOEXEC)))
         }
         // Last, in host mode: the root itself (a tmpfs of mount points) becomes read-only. In
         // image mode it is the instance's writable overlay.

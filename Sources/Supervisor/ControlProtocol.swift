@@ -51,10 +51,18 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
     public var restarts: Int
     public var lastExit: String?
     public var error: String?
+    /// Why the service is in its state ("waiting for xvfb (starting)", "start limit: …").
+    public var reason: String?
+    /// OOM kills attributed to the service.
+    public var oomKills: Int?
+    /// When its current process started (wall clock, Unix ms).
+    public var startedAt: Int64?
 
     enum CodingKeys: String, CodingKey {
-        case name, state, pid, restarts, error
+        case name, state, pid, restarts, error, reason
         case lastExit = "last_exit"
+        case oomKills = "oom_kills"
+        case startedAt = "started_at"
     }
 
     /// Absent values are written as explicit nulls: API clients see a stable shape.
@@ -66,9 +74,16 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
         try c.encode(restarts, forKey: .restarts)
         try c.encode(lastExit, forKey: .lastExit)
         try c.encode(error, forKey: .error)
+        try c.encode(reason, forKey: .reason)
+        try c.encode(oomKills, forKey: .oomKills)
+        try c.encode(startedAt, forKey: .startedAt)
     }
 
-    public init(name: String, state: String, pid: Int32?, restarts: Int, lastExit: String?, error: String?) {
+    public init(name: String, state: String, pid: Int32?, restarts: Int, lastExit: String?, error: String?,
+                reason: String? = nil, oomKills: Int? = nil, startedAt: Int64? = nil) {
+        self.reason = reason
+        self.oomKills = oomKills
+        self.startedAt = startedAt
         self.name = name
         self.state = state
         self.pid = pid

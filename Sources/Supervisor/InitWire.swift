@@ -29,6 +29,9 @@ enum InitWire {
                 w.key("restarts"); w.number(Int64(s.restarts))
                 w.key("last_exit"); if let e = s.lastExit { w.string(e) } else { w.null() }
                 w.key("error"); if let e = s.error { w.string(e) } else { w.null() }
+                w.key("reason"); if let r = s.reason { w.string(r) } else { w.null() }
+                w.key("oom_kills"); if let o = s.oomKills { w.number(Int64(o)) } else { w.null() }
+                w.key("started_at"); if let t = s.startedAt { w.number(t) } else { w.null() }
                 w.close()
             }
             w.bytes.append(UInt8(ascii: "]"))

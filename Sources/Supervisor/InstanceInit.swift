@@ -54,7 +54,13 @@ public enum InstanceInit {
         prepareFilesystem()
         Confinement.enabled = environment.seccomp
 
-        let supervisor = ServiceSupervisor(specs: ServiceCatalog.named(environment.services, screen: environment.screen))
+        let logDirectory = FileSystem.isDirectory(ServiceCatalog.logDirectory) ? ServiceCatalog.logDirectory : nil
+        let memoryEvents = "/sys/fs/cgroup/memory.events"
+        // Events go to the init's own log for now (instance.log on the host).
+        let supervisor = ServiceSupervisor(
+            specs: ServiceCatalog.named(environment.services, screen: environment.screen), logDirectory: logDirectory,
+            memoryEventsPath: FileSystem.exists(memoryEvents) ? memoryEvents : nil,
+            onEvent: { log($0.logLine) })
         let runner = CommandRunner()
         var controlOpen = true
         send(ControlResponse(id: 0, ok: true, services: supervisor.statuses), fd: -1)
@@ -67,12 +73,13 @@ public enum InstanceInit {
             due = min(due, runnerDue)
             if supervisor.shuttingDown && supervisor.allStopped {
                 runner.killAll()
+                supervisor.closeLogs()
                 log("all services stopped; exiting")
                 exit(0)
             }
             var fds = [pollfd(fd: sigFD, events: Int16(POLLIN), revents: 0)]
             if controlOpen { fds.append(pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)) }
-            for fd in supervisor.notifyFDs + runner.outputFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            for fd in supervisor.pollFDs + runner.outputFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             let runnerFDs = Set(runner.outputFDs)
             let timeout = Int32(max(0, min(due - monotonicMs(), 1000)))
             let ready = poll(&fds, nfds_t(fds.count), timeout)
@@ -91,7 +98,7 @@ public enum InstanceInit {
                         supervisor.beginShutdown(now: after)
                     }
                 } else {
-                    supervisor.notifyReadable(p.fd, now: after)
+                    supervisor.readable(p.fd, now: after)
                 }
             }
         }

@@ -2,43 +2,96 @@ import CSandbox
 import Glibc
 import Sandbox
 
-/// Restart policy: every exit is restarted, after a delay that doubles from 250 ms up to
-/// 8 s and resets once the service has stayed ready for 10 s.
-struct RestartPolicy {
-    static let initialBackoffMs: Int64 = 250
-    static let maxBackoffMs: Int64 = 8000
-    static let stableAfterMs: Int64 = 10_000
-    static let readinessTimeoutMs: Int64 = 30_000
-    static let stopTimeoutMs: Int64 = 5000
+/// Timings of the supervisor itself (each service's own are in its ServiceSpec).
+enum SupervisorTiming {
     static let probeIntervalMs: Int64 = 100
+    /// After SIGKILL, how often it is repeated until the process is reaped.
+    static let killRepeatMs: Int64 = 1000
 }
 
-enum ServiceState: String {
-    case waiting, starting, running, backoff, failed, stopping, stopped
+/// A service's state. `waiting`: for its dependencies or its first start; `starting`: runs,
+/// not yet ready; `ready`; `stopping`: signalled, waiting for the exit; `backoff`: exited,
+/// restarts at a set time; `failed`: gave up (missing binary, start limit, or an exit with
+/// restart `never`) until restarted explicitly; `stopped`: exited cleanly and not to be
+/// restarted, or the instance is stopping.
+public enum ServiceState: String, Sendable {
+    case waiting, starting, ready, stopping, backoff, failed, stopped
+}
+
+/// One state change of one service, emitted by the supervisor through its `onEvent` sink.
+/// Small and flat so it can go to the daemon as is.
+public struct ServiceEvent: Sendable, Equatable {
+    public var service: String
+    public var state: ServiceState
+    /// The service's process (inside the instance) while it has one.
+    public var pid: Int32?
+    /// Automatic restarts so far.
+    public var restarts: Int
+    /// How the last process ended: "exit N" or "signal N".
+    public var lastExit: String?
+    /// OOM kills attributed to the service (see ServiceSupervisor.memoryEventsPath).
+    public var oomKills: Int
+    /// Why it is in this state, in words ("waiting for xvfb", "start limit: …").
+    public var reason: String?
+    /// Wall clock, Unix milliseconds.
+    public var atMs: Int64
+
+    /// The line the init writes for it to its own log (`instance.log` on the host); the
+    /// conformance checks read these.
+    public var logLine: String {
+        let p = pid.map { " (pid \($0))" } ?? ""
+        switch state {
+        case .starting: return "\(service) started\(p)"
+        case .ready: return "\(service) ready\(p)"
+        case .stopping: return "stopping \(service): \(reason ?? "")"
+        case .stopped where reason == ServiceSupervisor.instanceStopping:
+            return "\(service) stopped" + (lastExit.map { " (\($0))" } ?? "")
+        default: return "\(service) \(state.rawValue)\(p)" + (reason.map { ": \($0)" } ?? "")
+        }
+    }
 }
 
 final class SupervisedService {
+    enum StopIntent { case none, dependency, restart, shutdown }
+
     let spec: ServiceSpec
+    let log: ServiceLog
     var state: ServiceState = .waiting
     var pid: pid_t = 0
     var restarts = 0
     var lastExit: String?
     var error: String?
+    var reason: String?
+    var oomKills = 0
     var notifyFD: Int32 = -1
-    var backoffMs = RestartPolicy.initialBackoffMs
+    var outFD: Int32 = -1
+    var errFD: Int32 = -1
+    var backoffStep = 0
     var nextStartAt: Int64 = 0
     var startedAt: Int64 = 0
+    var startedWallMs: Int64?
     var readyAt: Int64 = 0
     var nextProbeAt: Int64 = 0
     var stopDeadline: Int64 = 0
-    /// Set when we stopped it on purpose (a dependency went down); its exit is not a failure.
-    var stopRequested = false
+    var stopIntent = StopIntent.none
+    /// Why the supervisor killed a start that was not ready in time (for its exit's reason).
+    var timeoutWhy: String?
+    /// Monotonic times of failed starts within the start limit's interval.
+    var failedStarts: [Int64] = []
 
-    init(spec: ServiceSpec) { self.spec = spec }
+    init(spec: ServiceSpec, log: ServiceLog) {
+        self.spec = spec
+        self.log = log
+    }
+
+    deinit {
+        for fd in [notifyFD, outFD, errFD] where fd >= 0 { close(fd) }
+    }
 
     var status: ServiceStatus {
         ServiceStatus(name: spec.name, state: state.rawValue, pid: pid > 0 ? pid : nil,
-                      restarts: restarts, lastExit: lastExit, error: error)
+                      restarts: restarts, lastExit: lastExit, error: error,
+                      reason: reason, oomKills: oomKills, startedAt: pid > 0 ? startedWallMs : nil)
     }
 }
 
@@ -54,94 +107,209 @@ func log(_ message: String) {
 }
 
 /// The services of one instance and their state machine. Single-threaded: the init's poll
-/// loop calls in here; nothing else touches it.
+/// loop calls in here; nothing else touches it. The loop polls `pollFDs` (readiness pipes and
+/// log pipes) and hands readable ones to `readable`, reaps children and reports each through
+/// `childExited`, and calls `advance` when it returns (or earlier).
 final class ServiceSupervisor {
     private(set) var services: [SupervisedService]
     private(set) var shuttingDown = false
+    var onEvent: (ServiceEvent) -> Void
+    /// The instance's cgroup `memory.events`: an `oom_kill` increase seen when a service
+    /// dies of SIGKILL is counted against that service.
+    let memoryEventsPath: String?
+    private var oomKillsSeen = 0
+    private var random: UInt64
+    static let instanceStopping = "instance stopping"
 
-    init(specs: [ServiceSpec]) {
-        services = specs.map(SupervisedService.init)
+    /// `logDirectory`: where log files go (nil: in-memory tails only). The services' file
+    /// limits are scaled down together if their sum exceeds `logBudget`.
+    init(specs: [ServiceSpec], logDirectory: String? = nil, logBudget: Int = ServiceCatalog.instanceLogBudget,
+         memoryEventsPath: String? = nil, onEvent: @escaping (ServiceEvent) -> Void = { _ in }) {
+        let wanted = specs.reduce(0) { $0 + $1.logs.maxDiskBytes }
+        services = specs.map { spec in
+            var limits = spec.logs
+            if wanted > logBudget { limits.fileBytes = max(8192, Int(Int64(limits.fileBytes) * Int64(logBudget) / Int64(wanted))) }
+            return SupervisedService(spec: spec, log: ServiceLog(name: spec.name, limits: limits, directory: logDirectory))
+        }
+        self.memoryEventsPath = memoryEventsPath
+        self.onEvent = onEvent
+        random = UInt64(bitPattern: monotonicMs()) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(getpid())
+        if random == 0 { random = 1 }
+        oomKillsSeen = readOOMKills() ?? 0
+        for s in services {
+            if let missing = s.spec.dependsOn.first(where: { name in !specs.contains { $0.name == name } }) {
+                s.state = .failed
+                s.reason = "unknown dependency \(missing)"
+                s.error = s.reason
+            }
+        }
     }
 
     var statuses: [ServiceStatus] { services.map(\.status) }
     var allStopped: Bool { services.allSatisfy { $0.pid == 0 } }
 
-    private func service(named name: String) -> SupervisedService? {
+    func service(named name: String) -> SupervisedService? {
         services.first { $0.spec.name == name }
     }
 
-    private func dependenciesReady(_ s: SupervisedService) -> Bool {
-        s.spec.dependsOn.allSatisfy { service(named: $0)?.state == .running }
+    /// The first dependency that is not ready, if any.
+    private func blocker(_ s: SupervisedService) -> SupervisedService? {
+        for name in s.spec.dependsOn {
+            guard let d = service(named: name) else { continue }
+            if d.state != .ready { return d }
+        }
+        return nil
     }
 
-    /// Descriptors to watch for readiness notifications (only while a service is starting).
-    var notifyFDs: [Int32] { services.compactMap { $0.notifyFD >= 0 && $0.state == .starting ? $0.notifyFD : nil } }
+    private func emit(_ s: SupervisedService) {
+        let event = ServiceEvent(service: s.spec.name, state: s.state, pid: s.pid > 0 ? s.pid : nil,
+                                 restarts: s.restarts, lastExit: s.lastExit, oomKills: s.oomKills,
+                                 reason: s.reason, atMs: Timestamp.wallMs())
+        s.log.note("\(s.state.rawValue)\(s.pid > 0 ? " (pid \(s.pid))" : "")\(s.reason.map { ": \($0)" } ?? "")", now: 0)
+        onEvent(event)
+    }
 
-    func notifyReadable(_ fd: Int32, now: Int64) {
-        guard let s = services.first(where: { $0.notifyFD == fd }) else { return }
-        var buf = [UInt8](repeating: 0, count: 64)
-        let n = read(fd, &buf, buf.count)
-        if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
-        if n > 0 {
-            // Keep our end open until the service exits: it may write its notification in
-            // several pieces, and a closed pipe would kill it with EPIPE (Xvfb treats a failed
-            // -displayfd write as fatal).
-            if s.state == .starting { markReady(s, now: now) }
-        } else {
-            close(fd)
-            s.notifyFD = -1
+    private func set(_ s: SupervisedService, _ state: ServiceState, reason: String?) {
+        guard s.state != state || s.reason != reason else { return }
+        s.state = state
+        s.reason = reason
+        emit(s)
+    }
+
+    // ---- descriptors --------------------------------------------------------------------
+
+    /// Descriptors the loop polls for reading: readiness pipes of starting services and every
+    /// open log pipe.
+    var pollFDs: [Int32] {
+        var fds: [Int32] = []
+        for s in services {
+            if s.notifyFD >= 0 && s.state == .starting { fds.append(s.notifyFD) }
+            if s.outFD >= 0 { fds.append(s.outFD) }
+            if s.errFD >= 0 { fds.append(s.errFD) }
+        }
+        return fds
+    }
+
+    /// Kept for callers of the previous interface.
+    var notifyFDs: [Int32] { pollFDs }
+
+    func readable(_ fd: Int32, now: Int64) {
+        for s in services {
+            if fd == s.outFD {
+                if !s.log.drain(fd: fd, stream: 0, now: now) { close(fd); s.outFD = -1 }
+                return
+            }
+            if fd == s.errFD {
+                if !s.log.drain(fd: fd, stream: 1, now: now) { close(fd); s.errFD = -1 }
+                return
+            }
+            if fd == s.notifyFD {
+                var buf = [UInt8](repeating: 0, count: 64)
+                let n = read(fd, &buf, buf.count)
+                if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
+                if n > 0 {
+                    // Keep our end open until the service exits: it may write its notification
+                    // in several pieces, and a closed pipe would kill it with EPIPE (Xvfb treats
+                    // a failed -displayfd write as fatal).
+                    if s.state == .starting { markReady(s, now: now) }
+                } else {
+                    close(fd)
+                    s.notifyFD = -1
+                }
+                return
+            }
         }
     }
 
+    func notifyReadable(_ fd: Int32, now: Int64) { readable(fd, now: now) }
+
+    /// The in-memory tail of a service's log.
+    func logTail(of name: String) -> String? { service(named: name)?.log.tailText }
+
     private func markReady(_ s: SupervisedService, now: Int64) {
-        s.state = .running
         s.readyAt = now
         s.error = nil
-        log("\(s.spec.name) ready (pid \(s.pid))")
+        set(s, .ready, reason: nil)
     }
+
+    // ---- the state machine --------------------------------------------------------------
 
     /// Advances every service's state machine; returns the next time it needs a call.
     func advance(now: Int64) -> Int64 {
         var next = now + 1000
         for s in services {
             switch s.state {
-            case .waiting, .backoff, .failed:
-                guard !shuttingDown else { s.state = .stopped; continue }
-                if dependenciesReady(s) {
-                    if now >= s.nextStartAt { start(s, now: now) } else { next = min(next, s.nextStartAt) }
+            case .waiting, .backoff:
+                if shuttingDown { set(s, .stopped, reason: "instance stopping (not running)"); continue }
+                if let d = blocker(s) {
+                    set(s, .waiting, reason: "waiting for \(d.spec.name) (\(d.state.rawValue))")
+                } else if now >= s.nextStartAt {
+                    start(s, now: now)
+                } else {
+                    next = min(next, s.nextStartAt)
                 }
             case .starting:
-                if !dependenciesReady(s) {
-                    stop(s, now: now, reason: "dependency went down")
-                } else if now - s.startedAt > RestartPolicy.readinessTimeoutMs {
-                    s.error = "not ready after \(RestartPolicy.readinessTimeoutMs / 1000) s"
-                    kill(-s.pid, SIGKILL)
-                } else if case .tcp(let port) = s.spec.readiness, now >= s.nextProbeAt {
-                    if Probe.tcpAccepts(port: port) { markReady(s, now: now) } else {
-                        s.nextProbeAt = now + RestartPolicy.probeIntervalMs
-                    }
-                }
-                next = min(next, s.state == .starting && s.spec.readiness != .notifyFD
-                           ? s.nextProbeAt : now + RestartPolicy.probeIntervalMs)
-            case .running:
-                if !dependenciesReady(s) { stop(s, now: now, reason: "dependency went down") }
-            case .stopping:
-                if now >= s.stopDeadline && s.pid > 0 {
-                    log("\(s.spec.name) ignored SIGTERM; sending SIGKILL")
+                if !shuttingDown, let d = blocker(s) {
+                    stop(s, now: now, intent: .dependency, reason: "\(d.spec.name) is \(d.state.rawValue)")
+                } else if now - s.startedAt >= s.spec.readinessTimeoutMs {
+                    s.timeoutWhy = "not ready after \(s.spec.readinessTimeoutMs) ms"
+                    s.error = s.timeoutWhy
+                    set(s, .stopping, reason: s.timeoutWhy)
+                    s.stopIntent = .none   // its exit is a failed start
                     kill(-s.pid, SIGKILL)
                     kill(s.pid, SIGKILL)
-                    s.stopDeadline = now + 1000
+                    s.stopDeadline = now + SupervisorTiming.killRepeatMs
+                } else {
+                    if case .tcp(let port) = s.spec.readiness, now >= s.nextProbeAt {
+                        if Probe.tcpAccepts(port: port) { markReady(s, now: now) } else {
+                            s.nextProbeAt = now + SupervisorTiming.probeIntervalMs
+                        }
+                    }
+                    if s.state == .starting {
+                        next = min(next, s.startedAt + s.spec.readinessTimeoutMs)
+                        if case .tcp = s.spec.readiness { next = min(next, s.nextProbeAt) }
+                    }
+                }
+            case .ready:
+                if !shuttingDown, let d = blocker(s) {
+                    stop(s, now: now, intent: .dependency, reason: "\(d.spec.name) is \(d.state.rawValue)")
+                }
+            case .stopping:
+                if now >= s.stopDeadline && s.pid > 0 {
+                    let sig = s.spec.stopSignal == SIGTERM ? "SIGTERM" : "signal \(s.spec.stopSignal)"
+                    log("\(s.spec.name) ignored \(sig); sending SIGKILL")
+                    s.log.note("ignored \(sig) for \(s.spec.stopTimeoutMs) ms; SIGKILL", now: now)
+                    kill(-s.pid, SIGKILL)
+                    kill(s.pid, SIGKILL)
+                    s.stopDeadline = now + SupervisorTiming.killRepeatMs
                 }
                 next = min(next, s.stopDeadline)
-            case .stopped:
+            case .failed, .stopped:
                 break
+            }
+        }
+        if shuttingDown {
+            // Reverse dependency order: a service is signalled once none of its dependents runs.
+            for s in services.reversed() where s.pid > 0 && s.state != .stopping {
+                let dependentRuns = services.contains { $0.pid > 0 && $0.spec.dependsOn.contains(s.spec.name) }
+                if !dependentRuns {
+                    stop(s, now: now, intent: .shutdown, reason: Self.instanceStopping)
+                    next = min(next, s.stopDeadline)
+                }
             }
         }
         return next
     }
 
     private func start(_ s: SupervisedService, now: Int64) {
+        if access(s.spec.path, X_OK) != 0 {
+            let why = FileSystem.errorText(errno)
+            s.error = "cannot execute \(s.spec.path): \(why)"
+            set(s, .failed, reason: s.error)
+            return
+        }
         for file in s.spec.staleFiles { unlink(file) }
+        closePipes(s)
         var extra: [Int32] = []
         var notifyWrite: Int32 = -1
         if s.spec.readiness == .notifyFD {
@@ -152,74 +320,193 @@ final class ServiceSupervisor {
                 extra.append(p[1])
             }
         }
-        var err: Int32 = 0
-        let pid = SpawnCall.spawn(spec: s.spec, extraFDs: extra, err: &err)
-        if notifyWrite >= 0 { close(notifyWrite) }
+        var out: [Int32] = [-1, -1]
+        var err: [Int32] = [-1, -1]
+        if csbx_notify_pipe(&out) != 0 { out = [-1, -1] }
+        if csbx_notify_pipe(&err) != 0 { err = [-1, -1] }
+        var spawnError: Int32 = 0
+        let pid = SpawnCall.spawn(spec: s.spec, extraFDs: extra, stdout: out[1] >= 0 ? out[1] : 1,
+                                  stderr: err[1] >= 0 ? err[1] : 2, err: &spawnError)
+        for fd in [notifyWrite, out[1], err[1]] where fd >= 0 { close(fd) }
+        s.outFD = out[0]
+        s.errFD = err[0]
         guard pid > 0 else {
-            if s.notifyFD >= 0 { close(s.notifyFD); s.notifyFD = -1 }
-            s.state = .failed
-            s.error = "cannot start \(s.spec.path): \(SpawnCall.describe(err))"
-            log(s.error!)
-            scheduleRestart(s, now: now)
+            closePipes(s)
+            let text = SpawnCall.describe(spawnError)
+            s.error = "cannot start \(s.spec.path): \(text)"
+            let errnoPart = spawnError & 0xffff
+            if errnoPart == ENOENT || errnoPart == EACCES || errnoPart == ENOEXEC {
+                set(s, .failed, reason: s.error)   // it will not get better by itself
+            } else {
+                failedStart(s, now: now, why: s.error!)
+            }
             return
         }
         s.pid = pid
-        s.state = .starting
         s.startedAt = now
+        s.startedWallMs = Timestamp.wallMs()
+        s.readyAt = 0
         s.nextProbeAt = now + 50
-        s.stopRequested = false
-        log("\(s.spec.name) started (pid \(pid))")
+        s.stopIntent = .none
+        set(s, .starting, reason: nil)
+        if s.spec.readiness == .started { markReady(s, now: now) }
     }
 
-    private func scheduleRestart(_ s: SupervisedService, now: Int64) {
-        s.nextStartAt = now + s.backoffMs
-        s.backoffMs = min(s.backoffMs * 2, RestartPolicy.maxBackoffMs)
+    private func closePipes(_ s: SupervisedService) {
+        if s.notifyFD >= 0 { close(s.notifyFD); s.notifyFD = -1 }
+        if s.outFD >= 0 { _ = s.log.drain(fd: s.outFD, stream: 0, now: monotonicMs()); close(s.outFD); s.outFD = -1 }
+        if s.errFD >= 0 { _ = s.log.drain(fd: s.errFD, stream: 1, now: monotonicMs()); close(s.errFD); s.errFD = -1 }
     }
 
-    private func stop(_ s: SupervisedService, now: Int64, reason: String) {
-        guard s.pid > 0 else { s.state = shuttingDown ? .stopped : .waiting; return }
-        log("stopping \(s.spec.name): \(reason)")
-        s.stopRequested = true
-        s.state = .stopping
-        s.stopDeadline = now + RestartPolicy.stopTimeoutMs
-        kill(-s.pid, SIGTERM)
-        kill(s.pid, SIGTERM)
+    /// A start that did not reach readiness: backoff, or `failed` at the start limit.
+    private func failedStart(_ s: SupervisedService, now: Int64, why: String) {
+        let limit = s.spec.startLimit
+        s.failedStarts.append(now)
+        s.failedStarts.removeAll { now - $0 >= limit.intervalMs }
+        if s.failedStarts.count >= limit.burst {
+            s.error = "start limit: \(s.failedStarts.count) failed starts within \(limit.intervalMs / 1000) s (last: \(why))"
+            set(s, .failed, reason: s.error)
+            return
+        }
+        scheduleRestart(s, now: now, why: why)
     }
 
-    /// Records the exit of a reaped child; returns false if it was none of ours.
+    private func scheduleRestart(_ s: SupervisedService, now: Int64, why: String) {
+        let delay = jittered(s.spec.backoff.baseDelay(step: s.backoffStep), s.spec.backoff.jitterPercent)
+        s.backoffStep += 1
+        s.restarts += 1
+        s.nextStartAt = now + delay
+        set(s, .backoff, reason: "\(why); restarting in \(delay) ms")
+    }
+
+    private func jittered(_ base: Int64, _ percent: Int64) -> Int64 {
+        let span = base * percent / 100
+        guard span > 0 else { return base }
+        random ^= random << 13
+        random ^= random >> 7
+        random ^= random << 17
+        return base - span + Int64(random % UInt64(2 * span + 1))
+    }
+
+    private func stop(_ s: SupervisedService, now: Int64, intent: SupervisedService.StopIntent, reason: String) {
+        guard s.pid > 0 else {
+            set(s, intent == .shutdown ? .stopped : .waiting, reason: reason)
+            return
+        }
+        s.stopIntent = intent
+        s.stopDeadline = now + s.spec.stopTimeoutMs
+        set(s, .stopping, reason: reason)
+        kill(-s.pid, s.spec.stopSignal)
+        kill(s.pid, s.spec.stopSignal)
+    }
+
+    /// Records the exit of a reaped child (anything that is not a service's is ignored).
     func childExited(pid: pid_t, status: Int32, now: Int64) {
         guard let s = services.first(where: { $0.pid == pid }) else { return }
-        let description = status & 0x7f == 0 ? "exit \((status >> 8) & 0xff)" : "signal \(status & 0x7f)"
+        let signaled = status & 0x7f != 0
+        let code = (status >> 8) & 0xff
+        let description = signaled ? "signal \(status & 0x7f)" : "exit \(code)"
         s.lastExit = description
         s.pid = 0
         if s.notifyFD >= 0 { close(s.notifyFD); s.notifyFD = -1 }
         // The process group may still hold helpers (Chromium's zygote); take them down too.
         kill(-pid, SIGKILL)
-        if shuttingDown {
-            s.state = .stopped
-            log("\(s.spec.name) stopped (\(description))")
+        var oom = ""
+        if signaled && status & 0x7f == SIGKILL, let seen = readOOMKills(), seen > oomKillsSeen {
+            s.oomKills += seen - oomKillsSeen
+            oomKillsSeen = seen
+            oom = ", killed by the OOM killer"
+        }
+        let wasReady = s.readyAt > 0
+        let intent = s.stopIntent
+        s.stopIntent = .none
+        let timeoutWhy = s.timeoutWhy
+        s.timeoutWhy = nil
+        if shuttingDown || intent == .shutdown {
+            set(s, .stopped, reason: Self.instanceStopping)
             return
         }
-        if s.stopRequested {
-            s.state = .waiting
+        switch intent {
+        case .dependency:
             s.nextStartAt = now
-            log("\(s.spec.name) stopped (\(description)); waiting for its dependencies")
+            set(s, .waiting, reason: "stopped (\(description)) as a dependency went down")
             return
+        case .restart:
+            s.nextStartAt = now
+            set(s, .waiting, reason: "restart requested")
+            return
+        case .none, .shutdown:
+            break
         }
-        if s.state == .running && now - s.readyAt >= RestartPolicy.stableAfterMs {
-            s.backoffMs = RestartPolicy.initialBackoffMs
+        let failure = signaled || code != 0 || !wasReady
+        if wasReady && now - s.readyAt >= s.spec.backoff.stableAfterMs { s.backoffStep = 0 }
+        let why = (wasReady ? "exited (\(description)\(oom))" : "exited before ready (\(description)\(oom))")
+            + (timeoutWhy.map { ": \($0)" } ?? "")
+        switch s.spec.restart {
+        case .never:
+            if failure { s.error = why }
+            set(s, failure ? .failed : .stopped, reason: why)
+        case .onFailure where !failure:
+            set(s, .stopped, reason: why)
+        case .onFailure, .always:
+            if wasReady { s.error = nil; scheduleRestart(s, now: now, why: why) } else { failedStart(s, now: now, why: why) }
         }
-        s.restarts += 1
-        s.state = .backoff
-        scheduleRestart(s, now: now)
-        log("\(s.spec.name) exited (\(description)); restarting in \(s.nextStartAt - now) ms")
+    }
+
+    /// Starts a service again whatever its state (the way out of `failed`): its start-limit
+    /// history and backoff are cleared; a running service is stopped first. Returns an error
+    /// text, or nil.
+    @discardableResult
+    func restart(service name: String, now: Int64) -> String? {
+        guard let s = service(named: name) else { return "no service \(name)" }
+        guard !shuttingDown else { return "the instance is stopping" }
+        s.failedStarts = []
+        s.backoffStep = 0
+        s.error = nil
+        if s.pid > 0 {
+            stop(s, now: now, intent: .restart, reason: "restart requested")
+        } else {
+            s.nextStartAt = now
+            s.state = .stopped   // forces the event below even if it was waiting
+            set(s, .waiting, reason: "restart requested")
+        }
+        return nil
     }
 
     func beginShutdown(now: Int64) {
         guard !shuttingDown else { return }
         shuttingDown = true
         log("shutting down")
-        for s in services.reversed() { stop(s, now: now, reason: "instance stopping") }
+        for s in services where s.pid == 0 { set(s, .stopped, reason: "instance stopping (not running)") }
+        _ = advance(now: now)
+    }
+
+    /// Flushes partial log lines and closes the log files (the init is about to exit).
+    func closeLogs() {
+        for s in services { closePipes(s); s.log.finish() }
+    }
+
+    private func readOOMKills() -> Int? {
+        guard let path = memoryEventsPath else { return nil }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = read(fd, &buf, buf.count)
+        guard n > 0 else { return nil }
+        let key = Array("oom_kill ".utf8)
+        var i = 0
+        while i < n {
+            let lineStart = i
+            while i < n && buf[i] != 10 { i += 1 }
+            if i - lineStart > key.count && Array(buf[lineStart..<lineStart + key.count]) == key {
+                var v = 0
+                for b in buf[(lineStart + key.count)..<i] where b >= 48 && b <= 57 { v = v * 10 + Int(b - 48) }
+                return v
+            }
+            i += 1
+        }
+        return nil
     }
 }
 

@@ -10,8 +10,8 @@ import Testing
 
     @Test func responsesDecodeWithJSONDecoder() throws {
         let services = [
-            ServiceStatus(name: "xvfb", state: "running", pid: 2, restarts: 0, lastExit: nil, error: nil),
-            ServiceStatus(name: "chromium", state: "backoff", pid: nil, restarts: 3, lastExit: "signal 9", error: "not ready \"after\" 30 s"),
+            ServiceStatus(name: "xvfb", state: "ready", pid: 2, restarts: 0, lastExit: nil, error: nil, reason: nil, oomKills: 0, startedAt: 1_764_680_000_000),
+            ServiceStatus(name: "chromium", state: "backoff", pid: nil, restarts: 3, lastExit: "signal 9", error: "not ready \"after\" 30 s", reason: "waiting for \"xvfb\""),
         ]
         for text in Self.awkward {
             let run = RunResult(exitCode: 3, signal: nil, output: text, truncated: true, timedOut: false)

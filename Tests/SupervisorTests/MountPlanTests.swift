@@ -34,6 +34,17 @@ import Testing
         #expect(bind.flags & UInt(MS_NOEXEC) != 0 && bind.flags & UInt(MS_NOSUID) != 0 && bind.flags & UInt(MS_NODEV) != 0)
     }
 
+    /// The services' logs: a host directory bound at a fixed path, never executable; no bind
+    /// without a source.
+    @Test func logsAreBoundWhenGiven() throws {
+        #expect(!Self.plan().contains { $0.target == MountPlan.logsPath })
+        var plan = MountPlan(homeSource: "/h")
+        plan.logsSource = "/data/instances/1/logs"
+        let bind = try #require(plan.operations().first { $0.target == MountPlan.logsPath && $0.kind == .bind })
+        #expect(bind.source == "/data/instances/1/logs")
+        #expect(bind.flags & UInt(MS_NOEXEC) != 0 && bind.flags & UInt(MS_NOSUID) != 0 && bind.flags & UInt(MS_NODEV) != 0)
+    }
+
     /// Image mode: the init's loader sees only host system directories (no /etc, so no
     /// ld.so.preload and no ld.so.cache), made read-only after they are in place. Host mode
     /// needs no separate tree.

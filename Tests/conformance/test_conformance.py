@@ -488,7 +488,7 @@ def test_31_init_ignores_sigkill_from_inside(inst):
     assert root["errno"] == 0, f"root may signal PID 1 ({root}); the pid-namespace rule must drop it"
     # A round trip through the init's control socket after the kill: the init is alive and
     # serving, so the SIGKILL had no effect.
-    view = inst.client.wait_all_services_running(inst.iid)
+    view = inst.client.wait_all_services_ready(inst.iid)
     assert view["state"] == "running"
     assert start_time(inst.init) == started and status_fields(inst.init)["State"][0] != "Z"
     assert inst.probe("euid")["value"]["ppid"] == 1
@@ -616,9 +616,13 @@ def test_36_fd_hygiene(inst):
         for fd, (dev, ino, mode, target) in fds.items():
             assert not stat.S_ISDIR(mode), f"pid {pid} holds a directory fd {fd} -> {target}"
             assert not real(target) or (dev, ino) not in shared_with_daemon, f"pid {pid} fd {fd} -> {target} is the daemon's"
-            assert not (target.startswith(str(inst.client.daemon.data_dir)) and target != log_target), (pid, fd, target)
+            # Besides instance.log, only the init holds files of the data dir: its services' logs.
+            assert not (target.startswith(str(inst.client.daemon.data_dir)) and target != log_target
+                        and not (pid == inst.init and target.startswith(str(inst.log.parent / "logs") + "/"))), (pid, fd, target)
         if pid != inst.init:
-            assert [fds[i][3] for i in (0, 1, 2)] == ["/dev/null", log_target, log_target], (pid, fds)
+            # stdout and stderr: pipes the init drains into the service's log.
+            assert fds[0][3] == "/dev/null" and fds[1][3].startswith("pipe:") and fds[2][3].startswith("pipe:"), (pid, fds)
+            assert {fds[1][:2], fds[2][:2]} <= {(d, i) for d, i, _, _ in init_fds.values()}, (pid, fds, init_fds)
             assert init_fds[3][:2] not in {(d, i) for d, i, _, _ in fds.values()}, f"pid {pid} holds the control socket"
 
 

@@ -149,8 +149,8 @@ def test_46_websocket_outlives_http_timeouts(short_timeouts):
     admin = bootstrap_admin(short_timeouts)
     inst = admin.create("ws-long")
     assert admin.post(f"/api/v1/instances/{inst['id']}/start").status_code == 200
-    admin.wait_for(inst["id"], lambda i: any(s["name"] == "vnc" and s["state"] == "running" for s in i["services"]),
-                   timeout=90, what="x11vnc running")
+    admin.wait_for(inst["id"], lambda i: any(s["name"] == "vnc" and s["state"] == "ready" for s in i["services"]),
+                   timeout=90, what="x11vnc ready")
     url = short_timeouts.base_url.replace("http://", "ws://") + f"/api/v1/instances/{inst['id']}/vnc"
     cookie = admin.http.cookies["claworc_session"]
     ws = websocket.create_connection(url, header=[f"Cookie: claworc_session={cookie}"], timeout=20)

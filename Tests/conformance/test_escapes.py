@@ -133,7 +133,7 @@ def test_41_agent_cannot_reach_into_chromium(inst, evil_library):
     # stands in), then the certificate manager makes it open its NSS modules.
     old = inst.service("chromium")["pid"]
     inst.exec(["kill", "-9", str(old)], user="root")
-    inst.client.wait_for(inst.iid, lambda i: any(s["name"] == "chromium" and s["state"] == "running"
+    inst.client.wait_for(inst.iid, lambda i: any(s["name"] == "chromium" and s["state"] == "ready"
                                                  and s["pid"] != old for s in i["services"]),
                          60, "Chromium restarted")
     target = devtools(inst, "PUT", "/json/new?chrome://certificate-manager/")

@@ -142,12 +142,12 @@ class Client:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}; last state: {last}")
 
-    def wait_all_services_running(self, iid, timeout=60):
+    def wait_all_services_ready(self, iid, timeout=60):
         return self.wait_for(
             iid,
             lambda i: i["state"] == "running" and i["services"]
-            and all(s["state"] == "running" for s in i["services"]),
-            timeout, "all services running")
+            and all(s["state"] == "ready" for s in i["services"]),
+            timeout, "all services ready")
 
 
 def bootstrap_admin(daemon: Daemon) -> Client:

@@ -113,7 +113,7 @@ class Instance:
         assert r.status_code == 200, r.text
         self.running = True
         if services:
-            client.wait_all_services_running(self.iid)
+            client.wait_all_services_ready(self.iid)
         self.init = init_pid(client.daemon, name)
         uid_map = pathlib.Path(f"/proc/{self.init}/uid_map").read_text().split()
         assert uid_map[0] == "0" and uid_map[2] == str(ID_RANGE), uid_map

@@ -126,7 +126,7 @@ def test_instance_mounts_are_not_in_the_host_mount_table(running):
 
 def test_services_run_unprivileged(running):
     client, iid, pid = running
-    inst = client.wait_all_services_running(iid)
+    inst = client.wait_all_services_ready(iid)
     from claworc_harness import host_pid_of
     for svc in inst["services"]:
         host_pid = host_pid_of(pid, svc["pid"])
@@ -161,7 +161,7 @@ def test_stop_leaves_no_process_or_mount(shared_admin):
     inst = shared_admin.create("teardown")
     iid = inst["id"]
     assert shared_admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
-    shared_admin.wait_all_services_running(iid)
+    shared_admin.wait_all_services_ready(iid)
     pid = init_pid(shared_admin.daemon, "teardown")
     pidns = os.readlink(f"/proc/{pid}/ns/pid")
     mntns = os.readlink(f"/proc/{pid}/ns/mnt")

@@ -16,7 +16,7 @@ NAME = "supervised"
 def running(shared_admin):
     inst = shared_admin.create(NAME)
     assert shared_admin.post(f"/api/v1/instances/{inst['id']}/start").status_code == 200
-    settled = shared_admin.wait_all_services_running(inst["id"])
+    settled = shared_admin.wait_all_services_ready(inst["id"])
     # A clean start needs no restart: every service came up once and stayed up.
     assert [(s["name"], s["restarts"]) for s in settled["services"]] == [("xvfb", 0), ("vnc", 0), ("chromium", 0)]
     yield shared_admin, inst["id"]
@@ -30,7 +30,7 @@ def service(inst, name):
 @pytest.mark.parametrize("victim", ["xvfb", "vnc", "chromium"])
 def test_killed_service_is_restarted(running, victim):
     client, iid = running
-    before = client.wait_all_services_running(iid)
+    before = client.wait_all_services_ready(iid)
     old = service(before, victim)
     init = init_pid(client.daemon, NAME)
     os.kill(host_pid_of(init, old["pid"]), signal.SIGKILL)
@@ -38,8 +38,8 @@ def test_killed_service_is_restarted(running, victim):
     after = client.wait_for(
         iid,
         lambda i: service(i, victim)["restarts"] == old["restarts"] + 1 and service(i, victim)["pid"] != old["pid"]
-        and all(s["state"] == "running" for s in i["services"]),
-        timeout=20, what=f"{victim} back to running")
+        and all(s["state"] == "ready" for s in i["services"]),
+        timeout=20, what=f"{victim} ready again")
     assert service(after, victim)["last_exit"] == "signal 9"
 
 
@@ -68,7 +68,7 @@ def test_orphans_are_reaped_by_the_init(running):
 
 def test_vnc_websocket_streams_chromium(running):
     client, iid = running
-    client.wait_all_services_running(iid)
+    client.wait_all_services_ready(iid)
     rfb = RFBClient(client.daemon.base_url, iid, client.http.cookies.get("claworc_session")).handshake()
     try:
         assert (rfb.width, rfb.height) == (1280, 800)

@@ -16,7 +16,7 @@ export function allowedActions(state) {
 export function displayReady(inst) {
     if (!inst || inst.state !== "running") return false;
     const vnc = (inst.services || []).find((s) => s.name === "vnc");
-    return !vnc || vnc.state === "running";
+    return !vnc || vnc.state === "ready";
 }
 
 /** The state badge: a span whose text is exactly the state. */
@@ -37,6 +37,8 @@ function serviceTitle(svc) {
     const parts = [`${svc.name}: ${svc.state}`];
     if (svc.pid !== null && svc.pid !== undefined) parts.push(`pid ${svc.pid}`);
     parts.push(`${svc.restarts || 0} restart${svc.restarts === 1 ? "" : "s"}`);
+    if (svc.oom_kills) parts.push(`${svc.oom_kills} OOM kill${svc.oom_kills === 1 ? "" : "s"}`);
+    if (svc.reason) parts.push(svc.reason);
     return parts.join(" · ");
 }
 
@@ -57,7 +59,7 @@ export function serviceChips(services) {
 
 /** Re-render the chips in `container` only when something in them changed. */
 export function updateServiceChips(container, services) {
-    const key = JSON.stringify((services || []).map((s) => [s.name, s.state, s.pid, s.restarts]));
+    const key = JSON.stringify((services || []).map((s) => [s.name, s.state, s.pid, s.restarts, s.reason, s.oom_kills]));
     if (container.dataset.key === key) return;
     container.dataset.key = key;
     replaceChildren(container, serviceChips(services));
