@@ -50,18 +50,28 @@ import Testing
         }
     }
 
-    /// Open descriptors of /dev/null, the file every test here passes as the init's
-    /// descriptor. Counting only those keeps suites running in parallel in this process (the
-    /// in-process router tests open SQLite files and event loops) out of the count.
-    static func openFDs() -> Int {
+    /// A descriptor of a file made for this test alone (and unlinked at once): Swift Testing
+    /// runs other suites in parallel, so only descriptors of this file say anything about what
+    /// the channel kept.
+    static func marker(_ name: String = #function) -> (fd: Int32, link: String) {
+        let path = "/tmp/claworc-test-\(getpid())-\(name.prefix(40).filter { $0.isLetter })"
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        unlink(path)
+        return (fd, "\(path) (deleted)")
+    }
+
+    /// How many descriptors of this process refer to the marker's file (its own included).
+    static func openFDs(_ marker: (fd: Int32, link: String)) -> Int {
         guard let dir = opendir("/proc/self/fd") else { return -1 }
         defer { closedir(dir) }
         var count = 0
+        var target = [CChar](repeating: 0, count: 512)
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            var target = [CChar](repeating: 0, count: 64)
-            let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
-            if length > 0 && String(cString: target) == "/dev/null" { count += 1 }
+            let n = readlink("/proc/self/fd/\(name)", &target, target.count - 1)
+            guard n > 0 else { continue }
+            let link = String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if link == marker.link || link == String(marker.link.dropLast(" (deleted)".count)) { count += 1 }
         }
         return count
     }
@@ -97,9 +107,10 @@ import Testing
 
     @Test func unsolicitedRepliesCarryingDescriptorsAreClosedAtOnce() throws {
         let fake = try FakeInit()
-        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let mark = Self.marker()
+        let devNull = mark.fd
         defer { close(devNull) }
-        let baseline = Self.openFDs()
+        let baseline = Self.openFDs(mark)
         let channel = fake.channel
         let call = Background { Self.status(channel, timeoutMs: 20_000) }
         let request = try #require(fake.request())
@@ -110,7 +121,7 @@ import Testing
         }
         _ = fake.reply(ControlResponse(id: request.id, ok: true, services: []), patient: false)
         _ = call.join()
-        #expect(Self.openFDs() == baseline, "descriptors from unsolicited replies stayed open")
+        #expect(Self.openFDs(mark) == baseline, "descriptors from unsolicited replies stayed open")
         #expect(channel.heldReplies == 0)
     }
 
@@ -163,20 +174,21 @@ import Testing
     @Test func descriptorsAreAcceptedOnlyOnSuccessfulConnectReplies() throws {
         let fake = try FakeInit()
         let channel = fake.channel
-        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let mark = Self.marker()
+        let devNull = mark.fd
         defer { close(devNull) }
-        let baseline = Self.openFDs()
+        let baseline = Self.openFDs(mark)
         _ = fake.reply(ControlResponse(id: 0, ok: true, services: []), fd: devNull)
         _ = try channel.awaitHello(timeoutMs: 2000)
         #expect(channel.violations == 1, "a descriptor on the hello")
-        #expect(Self.openFDs() == baseline)
+        #expect(Self.openFDs(mark) == baseline)
 
         let status = Background { Self.status(channel) }
         let statusRequest = try #require(fake.request())
         _ = fake.reply(ControlResponse(id: statusRequest.id, ok: true, services: []), fd: devNull)
         if case .failure(let error) = status.join() { Issue.record("status failed: \(error)") }
         #expect(channel.violations == 2, "a descriptor on a status reply")
-        #expect(Self.openFDs() == baseline)
+        #expect(Self.openFDs(mark) == baseline)
 
         let refused = Background { () -> Int32 in (try? channel.call(.connect, port: 1))?.1 ?? -2 }
         let refusedRequest = try #require(fake.request())
@@ -198,15 +210,16 @@ import Testing
         _ = fake.reply(ControlResponse(id: probeRequest.id, ok: true, services: []))
         _ = probe.join()
         #expect(channel.violations == 4, "a second hello")
-        #expect(Self.openFDs() == baseline)
+        #expect(Self.openFDs(mark) == baseline)
     }
 
     @Test func lateRepliesToAbandonedCallsAreDroppedQuietly() throws {
         let fake = try FakeInit()
         let channel = fake.channel
-        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let mark = Self.marker()
+        let devNull = mark.fd
         defer { close(devNull) }
-        let baseline = Self.openFDs()
+        let baseline = Self.openFDs(mark)
         if case .success = Self.status(channel, timeoutMs: 200) { Issue.record("nobody answered, yet the call succeeded") }
         let late = try #require(fake.request())
         _ = fake.reply(ControlResponse(id: late.id, ok: true), fd: devNull)
@@ -222,7 +235,7 @@ import Testing
         _ = fake.reply(ControlResponse(id: next.id, ok: true, services: []))
         _ = again.join()
         #expect(channel.violations == 2)
-        #expect(Self.openFDs() == baseline)
+        #expect(Self.openFDs(mark) == baseline)
     }
 
     @Test func waitingCallersDoNotSpin() throws {
