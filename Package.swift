@@ -39,7 +39,11 @@ let package = Package(
             ],
             exclude: ["Dashboard"]
         ),
-        .testTarget(name: "ApplianceTests", dependencies: ["Appliance"]),
+        // HummingbirdTesting drives the router in process; it links into the tests only.
+        .testTarget(name: "ApplianceTests", dependencies: [
+            "Appliance",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor"]),
     ]
 )

@@ -42,11 +42,11 @@ import Testing
         #expect(decoded.egressAllow == ["10.1.2.3/32", "10.1.0.0/16"])
         #expect(throws: Never.self) { try decoded.validate() }
         for bad in ["0.0.0.0/0", "nonsense", "169.254.169.254"] {
-            #expect(throws: APIError.self) { try InstanceSettings(egressAllow: [bad]).validate() }
+            #expect(throws: InvalidInput.self) { try InstanceSettings(egressAllow: [bad]).validate() }
         }
         // The host's own addresses, whatever they are here.
         for address in IPv4CIDR.hostAddresses() where address >> 24 != 127 {
-            #expect(throws: APIError.self) { try InstanceSettings(egressAllow: [IPv4CIDR.dotted(address)]).validate() }
+            #expect(throws: InvalidInput.self) { try InstanceSettings(egressAllow: [IPv4CIDR.dotted(address)]).validate() }
         }
     }
 }

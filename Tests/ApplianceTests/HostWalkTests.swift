@@ -98,20 +98,20 @@ import Testing
     }
 
     @Test func idRangesEndBelowTheTopOfUIDSpace() throws {
-        #expect(InstanceManager.maxSlot == EgressNetwork.maxSlot)
-        let last = try #require(InstanceManager.idBase(slot: InstanceManager.maxSlot))
+        #expect(InstanceIDs.maxSlot == EgressNetwork.maxSlot)
+        let last = try #require(InstanceIDs.idBase(slot: InstanceIDs.maxSlot))
         #expect(UInt64(last) + UInt64(SandboxPolicy.idRangeSize) < UInt64(UInt32.max))
-        for slot: Int64 in [0, -1, InstanceManager.maxSlot + 1, 70_000, Int64.max] {
-            #expect(InstanceManager.idBase(slot: slot) == nil, "slot \(slot)")
+        for slot: Int64 in [0, -1, InstanceIDs.maxSlot + 1, 70_000, Int64.max] {
+            #expect(InstanceIDs.idBase(slot: slot) == nil, "slot \(slot)")
         }
     }
 
     @Test func theStoreRefusesASlotBeyondTheCap() throws {
         let dir = TempDir()
-        let store = try Store(path: dir.path + "/claworc.db")
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
         _ = try store.createInstance(name: "one", maxSlot: 2) { _ in }
         _ = try store.createInstance(name: "two", maxSlot: 2) { _ in }
-        #expect(throws: NoIDRangeLeft.self) { try store.createInstance(name: "three", maxSlot: 2) { _ in } }
+        #expect(throws: InstanceError.noIDRangeLeft(maxSlot: 2)) { try store.createInstance(name: "three", maxSlot: 2) { _ in } }
         #expect(try store.allInstances().map(\.name) == ["one", "two"])
     }
 }

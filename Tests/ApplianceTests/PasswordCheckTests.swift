@@ -75,7 +75,8 @@ final class FakeClock: Sendable {
         let queued = Task { try await pool.run { 42 } }
         for _ in 0..<2000 where pool.waiting < 1 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(pool.waiting == 1)
-        let refused = await #expect(throws: APIError.self) { try await pool.run { 0 } }
+        await #expect(throws: AuthError.busy) { try await pool.run { 0 } }
+        let refused = APIError(mapping: AuthError.busy)
         #expect(refused?.status == .serviceUnavailable && refused?.code == "busy" && refused?.retryAfter != nil)
         var one: UInt8 = 1
         #expect(write(writeEnd, &one, 1) == 1)
@@ -86,8 +87,8 @@ final class FakeClock: Sendable {
 
 @Suite struct CredentialTests {
     @Test func nulBytesAreRefused() {
-        #expect(throws: APIError.self) { try Accounts.refuseNUL("admin", "password\0junk") }
-        #expect(throws: APIError.self) { try Accounts.refuseNUL("ad\0min", "password") }
+        #expect(throws: InvalidInput.self) { try Accounts.refuseNUL("admin", "password\0junk") }
+        #expect(throws: InvalidInput.self) { try Accounts.refuseNUL("ad\0min", "password") }
         #expect(throws: Never.self) { try Accounts.refuseNUL("admin", "pässword") }
     }
 }

@@ -15,7 +15,7 @@ final class TempDir {
 @Suite struct StoreTests {
     @Test func migrationsApplyToAnEmptyFile() throws {
         let dir = TempDir()
-        let store = try Store(path: dir.path + "/claworc.db")
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
         #expect(try store.schemaVersion() == Migrations.all.last!.version)
         #expect(try store.userCount() == 0)
         let mode = try store.db.query("PRAGMA journal_mode").first?["journal_mode"]?.string
@@ -28,12 +28,12 @@ final class TempDir {
         let dir = TempDir()
         let path = dir.path + "/claworc.db"
         do {
-            let store = try Store(path: path)
+            let store = try SQLiteStore(path: path)
             _ = try store.createUser(username: "keep", passwordHash: "x", role: .admin)
             _ = try store.createInstance(name: "kept") { _ in }
         }
         // Reopening runs migrate() again: nothing is re-applied, nothing is lost.
-        let reopened = try Store(path: path)
+        let reopened = try SQLiteStore(path: path)
         #expect(try reopened.schemaVersion() == Migrations.all.last!.version)
         let applied = try reopened.db.query("SELECT COUNT(*) AS n FROM schema_migrations").first?["n"]?.int
         #expect(applied == Int64(Migrations.all.count))
@@ -49,7 +49,7 @@ final class TempDir {
             let raw = try Database(path: path)
             try raw.execute("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('hello')")
         }
-        let store = try Store(path: path)
+        let store = try SQLiteStore(path: path)
         #expect(try store.schemaVersion() == Migrations.all.last!.version)
         #expect(try store.db.query("SELECT body FROM notes").first?["body"]?.string == "hello")
     }
@@ -60,18 +60,18 @@ final class TempDir {
         let token = Hex.encode(Secrets.randomBytes(32))
         let hash = SHA256.hex(Array(token.utf8))
         do {
-            let store = try Store(path: path)
+            let store = try SQLiteStore(path: path)
             let user = try store.createUser(username: "admin", passwordHash: "x", role: .admin)
             try store.createSession(tokenHash: hash, userID: user.id, now: 1_000, lifetime: 3600)
         }
-        let store = try Store(path: path)
+        let store = try SQLiteStore(path: path)
         #expect(try store.sessionUser(tokenHash: hash, now: 2_000)?.username == "admin")
         #expect(try store.sessionUser(tokenHash: hash, now: 5_000) == nil, "expired sessions do not authenticate")
     }
 
     @Test func deletingAUserDeletesTheirSessions() throws {
         let dir = TempDir()
-        let store = try Store(path: dir.path + "/claworc.db")
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
         let user = try store.createUser(username: "gone", passwordHash: "x", role: .user)
         try store.createSession(tokenHash: "h", userID: user.id, now: 0, lifetime: 100)
         try store.db.write("DELETE FROM users WHERE id = ?", [.integer(user.id)])
@@ -80,7 +80,7 @@ final class TempDir {
 
     @Test func failedInstanceCreationLeavesNoRow() throws {
         let dir = TempDir()
-        let store = try Store(path: dir.path + "/claworc.db")
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
         struct Boom: Error {}
         #expect(throws: Boom.self) { try store.createInstance(name: "doomed") { _ in throw Boom() } }
         #expect(try store.allInstances().isEmpty)
@@ -89,7 +89,7 @@ final class TempDir {
 
     @Test func stateTransitionsAreConditional() throws {
         let dir = TempDir()
-        let store = try Store(path: dir.path + "/claworc.db")
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
         let id = try store.createInstance(name: "one") { _ in }.id
         #expect(try store.transition(id, from: [.stopped], to: .starting))
         #expect(try !store.transition(id, from: [.stopped], to: .starting), "a second start loses the race")
@@ -97,7 +97,7 @@ final class TempDir {
 
     @Test func firstAdminCanOnlyBeCreatedOnce() throws {
         let dir = TempDir()
-        let store = try Store(path: dir.path + "/claworc.db")
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
         #expect(try store.createFirstAdmin(username: "a", passwordHash: "x") != nil)
         #expect(try store.createFirstAdmin(username: "b", passwordHash: "x") == nil)
         #expect(try store.userCount() == 1)
@@ -117,14 +117,14 @@ final class TempDir {
             #expect(throws: Never.self) { try InstanceName.validate(good) }
         }
         for bad in ["", "1a", "-a", "A", "a_b", "a.b", String(repeating: "z", count: 41), "é"] {
-            #expect(throws: APIError.self) { try InstanceName.validate(bad) }
+            #expect(throws: InvalidInput.self) { try InstanceName.validate(bad) }
         }
     }
 
     @Test func listenAddresses() throws {
-        #expect(try Serve.parse(listen: "127.0.0.1:8080") == ("127.0.0.1", 8080))
-        #expect(try Serve.parse(listen: "[::1]:9000") == ("::1", 9000))
-        #expect(try Serve.parse(listen: ":80") == ("0.0.0.0", 80))
-        #expect(throws: (any Error).self) { try Serve.parse(listen: "nonsense") }
+        #expect(try Configuration.parse(listen: "127.0.0.1:8080") == ("127.0.0.1", 8080))
+        #expect(try Configuration.parse(listen: "[::1]:9000") == ("::1", 9000))
+        #expect(try Configuration.parse(listen: ":80") == ("0.0.0.0", 80))
+        #expect(throws: (any Error).self) { try Configuration.parse(listen: "nonsense") }
     }
 }

@@ -1,76 +1,5 @@
-/// Schema changes, in order. Each runs once, inside a transaction, and is recorded in
-/// schema_migrations; never edit a released one, append a new one.
-enum Migrations {
-    static let all: [(version: Int64, sql: String)] = [
-        (1, """
-            CREATE TABLE users (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                username TEXT NOT NULL UNIQUE,
-                password_hash TEXT NOT NULL,
-                role TEXT NOT NULL CHECK (role IN ('admin', 'user')),
-                created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-            );
-            CREATE TABLE sessions (
-                token_hash TEXT PRIMARY KEY,
-                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-                created_at INTEGER NOT NULL,
-                expires_at INTEGER NOT NULL
-            );
-            CREATE INDEX sessions_user ON sessions(user_id);
-            CREATE TABLE instances (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                name TEXT NOT NULL UNIQUE,
-                state TEXT NOT NULL DEFAULT 'stopped'
-                    CHECK (state IN ('stopped', 'starting', 'running', 'stopping', 'failed')),
-                autostart INTEGER NOT NULL DEFAULT 0,
-                last_error TEXT,
-                created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
-            );
-            CREATE TABLE instance_users (
-                instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
-                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-                PRIMARY KEY (instance_id, user_id)
-            );
-            """),
-        // Each instance owns a stable 65536-id range on the host (slot N: ids from
-        // idBase(N)), kept across restarts so its files keep their owners; per-instance
-        // limit overrides; appliance-wide settings such as the default limits.
-        (2, """
-            ALTER TABLE instances ADD COLUMN id_slot INTEGER;
-            UPDATE instances SET id_slot = id;
-            CREATE UNIQUE INDEX instances_id_slot ON instances(id_slot);
-            ALTER TABLE instances ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
-            CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            """),
-    ]
-}
-
-struct NoIDRangeLeft: Error { var maxSlot: Int64 }
-
-enum Role: String, Codable, Sendable { case admin, user }
-
-struct User: Codable, Sendable, Equatable {
-    var id: Int64
-    var username: String
-    var role: Role
-}
-
-enum InstanceState: String, Codable, Sendable { case stopped, starting, running, stopping, failed }
-
-struct InstanceRecord: Sendable, Equatable {
-    var id: Int64
-    var idSlot: Int64
-    var name: String
-    var state: InstanceState
-    var autostart: Bool
-    var lastError: String?
-    var createdAt: String
-    /// JSON of the per-instance limit overrides.
-    var limits: String
-}
-
-/// Typed access to the appliance's SQLite state.
-final class Store: Sendable {
+/// The repositories over the appliance's SQLite file (`<data-dir>/claworc.db`).
+final class SQLiteStore: UserRepository, InstanceRepository, SettingsRepository {
     let db: Database
 
     init(path: String) throws {
@@ -114,8 +43,7 @@ final class Store: Sendable {
         return User(id: id, username: username, role: role)
     }
 
-    /// Creates the first admin only if there is still no user (one statement, so two racing
-    /// setup requests cannot both win).
+    /// One statement, so two racing setup requests cannot both win.
     func createFirstAdmin(username: String, passwordHash: String) throws -> User? {
         let (changes, id) = try db.write("""
             INSERT INTO users (username, password_hash, role)
@@ -170,38 +98,27 @@ final class Store: Sendable {
                        limits: row["limits"]?.string ?? "{}")
     }
 
-    func instances(visibleTo user: User) throws -> [InstanceRecord] {
-        let rows: [Row]
-        if user.role == .admin {
-            rows = try db.query("SELECT \(Self.instanceColumns) FROM instances ORDER BY id")
-        } else {
-            rows = try db.query("""
-                SELECT \(Self.instanceColumns) FROM instances
-                WHERE id IN (SELECT instance_id FROM instance_users WHERE user_id = ?) ORDER BY id
-                """, [.integer(user.id)])
-        }
-        return rows.map(Self.instance)
-    }
-
     func allInstances() throws -> [InstanceRecord] {
         try db.query("SELECT \(Self.instanceColumns) FROM instances ORDER BY id").map(Self.instance)
+    }
+
+    func instances(assignedTo userID: Int64) throws -> [InstanceRecord] {
+        try db.query("""
+            SELECT \(Self.instanceColumns) FROM instances
+            WHERE id IN (SELECT instance_id FROM instance_users WHERE user_id = ?) ORDER BY id
+            """, [.integer(userID)]).map(Self.instance)
     }
 
     func instance(id: Int64) throws -> InstanceRecord? {
         try db.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)]).first.map(Self.instance)
     }
 
-    func canAccess(user: User, instanceID: Int64) throws -> Bool {
-        if user.role == .admin { return true }
-        return try !db.query("SELECT 1 FROM instance_users WHERE instance_id = ? AND user_id = ?",
-                             [.integer(instanceID), .integer(user.id)]).isEmpty
+    func isAssigned(instanceID: Int64, userID: Int64) throws -> Bool {
+        try !db.query("SELECT 1 FROM instance_users WHERE instance_id = ? AND user_id = ?",
+                      [.integer(instanceID), .integer(userID)]).isEmpty
     }
 
-    /// Inserts the row and runs `prepare` (which creates the instance's directories) in one
-    /// transaction: if `prepare` throws, the row never existed.
-    /// Throws NoIDRangeLeft when every slot up to `maxSlot` is taken.
-    func createInstance(name: String, maxSlot: Int64 = InstanceManager.maxSlot,
-                        prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
+    func createInstance(name: String, maxSlot: Int64, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
         try db.transaction { tx in
             // The lowest free id slot, so ranges of deleted instances are reused.
             let slot = try tx.query("""
@@ -209,19 +126,23 @@ final class Store: Sendable {
                     SELECT 1 AS candidate UNION SELECT id_slot + 1 FROM instances WHERE id_slot IS NOT NULL
                 ) WHERE candidate NOT IN (SELECT id_slot FROM instances WHERE id_slot IS NOT NULL)
                 """).first?["slot"]?.int ?? 1
-            guard slot <= maxSlot else { throw NoIDRangeLeft(maxSlot: maxSlot) }
-            let (_, id) = try tx.write("INSERT INTO instances (name, id_slot) VALUES (?, ?)", [.text(name), .integer(slot)])
+            guard slot <= maxSlot else { throw InstanceError.noIDRangeLeft(maxSlot: maxSlot) }
+            let id: Int64
+            do {
+                (_, id) = try tx.write("INSERT INTO instances (name, id_slot) VALUES (?, ?)", [.text(name), .integer(slot)])
+            } catch let error as DatabaseError where error.isConstraintViolation {
+                throw InstanceError.nameTaken(name)   // the slot is free by construction: the name is the unique column left
+            }
             try prepare(Self.instance(try tx.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)])[0]))
             return Self.instance(try tx.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)])[0])
         }
     }
 
-    func setState(_ id: Int64, _ state: InstanceState, lastError: String? = nil) throws {
+    func setState(_ id: Int64, _ state: InstanceState, lastError: String?) throws {
         try db.write("UPDATE instances SET state = ?, last_error = ? WHERE id = ?",
                      [.text(state.rawValue), lastError.map(SQLValue.text) ?? .null, .integer(id)])
     }
 
-    /// Moves to `to` only from one of `from`; returns false if another request got there first.
     func transition(_ id: Int64, from: [InstanceState], to: InstanceState) throws -> Bool {
         let placeholders = from.map { _ in "?" }.joined(separator: ", ")
         let (changes, _) = try db.write(
@@ -234,12 +155,16 @@ final class Store: Sendable {
         try db.write("UPDATE instances SET autostart = ? WHERE id = ?", [.integer(on ? 1 : 0), .integer(id)])
     }
 
+    func setLimits(_ id: Int64, _ json: String) throws {
+        try db.write("UPDATE instances SET limits = ? WHERE id = ?", [.text(json), .integer(id)])
+    }
+
     func deleteInstance(_ id: Int64) throws {
         try db.write("DELETE FROM instances WHERE id = ?", [.integer(id)])
     }
-}
 
-extension Store {
+    // MARK: settings
+
     func setting(_ key: String) throws -> String? {
         try db.query("SELECT value FROM settings WHERE key = ?", [.text(key)]).first?["value"]?.string
     }
@@ -247,9 +172,5 @@ extension Store {
     func setSetting(_ key: String, _ value: String) throws {
         try db.write("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                      [.text(key), .text(value)])
-    }
-
-    func setLimits(_ id: Int64, _ json: String) throws {
-        try db.write("UPDATE instances SET limits = ? WHERE id = ?", [.text(json), .integer(id)])
     }
 }

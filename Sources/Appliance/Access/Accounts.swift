@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdBcrypt
 import Synchronization
 import Glibc
+import Sandbox
 
 /// Password checks (on a bounded pool, throttled), session tokens and the first-admin setup code.
 final class Accounts: Sendable {
@@ -12,26 +13,26 @@ final class Accounts: Sendable {
     /// Verified against for unknown usernames so both failures take the same time.
     private let decoyHash: String
 
-    let store: Store
+    let users: any UserRepository
     let setupCodePath: String
     private let setupCode: Mutex<String?>
     let pool: PasswordPool
     let throttle: LoginThrottle
 
-    init(store: Store, setupCodePath: String, pool: PasswordPool = PasswordPool(), throttle: LoginThrottle = LoginThrottle()) {
-        self.store = store
+    init(users: any UserRepository, setupCodePath: String, pool: PasswordPool = PasswordPool(), throttle: LoginThrottle = LoginThrottle()) {
+        self.users = users
         self.setupCodePath = setupCodePath
         self.setupCode = Mutex(nil)
         self.pool = pool
         self.throttle = throttle
-        self.decoyHash = Bcrypt.hash("decoy-password-never-used", cost: Self.bcryptCost)
+        self.decoyHash = Self.passwordHash("decoy-password-never-used")
     }
 
-    var setupRequired: Bool { (try? store.userCount()) ?? 1 == 0 }
+    var setupRequired: Bool { (try? users.userCount()) ?? 1 == 0 }
 
     /// On a store without users: a fresh one-time code, printed and written 0600.
     func issueSetupCodeIfNeeded() throws -> String? {
-        guard try store.userCount() == 0 else {
+        guard try users.userCount() == 0 else {
             unlink(setupCodePath)
             return nil
         }
@@ -39,7 +40,7 @@ final class Accounts: Sendable {
         setupCode.withLock { $0 = code }
         unlink(setupCodePath)
         let fd = open(setupCodePath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw APIError.internalError }
+        guard fd >= 0 else { throw StartupError("cannot write the setup code to \(setupCodePath): \(FileSystem.errorText(errno))") }
         let line = code + "\n"
         _ = line.withCString { write(fd, $0, strlen($0)) }
         close(fd)
@@ -50,9 +51,9 @@ final class Accounts: Sendable {
         try Self.refuseNUL(username, password)
         try checkSetupCode(code)
         try Self.validate(username: username, password: password)
-        let hash = try await pool.run { Bcrypt.hash(password, cost: Self.bcryptCost) }
-        guard let user = try store.createFirstAdmin(username: username, passwordHash: hash) else {
-            throw APIError.conflict("setup_complete", "The appliance is already set up; log in instead.")
+        let hash = try await pool.run { Self.passwordHash(password) }
+        guard let user = try users.createFirstAdmin(username: username, passwordHash: hash) else {
+            throw AuthError.setupComplete
         }
         setupCode.withLock { $0 = nil }
         unlink(setupCodePath)
@@ -61,10 +62,10 @@ final class Accounts: Sendable {
 
     private func checkSetupCode(_ code: String) throws {
         guard let expected = setupCode.withLock({ $0 }), setupRequired else {
-            throw APIError.conflict("setup_complete", "The appliance is already set up; log in instead.")
+            throw AuthError.setupComplete
         }
         guard Secrets.constantTimeEqual(String(code.filter { !$0.isWhitespace }).uppercased(), expected) else {
-            throw APIError(status: .forbidden, code: "invalid_setup_code", message: "The setup code is not correct.")
+            throw AuthError.invalidSetupCode
         }
     }
 
@@ -72,11 +73,11 @@ final class Accounts: Sendable {
     func login(username: String, password: String, client: String) async throws -> User {
         try Self.refuseNUL(username, password)
         if let wait = throttle.begin(account: username, address: client) {
-            throw APIError.tooManyAttempts(retryAfter: wait)
+            throw AuthError.tooManyAttempts(retryAfter: wait)
         }
         let checked: User?
         do {
-            let credentials = try store.credentials(username: username)
+            let credentials = try users.credentials(username: username)
             let decoyHash = self.decoyHash
             checked = try await pool.run { () -> User? in
                 guard let (user, hash) = credentials else {
@@ -90,33 +91,35 @@ final class Accounts: Sendable {
             throttle.abandoned(account: username, address: client)
             throw error
         }
-        guard let user = checked else { throw Self.badCredentials }
+        guard let user = checked else { throw AuthError.invalidCredentials }
         throttle.succeeded(account: username, address: client)
         return user
+    }
+
+    /// What the users table keeps of a password (cost: lower only in tests).
+    static func passwordHash(_ password: String, cost: UInt8 = bcryptCost) -> String {
+        Bcrypt.hash(password, cost: cost)
     }
 
     /// bcrypt and C strings stop at a NUL: "pw\0anything" would be checked as "pw".
     static func refuseNUL(_ username: String, _ password: String) throws {
         if username.utf8.contains(0) || password.utf8.contains(0) {
-            throw APIError.badRequest("nul_in_credentials", "Usernames and passwords cannot contain NUL bytes.")
+            throw InvalidInput("nul_in_credentials", "Usernames and passwords cannot contain NUL bytes.")
         }
     }
-
-    static let badCredentials = APIError(status: .unauthorized, code: "invalid_credentials",
-                                         message: "The username or password is not correct.")
 
     static func validate(username: String, password: String) throws {
         let allowed = username.utf8.allSatisfy { c in
             (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c == 46 || c == 95 || c == 45
         }
         guard (1...64).contains(username.utf8.count), allowed else {
-            throw APIError.badRequest("invalid_username", "A username is 1 to 64 letters, digits, '.', '_' or '-'.")
+            throw InvalidInput("invalid_username", "A username is 1 to 64 letters, digits, '.', '_' or '-'.")
         }
         guard password.utf8.count >= 8 else {
-            throw APIError.badRequest("weak_password", "A password needs at least 8 characters.")
+            throw InvalidInput("weak_password", "A password needs at least 8 characters.")
         }
         guard password.utf8.count <= 72 else {
-            throw APIError.badRequest("password_too_long", "A password can be at most 72 bytes long.")
+            throw InvalidInput("password_too_long", "A password can be at most 72 bytes long.")
         }
     }
 
@@ -125,8 +128,8 @@ final class Accounts: Sendable {
     func openSession(for user: User) throws -> Cookie {
         let token = Hex.encode(Secrets.randomBytes(32))
         let now = Int64(Date().timeIntervalSince1970)
-        try store.createSession(tokenHash: SHA256.hex(Array(token.utf8)), userID: user.id, now: now, lifetime: Self.sessionLifetime)
-        try? store.deleteExpiredSessions(now: now)
+        try users.createSession(tokenHash: SHA256.hex(Array(token.utf8)), userID: user.id, now: now, lifetime: Self.sessionLifetime)
+        try? users.deleteExpiredSessions(now: now)
         return Cookie(name: Self.cookieName, value: token, maxAge: Int(Self.sessionLifetime), path: "/",
                       httpOnly: true, sameSite: .strict)
     }
@@ -134,11 +137,11 @@ final class Accounts: Sendable {
     func user(forToken token: String) -> User? {
         guard token.utf8.count == 64 else { return nil }
         let now = Int64(Date().timeIntervalSince1970)
-        return try? store.sessionUser(tokenHash: SHA256.hex(Array(token.utf8)), now: now)
+        return try? users.sessionUser(tokenHash: SHA256.hex(Array(token.utf8)), now: now)
     }
 
     func closeSession(token: String) {
-        try? store.deleteSession(tokenHash: SHA256.hex(Array(token.utf8)))
+        try? users.deleteSession(tokenHash: SHA256.hex(Array(token.utf8)))
     }
 
     static var expiredCookie: Cookie {
@@ -146,16 +149,3 @@ final class Accounts: Sendable {
     }
 }
 
-/// Resolves the session cookie into `context.user`; routes decide whether one is required.
-struct SessionMiddleware: RouterMiddleware {
-    typealias Context = AppContext
-    let accounts: Accounts
-
-    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
-        var context = context
-        if let token = request.cookies[Accounts.cookieName]?.value, !token.isEmpty {
-            context.user = accounts.user(forToken: token)
-        }
-        return try await next(request, context)
-    }
-}

@@ -14,11 +14,12 @@ struct FileListing: Encodable { var path: String; var entries: [FileEntry] }
 /// nor a download is ever held whole in the daemon's memory, and file I/O runs on NIO's
 /// blocking-I/O pool, not on an event loop.
 struct FilesController {
-    let manager: InstanceManager
+    let policy: AccessPolicy
+    let paths: DataPaths
     static let chunk = 256 * 1024
 
-    func register(on router: Router<AppContext>) {
-        let files = router.group("/api/v1/instances/:id/files")
+    func addRoutes(to group: RouterGroup<AppContext>) {
+        let files = group.group("/instances/:id/files")
         files.get { request, context in
             let home = try await homeFiles(context)
             let path = try Self.path(request)
@@ -86,13 +87,12 @@ struct FilesController {
         }
     }
 
-    /// The home of an instance the caller may see, with the agent user that owns what the API
-    /// creates there.
+    /// The home of an instance the caller may operate, with the agent user that owns what the
+    /// API creates there.
     private func homeFiles(_ context: AppContext) async throws -> HomeFiles {
-        let id = try instanceID(context)
-        let record = try await manager.record(id, for: try context.requireUser())
-        guard let base = InstanceManager.idBase(slot: record.idSlot) else { throw APIError.notFound("The instance") }
-        return HomeFiles(home: manager.paths.home(id), owner: base + ServiceCatalog.agentUID)
+        let record = try policy.authorize(.operate, instance: try context.instanceID(), by: context.user)
+        guard let owner = InstanceIDs.agentHostUID(slot: record.idSlot) else { throw InstanceError.notFound }
+        return HomeFiles(home: paths.home(record.id), owner: owner)
     }
 
     private static func path(_ request: Request) throws -> String {
@@ -102,28 +102,9 @@ struct FilesController {
         return String(raw)
     }
 
-    /// Blocking file work on NIO's thread pool, its failures as API errors.
+    /// Blocking file work on NIO's thread pool (its FileErrors are mapped at the edge).
     private static func io<T: Sendable>(_ work: @escaping @Sendable () throws(FileError) -> T) async throws -> T {
-        do {
-            return try await NIOThreadPool.singleton.runIfActive { try work() }
-        } catch let error as FileError {
-            throw apiError(error)
-        }
-    }
-
-    static func apiError(_ error: FileError) -> APIError {
-        switch error {
-        case .invalidPath(let message): return .badRequest("invalid_path", message)
-        case .notFound: return APIError(status: .notFound, code: "not_found", message: "No such file or folder in the home.")
-        case .outsideHome: return APIError(status: .forbidden, code: "outside_home",
-                                           message: "The path leads outside the instance's home.")
-        case .notADirectory: return .badRequest("not_a_directory", "A part of the path is not a folder.")
-        case .isADirectory: return .badRequest("is_a_directory", "The path is a folder.")
-        case .exists: return .conflict("exists", "Something already exists at the target path.")
-        case .noSpace: return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), code: "no_space", message: "The disk is full.")
-        case .failed(let code): return APIError(status: .internalServerError, code: "file_error",
-                                                message: "The file operation failed: \(FileSystem.errorText(code)).")
-        }
+        try await NIOThreadPool.singleton.runIfActive { try work() }
     }
 
     /// RFC 6266 with an RFC 5987 UTF-8 name; the plain fallback keeps only safe ASCII.

@@ -1,7 +1,8 @@
 import Hummingbird
 import HummingbirdWebSocket
 
-/// The per-request context: Hummingbird's core storage plus the signed-in user, if any.
+/// The per-request context: Hummingbird's core storage plus the signed-in user, if any
+/// (whether one is needed, and which, is AccessPolicy's decision).
 struct AppContext: RequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
     let webSocket: WebSocketHandlerReference<AppContext>
@@ -17,14 +18,9 @@ struct AppContext: RequestContext, WebSocketRequestContext {
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 
-    func requireUser() throws -> User {
-        guard let user else { throw APIError.unauthorized }
-        return user
-    }
-
-    func requireAdmin() throws -> User {
-        let user = try requireUser()
-        guard user.role == .admin else { throw APIError.forbidden }
-        return user
+    /// The `{id}` path parameter; anything but a positive integer is an instance that does not exist.
+    func instanceID() throws -> Int64 {
+        guard let raw = parameters.get("id"), let id = Int64(raw), id > 0 else { throw InstanceError.notFound }
+        return id
     }
 }

@@ -4,7 +4,7 @@ import Synchronization
 /// Runs password hashing (bcrypt: ~0.1 s of CPU each) on a fixed set of worker threads with a
 /// bounded queue. A thread per check let sixty parallel logins make sixty threads; here the
 /// threads are capped at the CPU count and the waiting work at `capacity`, and a caller that
-/// finds the queue full is told to come back (`APIError.busy`) instead of piling on.
+/// finds the queue full is told to come back (`AuthError.busy`) instead of piling on.
 final class PasswordPool: @unchecked Sendable {
     // @unchecked: `available` is a POSIX semaphore, itself thread-safe; it is never freed
     // because the workers live as long as the process.
@@ -37,7 +37,7 @@ final class PasswordPool: @unchecked Sendable {
             if accepted {
                 sem_post(available)
             } else {
-                continuation.resume(throwing: APIError.busy)
+                continuation.resume(throwing: AuthError.busy)
             }
         }
     }

@@ -23,10 +23,12 @@ enum Blocking {
             pthread_attr_destroy(&attributes)
             if rc != 0 {
                 unmanaged.release()
-                continuation.resume(throwing: APIError.internalError)
+                continuation.resume(throwing: ThreadStartFailed(code: rc))
             }
         }
     }
+
+    struct ThreadStartFailed: Error { var code: Int32 }
 
     private final class Job: @unchecked Sendable {
         let body: () -> Void

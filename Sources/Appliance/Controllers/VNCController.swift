@@ -9,10 +9,11 @@ import Glibc
 /// `GET /api/v1/instances/{id}/vnc`: a WebSocket carrying the raw RFB stream of the
 /// instance's VNC server. The TCP connection to it is made by the instance's init inside its
 /// network namespace and passed to us as a descriptor; no port exists on the host.
-struct VNCProxy {
+struct VNCController {
+    let policy: AccessPolicy
     let manager: InstanceManager
 
-    func register(on router: Router<AppContext>) {
+    func addRoutes(to router: Router<AppContext>) {
         // Browsers never show a script the HTTP status of a refused handshake, so every
         // request is upgraded and refusals are close codes the dashboard can explain:
         // 4401 not logged in, 4403 foreign origin, 4404 no such instance, 4409 not running,
@@ -22,15 +23,15 @@ struct VNCProxy {
             let fd: Int32
             do {
                 let context = wsContext.requestContext
-                let user = try context.requireUser()
+                let user = try policy.signedIn(context.user)
                 try Self.checkOrigin(wsContext.request)
-                let id = try instanceID(context)
-                let record = try await manager.record(id, for: user)
-                guard record.state == .running else {
-                    throw APIError.conflict("not_running", "The instance is not running.")
-                }
+                let id = try context.instanceID()
+                let record = try policy.authorize(.operate, instance: id, by: user)
+                guard record.state == .running else { throw InstanceError.notRunning }
                 fd = try await manager.connect(id, port: Int(ServiceCatalog.vncPort))
-            } catch let error as APIError {
+            } catch {
+                // The statuses the API would answer, as close codes; anything else is not ours to explain.
+                guard let error = APIError(mapping: error) else { throw error }
                 let code = error.status.code == 500 ? 4500 : 4000 + error.status.code
                 try await outbound.close(.init(codeNumber: code), reason: error.code)
                 return

@@ -21,7 +21,7 @@ struct BenchLaunch: ParsableCommand {
         let seccomp = try SeccompProfile.instanceFilters()
         let exe = try SealedExecutable.fromSelf()
         let slot: Int64 = 1
-        let base = InstanceManager.idBase(slot: slot)!
+        let base = InstanceIDs.idBase(slot: slot)!
         let home = paths.home(1)
         FileSystem.makeDirectories(home, mode: 0o700)
         chmod(paths.instanceDir(1), 0o711)
@@ -58,7 +58,7 @@ struct BenchLaunch: ParsableCommand {
             stageNs.append(Launcher.lastStages)
             _ = try channel.awaitHello(timeoutMs: 10_000)
             let elapsed = Double(Self.nowNs() - t0) / 1e6
-            _ = InstanceManager.terminate(process)
+            _ = InstanceLauncher.terminate(process)
             if cgroups.available { cgroups.destroy(1) }
             if attachNetwork { network?.detach(slot: slot, allow: ["192.0.2.1/32"]) }
             return elapsed

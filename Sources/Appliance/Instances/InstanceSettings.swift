@@ -55,7 +55,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
                          "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow"])
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }
         if let first = unknown.sorted().first {
-            throw APIError.badRequest("unknown_setting", "Unknown setting \"\(first)\"; known: \(known.sorted().joined(separator: ", ")).")
+            throw InvalidInput("unknown_setting", "Unknown setting \"\(first)\"; known: \(known.sorted().joined(separator: ", ")).")
         }
         let c = try decoder.container(keyedBy: CodingKeys.self)
         memoryMaxMiB = try c.decodeIfPresent(Int.self, forKey: .memoryMaxMiB)
@@ -88,7 +88,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
     /// Rejects nonsense with a message naming the field.
     func validate() throws {
         func check(_ ok: Bool, _ field: String, _ rule: String) throws {
-            if !ok { throw APIError.badRequest("invalid_setting", "\(field): \(rule).") }
+            if !ok { throw InvalidInput("invalid_setting", "\(field): \(rule).") }
         }
         if let v = memoryMaxMiB { try check((64...1_048_576).contains(v), "memory_max_mib", "64 to 1048576") }
         if let v = memoryHighMiB { try check((32...1_048_576).contains(v), "memory_high_mib", "32 to 1048576") }
@@ -104,10 +104,10 @@ struct InstanceSettings: Codable, Sendable, Equatable {
             let host = IPv4CIDR.hostAddresses()
             for entry in list {
                 guard let cidr = IPv4CIDR(entry) else {
-                    throw APIError.badRequest("invalid_setting", "egress_allow: \"\(entry)\" is not an IPv4 address or CIDR such as 192.168.1.10 or 10.0.0.0/24.")
+                    throw InvalidInput("invalid_setting", "egress_allow: \"\(entry)\" is not an IPv4 address or CIDR such as 192.168.1.10 or 10.0.0.0/24.")
                 }
                 if let reason = EgressNetwork.refusal(cidr) ?? host.first(where: cidr.contains).map({ "it holds \(IPv4CIDR.dotted($0)), an address of the appliance itself" }) {
-                    throw APIError.badRequest("invalid_setting", "egress_allow: \(entry) is refused: \(reason).")
+                    throw InvalidInput("invalid_setting", "egress_allow: \(entry) is refused: \(reason).")
                 }
             }
         }

@@ -1,0 +1,103 @@
+import ArgumentParser
+import NIOCore
+import Sandbox
+
+/// Everything the daemon is told at start, parsed and checked once; the rest of the code sees
+/// only these types, never the command line's strings.
+struct Configuration: Sendable {
+    /// The network of instances without a setting of their own.
+    enum Network: String, Sendable { case egress, none }
+    enum RootMode: Sendable, Equatable {
+        /// The host's /usr and /etc, read-only.
+        case host
+        /// An overlay of this base tree, writable per instance.
+        case image(baseDir: String)
+    }
+    /// standard: Xvfb, VNC, Chromium; standard+idle: plus a fourth, idle service (for measuring
+    /// the init with four services); none: only the init.
+    enum InstanceServices: String, Sendable { case standard, none, standardIdle = "standard+idle" }
+    /// Protections --unsafe-test-disable can switch off (the negative control only).
+    enum Protection: String, Sendable, CaseIterable { case seccomp }
+    /// How much of the host the appliance takes over. `system` is the daemon's: it moves itself
+    /// into its cgroup leaf, replaces the nftables table and seals its binary for the inits.
+    /// `detached` touches none of that, and instances cannot start: for in-process tests.
+    enum HostAccess: Sendable { case system, detached }
+
+    /// Switches only the conformance suite uses; never documented for users.
+    struct UnsafeTestSwitches: Sendable {
+        var disabled: Set<Protection> = []
+        /// The program every instance runs as its init instead of ours (hostile-init tests).
+        var initProgram: String?
+        /// Request-head and keep-alive idle timeouts short enough to test.
+        var httpTimeouts: (head: TimeAmount, idle: TimeAmount)?
+    }
+
+    var host: String
+    var port: Int
+    var dataDir: String
+    var defaultNetwork: Network = .egress
+    var rootMode: RootMode = .host
+    var instanceServices: InstanceServices = .standard
+    var hostAccess: HostAccess = .system
+    var unsafe = UnsafeTestSwitches()
+
+    init(host: String = "127.0.0.1", port: Int = 8080, dataDir: String) {
+        self.host = host
+        self.port = port
+        self.dataDir = dataDir
+    }
+
+    /// The `serve` command line, checked; errors read as the option's usage.
+    init(serve options: Serve) throws {
+        (host, port) = try Self.parse(listen: options.listen)
+        dataDir = options.dataDir ?? ProcessInfoLite.environment("CLAWORC_DATA_DIR") ?? "/var/lib/claworc"
+        if let text = options.unsafeTestHTTPTimeouts {
+            guard let timeouts = ConnectionLimits.testTimeouts(text) else {
+                throw ValidationError("--unsafe-test-http-timeouts takes HEAD_MS,IDLE_MS")
+            }
+            unsafe.httpTimeouts = timeouts
+        }
+        var disabled: Set<Protection> = []
+        for name in options.unsafeTestDisable {
+            guard let protection = Protection(rawValue: name) else {
+                throw ValidationError("--unsafe-test-disable accepts only: \(Protection.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            disabled.insert(protection)
+        }
+        unsafe.disabled = disabled
+        unsafe.initProgram = options.unsafeTestInit
+        guard let network = Network(rawValue: options.defaultNetwork) else {
+            throw ValidationError("--default-network must be egress or none")
+        }
+        defaultNetwork = network
+        guard let services = InstanceServices(rawValue: options.instanceServices) else {
+            throw ValidationError("--instance-services must be standard, standard+idle or none")
+        }
+        instanceServices = services
+        switch options.rootMode {
+        case "host": rootMode = .host
+        case "image":
+            let base = options.baseDir ?? dataDir + "/base"
+            guard FileSystem.isDirectory(base + "/usr") else {
+                throw ValidationError("--root-mode image needs a root filesystem tree at \(base) (it has no /usr)")
+            }
+            rootMode = .image(baseDir: base)
+        default: throw ValidationError("--root-mode must be host or image")
+        }
+    }
+
+    var baseRoot: String? {
+        if case .image(let base) = rootMode { return base }
+        return nil
+    }
+
+    static func parse(listen: String) throws -> (String, Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (0...65535).contains(port) else {
+            throw ValidationError("--listen must be host:port, for example 127.0.0.1:8080")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+}

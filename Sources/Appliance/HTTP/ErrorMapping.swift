@@ -1,0 +1,114 @@
+import Hummingbird
+import Logging
+import Sandbox
+
+/// The one place where domain errors become HTTP statuses and the codes clients (the
+/// dashboard, the tests) rely on. Anything not listed here is a 500 whose details go to the
+/// log only.
+extension APIError {
+    /// nil for an error that is no client's business (a database failure, a bug).
+    init?(mapping error: any Error) {
+        switch error {
+        case let error as APIError: self = error
+        case let error as InvalidInput: self = .badRequest(error.code, error.message)
+        case let error as AuthError: self = Self.map(error)
+        case let error as InstanceError: self = Self.map(error)
+        case let error as FileError: self = Self.map(error)
+        default: return nil
+        }
+    }
+
+    private static func map(_ error: AuthError) -> APIError {
+        switch error {
+        case .unauthorized: return APIError(status: .unauthorized, code: "unauthorized", message: "Log in to continue.")
+        case .forbidden: return APIError(status: .forbidden, code: "forbidden", message: "You are not allowed to do this.")
+        case .setupComplete: return .conflict("setup_complete", "The appliance is already set up; log in instead.")
+        case .invalidSetupCode: return APIError(status: .forbidden, code: "invalid_setup_code", message: "The setup code is not correct.")
+        case .invalidCredentials:
+            return APIError(status: .unauthorized, code: "invalid_credentials", message: "The username or password is not correct.")
+        case .tooManyAttempts(let wait):
+            return APIError(status: .tooManyRequests, code: "too_many_attempts",
+                            message: "Too many failed attempts; try again later.", retryAfter: wait)
+        case .busy:
+            return APIError(status: .serviceUnavailable, code: "busy",
+                            message: "The appliance is busy checking passwords; try again shortly.", retryAfter: 2)
+        }
+    }
+
+    private static func map(_ error: FileError) -> APIError {
+        switch error {
+        case .invalidPath(let message): return .badRequest("invalid_path", message)
+        case .notFound: return APIError(status: .notFound, code: "not_found", message: "No such file or folder in the home.")
+        case .outsideHome: return APIError(status: .forbidden, code: "outside_home",
+                                           message: "The path leads outside the instance's home.")
+        case .notADirectory: return .badRequest("not_a_directory", "A part of the path is not a folder.")
+        case .isADirectory: return .badRequest("is_a_directory", "The path is a folder.")
+        case .exists: return .conflict("exists", "Something already exists at the target path.")
+        case .noSpace: return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), code: "no_space", message: "The disk is full.")
+        case .failed(let code): return APIError(status: .internalServerError, code: "file_error",
+                                                message: "The file operation failed: \(FileSystem.errorText(code)).")
+        }
+    }
+
+    private static func map(_ error: InstanceError) -> APIError {
+        switch error {
+        case .notFound: return .notFound("The instance")
+        case .invalidState(let current, let action):
+            let rule = switch action {
+            case .start: "it can only be started when stopped."
+            case .stop: "it cannot be stopped now."
+            case .delete: "try again in a moment."
+            }
+            return .conflict("invalid_state", "The instance is \(current.rawValue); \(rule)")
+        case .nameTaken(let name): return .conflict("name_taken", "An instance named '\(name)' already exists.")
+        case .noIDRangeLeft(let maxSlot):
+            return .conflict("no_id_range_left",
+                             "Every host id range is in use (at most \(maxSlot) instances); delete an instance first.")
+        case .storageFailed(.create):
+            return APIError(status: .internalServerError, code: "storage_failed",
+                            message: "The instance's storage could not be created; nothing was kept.")
+        case .storageFailed(.remove):
+            return APIError(status: .internalServerError, code: "storage_failed",
+                            message: "The instance's storage could not be removed completely; try deleting it again.")
+        case .startFailed(let reason):
+            return APIError(status: .internalServerError, code: "start_failed", message: "The instance could not start: \(reason)")
+        case .processesRemain(let survivors):
+            return APIError(status: .internalServerError, code: "processes_remain", message: "The instance was not deleted: \(survivors).")
+        case .notRunning: return .conflict("not_running", "The instance is not running.")
+        case .serviceUnreachable(let why):
+            return APIError(status: .serviceUnavailable, code: "service_unavailable",
+                            message: why ?? "The service inside the instance is not reachable.")
+        case .execFailed(let why): return .badRequest("exec_failed", why ?? "The command could not be started.")
+        }
+    }
+
+    /// Hummingbird's own refusals (no route, wrong method, body limits) in our envelope.
+    static func envelope(for status: HTTPResponse.Status) -> APIError {
+        switch status {
+        case .notFound: return APIError(status: .notFound, code: "not_found", message: "There is nothing at this address.")
+        case .methodNotAllowed: return APIError(status: .methodNotAllowed, code: "method_not_allowed", message: "This method is not allowed here.")
+        case .unauthorized: return APIError(mapping: AuthError.unauthorized)!
+        case .badRequest: return .badRequest("bad_request", "The request could not be understood.")
+        case .contentTooLarge: return APIError(status: .contentTooLarge, code: "body_too_large", message: "The request body is too large.")
+        default:
+            return status.code >= 500 ? .internalError : APIError(status: status, code: "http_\(status.code)", message: status.reasonPhrase)
+        }
+    }
+}
+
+/// Turns every error into the JSON envelope; internal details go to the log only.
+struct ErrorEnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            return APIError.envelope(for: error.status).response()
+        } catch {
+            if let mapped = APIError(mapping: error) { return mapped.response() }
+            logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            return APIError.internalError.response()
+        }
+    }
+}

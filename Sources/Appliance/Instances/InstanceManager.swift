@@ -1,0 +1,284 @@
+import Glibc
+import Logging
+import Sandbox
+import Supervisor
+
+/// Owns the lifecycle of every instance: the database row is the record, the runtime map is
+/// what actually runs. All transitions go through this actor; it throws `InstanceError`s and
+/// leaves who may ask for them to AccessPolicy.
+actor InstanceManager {
+    let instances: any InstanceRepository
+    let settings: SettingsLayers
+    let paths: DataPaths
+    let logger: Logger
+    let host: InstanceHost
+    /// nil: this appliance cannot launch (built detached, for in-process tests).
+    let launcher: InstanceLauncher?
+    let services: Configuration.InstanceServices
+    private var runtimes: [Int64: InstanceRuntime] = [:]
+
+    init(instances: any InstanceRepository, settings: SettingsLayers, paths: DataPaths, logger: Logger,
+         host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices) {
+        self.instances = instances
+        self.settings = settings
+        self.paths = paths
+        self.logger = logger
+        self.host = host
+        self.launcher = launcher
+        self.services = services
+    }
+
+    /// Kills what is left of the instance's id range on the host; the names of the survivors
+    /// if some would not go (its storage must not be touched then).
+    private func clearProcesses(_ record: InstanceRecord) async -> String? {
+        guard host.ownsIDRanges, let base = InstanceIDs.idBase(slot: record.idSlot) else { return nil }
+        let left = (try? await Blocking.run { InstanceProcesses(idBase: base).killAll() }) ?? []
+        guard !left.isEmpty else { return nil }
+        logger.error("instance processes survive SIGKILL", metadata: ["instance": "\(record.name)", "pids": "\(left)"])
+        return "processes of the instance would not exit: \(left.map(String.init).joined(separator: ", "))"
+    }
+
+    /// New settings stored: running instances get their new cgroup limits at once (`id`: only
+    /// that one).
+    func applyLimits(only id: Int64? = nil) {
+        guard let cgroups = host.cgroups else { return }
+        for (runningID, runtime) in runtimes where runtime.hasCgroup && (id == nil || id == runningID) {
+            if let record = try? instances.instance(id: runningID) {
+                cgroups.update(runningID, limits: settings.effective(record).cgroupLimits(ioDevice: host.ioDevice))
+            }
+        }
+    }
+
+    // MARK: queries
+
+    func view(_ record: InstanceRecord) async -> InstanceView {
+        var services: [ServiceStatus] = []
+        if let runtime = runtimes[record.id], record.state == .running {
+            let channel = runtime.channel
+            services = (try? await Blocking.run { try channel.call(.status, timeoutMs: 2000).0.services ?? [] }) ?? []
+        } else {
+            services = ServiceCatalog.named(self.services.rawValue).map {
+                ServiceStatus(name: $0.name, state: "stopped", pid: nil, restarts: 0, lastExit: nil, error: nil)
+            }
+        }
+        let running = runtimes[record.id]
+        return InstanceView(id: record.id, name: record.name, state: record.state, createdAt: record.createdAt,
+                            lastError: record.lastError, services: services, settings: settings.effective(record),
+                            limitsEnforced: host.limitsAvailable, ioDevice: host.ioDevice,
+                            usage: running?.hasCgroup == true ? host.cgroups?.usage(record.id) : nil,
+                            address: running?.egressAllow != nil ? EgressNetwork.addresses(slot: record.idSlot).instance : nil)
+    }
+
+    // MARK: lifecycle
+
+    func create(name: String) throws -> InstanceRecord {
+        try InstanceName.validate(name)
+        let paths = self.paths
+        do {
+            return try instances.createInstance(name: name) { record in
+                let dir = paths.instanceDir(record.id)
+                if FileSystem.exists(dir) { FileSystem.removeTree(dir) }   // a leftover of a crash
+                let rc = FileSystem.makeDirectories(paths.home(record.id), mode: 0o700)
+                guard rc == 0 else {
+                    FileSystem.removeTree(dir)
+                    throw StartupError("cannot create the instance's storage: \(FileSystem.errorText(rc))")
+                }
+                chmod(dir, 0o711)
+                let owner = InstanceIDs.agentHostUID(slot: record.idSlot)!   // the store hands out slots up to maxSlot
+                chown(paths.home(record.id), owner, owner)
+                chmod(paths.home(record.id), 0o700)
+            }
+        } catch let error as StartupError {
+            logger.error("instance create failed", metadata: ["name": "\(name)", "error": "\(error)"])
+            throw InstanceError.storageFailed(.create)
+        }
+    }
+
+    func start(_ id: Int64) async throws -> InstanceRecord {
+        guard try instances.transition(id, from: [.stopped, .failed], to: .starting) else {
+            guard let current = try instances.instance(id: id) else { throw InstanceError.notFound }
+            throw InstanceError.invalidState(current: current.state, action: .start)
+        }
+        guard let record = try instances.instance(id: id) else { throw InstanceError.notFound }
+        let settings = settings.effective(record)
+        let allow = (settings.egressAllow ?? []).compactMap { IPv4CIDR($0)?.description }
+        var cgroupFD: Int32 = -1
+        let survivors = await clearProcesses(record)
+        do {
+            if let survivors { throw InstanceLauncher.StorageError(survivors) }
+            guard let launcher else { throw InstanceLauncher.StorageError("this appliance was built without a launcher") }
+            if settings.network == Configuration.Network.egress.rawValue && host.network == nil {
+                throw InstanceLauncher.StorageError("instance networking is unavailable on this host: \(host.networkError ?? "unknown")")
+            }
+            let logger = self.logger
+            var request = try launcher.request(for: record, settings: settings) { link, aside in
+                logger.warning("moved aside a symbolic link the instance put where the appliance mounts",
+                               metadata: ["instance": "\(record.name)", "path": "\(link)", "now": "\(aside)"])
+            }
+            if let cgroups = host.cgroups, cgroups.available {
+                cgroupFD = try cgroups.prepare(id, limits: settings.cgroupLimits(ioDevice: host.ioDevice))
+                request.cgroupFD = cgroupFD
+            }
+            let egress = settings.network == Configuration.Network.egress.rawValue ? host.network : nil
+            let (slot, hasCgroup, launchRequest, baseRoot, logPath) = (record.idSlot, cgroupFD >= 0, request, launcher.baseRoot, paths.log(id))
+            let runtime = try await Blocking.run {
+                try InstanceLauncher.launch(launchRequest, logPath: logPath, egressAllow: egress == nil ? nil : allow, hasCgroup: hasCgroup,
+                                            beforeGo: { pid in try egress?.attach(slot: slot, pid: pid, allow: allow) },
+                                            passMount: baseRoot.map { base in { pid in try IdMappedTree.make(base, for: pid) } })
+            }
+            if cgroupFD >= 0 { close(cgroupFD); cgroupFD = -1 }
+            runtimes[id] = runtime
+            try instances.setState(id, .running)
+            try instances.setAutostart(id, true)
+            logger.info("instance started", metadata: ["instance": "\(record.name)", "pid": "\(runtime.process.pid)"])
+        } catch {
+            // Nothing of the attempt survives: launch() already killed and reaped its child;
+            // its cgroup and allow-list entries go here.
+            if cgroupFD >= 0 { close(cgroupFD) }
+            host.cgroups?.destroy(id)
+            host.network?.detach(slot: record.idSlot, allow: allow)
+            let reason = "\(error)"
+            try? instances.setState(id, .stopped, lastError: reason)
+            logger.error("instance start failed", metadata: ["instance": "\(record.name)", "error": "\(reason)"])
+            throw InstanceError.startFailed(reason)
+        }
+        guard let started = try instances.instance(id: id) else { throw InstanceError.notFound }
+        return started
+    }
+
+    /// What is left of an instance on the host once its init is gone.
+    private func release(_ id: Int64, _ runtime: InstanceRuntime) {
+        if runtime.hasCgroup { host.cgroups?.destroy(id) }
+        if let allow = runtime.egressAllow, let record = try? instances.instance(id: id) {
+            host.network?.detach(slot: record.idSlot, allow: allow)
+        }
+    }
+
+    /// `failure`: the instance is stopped because of what its init did, and ends `failed`
+    /// with this as its last error.
+    func stop(_ id: Int64, keepAutostart: Bool = false, failure: String? = nil) async throws -> InstanceRecord {
+        guard try instances.transition(id, from: [.running, .failed], to: .stopping) else {
+            guard let current = try instances.instance(id: id) else { throw InstanceError.notFound }
+            if current.state == .stopped { return current }
+            throw InstanceError.invalidState(current: current.state, action: .stop)
+        }
+        if !keepAutostart { try instances.setAutostart(id, false) }
+        var failure = failure
+        if let runtime = runtimes.removeValue(forKey: id) {
+            let outcome = try await Blocking.run { InstanceLauncher.terminate(runtime.process) }
+            release(id, runtime)
+            logger.info("instance stopped", metadata: ["instance": "\(id)", "outcome": "\(outcome)"])
+        }
+        if let record = try instances.instance(id: id), let survivors = await clearProcesses(record) {
+            failure = [failure, survivors].compactMap { $0 }.joined(separator: "; ")
+        }
+        if let failure { try instances.setState(id, .failed, lastError: failure) } else { try instances.setState(id, .stopped) }
+        guard let stopped = try instances.instance(id: id) else { throw InstanceError.notFound }
+        return stopped
+    }
+
+    func restart(_ id: Int64) async throws -> InstanceRecord {
+        _ = try await stop(id, keepAutostart: true)
+        return try await start(id)
+    }
+
+    func delete(_ id: Int64) async throws {
+        guard let record = try instances.instance(id: id) else { throw InstanceError.notFound }
+        if record.state == .starting || record.state == .stopping {
+            throw InstanceError.invalidState(current: record.state, action: .delete)
+        }
+        if runtimes[id] != nil { _ = try await stop(id) }
+        if let survivors = await clearProcesses(record) { throw InstanceError.processesRemain(survivors) }
+        let dir = paths.instanceDir(id)
+        guard try await Blocking.run({ FileSystem.removeTree(dir) }) else {
+            logger.error("instance storage not fully removed", metadata: ["instance": "\(record.name)", "dir": "\(dir)"])
+            throw InstanceError.storageFailed(.remove)
+        }
+        try instances.deleteInstance(id)
+        logger.info("instance deleted", metadata: ["instance": "\(record.name)"])
+    }
+
+    // MARK: inside a running instance
+
+    /// A connected socket to `port` on the instance's loopback, handed over by its init.
+    func connect(_ id: Int64, port: Int) async throws -> Int32 {
+        guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
+        let channel = runtime.channel
+        let (response, fd) = try await Blocking.run { try channel.call(.connect, port: port) }
+        guard response.ok, fd >= 0 else {
+            if fd >= 0 { close(fd) }
+            throw InstanceError.serviceUnreachable(response.error)
+        }
+        return fd
+    }
+
+    /// Runs a command inside the instance, as its agent user (uid 1000, no capabilities, the
+    /// services' seccomp profile) or as the root of its user namespace.
+    func exec(_ id: Int64, argv: [String], user: String, timeoutMs: Int) async throws -> RunResult {
+        guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
+        let channel = runtime.channel
+        let (response, fd) = try await Blocking.run {
+            try channel.call(.run, argv: argv, user: user, timeoutMs: timeoutMs + 2000)
+        }
+        if fd >= 0 { close(fd) }
+        guard response.ok, let result = response.run else { throw InstanceError.execFailed(response.error) }
+        return result
+    }
+
+    // MARK: daemon lifecycle
+
+    /// Called once at startup: rows left in transient states by a crash are reset, and the
+    /// instances that were running when the daemon stopped are started again.
+    func resume() async {
+        guard let all = try? instances.allInstances() else { return }
+        // A previous daemon's instances may still be shutting down (their inits saw its end of
+        // the control socket close): nothing of them may run on into this daemon's walks.
+        var blocked: Set<Int64> = []
+        for record in all {
+            if let survivors = await clearProcesses(record) {
+                blocked.insert(record.id)
+                try? instances.setState(record.id, .failed, lastError: survivors)
+            } else if record.state != .stopped {
+                try? instances.setState(record.id, .stopped, lastError: record.state == .failed ? record.lastError : nil)
+            }
+        }
+        for record in all where record.autostart && !blocked.contains(record.id) {
+            do { _ = try await start(record.id) } catch {
+                logger.error("autostart failed", metadata: ["instance": "\(record.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Notices inits that died on their own (crash, OOM, kill from outside) and inits that
+    /// broke the control protocol, which are stopped: a hostile init gets no further calls.
+    func sweep() async {
+        var broken: [(Int64, String)] = []
+        for (id, runtime) in runtimes {
+            let result = runtime.process.wait(timeoutMs: 0)
+            guard result != .timedOut else {
+                runtime.channel.drain()
+                if let violation = runtime.channel.violation { broken.append((id, violation)) }
+                continue
+            }
+            runtimes.removeValue(forKey: id)
+            release(id, runtime)
+            let reason = "the instance's init exited unexpectedly (\(result))"
+            try? instances.setState(id, .failed, lastError: reason)
+            logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+        }
+        for (id, violation) in broken {
+            let reason = "the instance's init broke the control protocol: \(violation)"
+            logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+            do { _ = try await stop(id, keepAutostart: true, failure: reason) } catch {
+                logger.error("stopping a failed instance failed", metadata: ["instance": "\(id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Daemon shutdown: stop everything but remember what was running.
+    func shutdownAll() async {
+        for id in Array(runtimes.keys) {
+            _ = try? await stop(id, keepAutostart: true)
+        }
+    }
+}
