@@ -93,7 +93,7 @@ public final class ControlChannel: @unchecked Sendable {
 
     /// Sends one request and returns the matching reply and any descriptor it carried.
     public func call(_ op: ControlRequest.Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil,
-                     timeoutMs: Int = 5000) throws(Failure) -> (ControlResponse, Int32) {
+                     service: String? = nil, timeoutMs: Int = 5000) throws(Failure) -> (ControlResponse, Int32) {
         pthread_mutex_lock(&lock)
         if let reason = brokenReason {
             pthread_mutex_unlock(&lock)
@@ -104,7 +104,8 @@ public final class ControlChannel: @unchecked Sendable {
         pending[id] = op
         pthread_mutex_unlock(&lock)
         let runLimit = op == .run ? max(0, timeoutMs - 1000) : nil
-        let bytes = ControlCodec.encode(ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: runLimit))
+        let bytes = ControlCodec.encode(ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: runLimit,
+                                                          service: service))
         let sent = bytes.withUnsafeBytes { csbx_send_with_fd(fd, $0.baseAddress, $0.count, -1) }
         guard sent == bytes.count else {
             pthread_mutex_lock(&lock)

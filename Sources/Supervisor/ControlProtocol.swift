@@ -7,7 +7,7 @@ import FoundationEssentials
 /// `connect` reply carries the connected TCP socket as SCM_RIGHTS ancillary data: the daemon
 /// reaches ports inside the instance's network namespace without any port on the host.
 public struct ControlRequest: Codable, Sendable {
-    public enum Op: String, Codable, Sendable { case status, connect, shutdown, run }
+    public enum Op: String, Codable, Sendable { case status, connect, shutdown, run, restartService }
     public var id: UInt64
     public var op: Op
     public var port: Int?
@@ -16,8 +16,12 @@ public struct ControlRequest: Codable, Sendable {
     public var argv: [String]?
     public var user: String?
     public var timeoutMs: Int?
+    /// `restartService`: which service (it leaves `failed` and starts afresh).
+    public var service: String?
 
-    public init(id: UInt64, op: Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil, timeoutMs: Int? = nil) {
+    public init(id: UInt64, op: Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil, timeoutMs: Int? = nil,
+                service: String? = nil) {
+        self.service = service
         self.id = id
         self.op = op
         self.port = port

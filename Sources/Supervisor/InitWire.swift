@@ -110,12 +110,14 @@ enum InitWire {
         var argv: [String]?
         var user: String?
         var timeoutMs: Int?
+        var service: String?
         guard r.object({ key, r in
             switch key {
             case "id": guard let v = r.integer(), v >= 0 else { return false }; id = UInt64(v)
             case "op": guard let v = r.string(), let o = ControlRequest.Op(rawValue: v) else { return false }; op = o
             case "port": if !r.null() { guard let v = r.integer(), let p = Int(exactly: v) else { return false }; port = p }
             case "user": if !r.null() { guard let v = r.string() else { return false }; user = v }
+            case "service": if !r.null() { guard let v = r.string() else { return false }; service = v }
             case "timeoutMs": if !r.null() { guard let v = r.integer(), let t = Int(exactly: v) else { return false }; timeoutMs = t }
             case "argv":
                 if !r.null() {
@@ -131,7 +133,7 @@ enum InitWire {
             }
             return true
         }), r.atEnd, let id, let op else { return nil }
-        return ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: timeoutMs)
+        return ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: timeoutMs, service: service)
     }
 
     /// A strict reader for the subset of JSON the daemon's JSONEncoder produces (and any other

@@ -172,6 +172,12 @@ public enum InstanceInit {
                 send(ControlResponse(id: request.id, ok: false, error: "connect to port \(port): \(reason)"), fd: -1)
             }
             if fd >= 0 { close(fd) }
+        case .restartService:
+            if let failure = supervisor.restart(service: request.service ?? "", now: now) {
+                send(ControlResponse(id: request.id, ok: false, error: failure), fd: -1)
+            } else {
+                send(ControlResponse(id: request.id, ok: true, services: supervisor.statuses), fd: -1)
+            }
         case .shutdown:
             send(ControlResponse(id: request.id, ok: true), fd: -1)
             supervisor.beginShutdown(now: now)

@@ -36,6 +36,7 @@ import Testing
             ControlRequest(id: 1, op: .status),
             ControlRequest(id: 2, op: .connect, port: 5900),
             ControlRequest(id: UInt64(Int64.max), op: .shutdown),
+            ControlRequest(id: 3, op: .restartService, service: "chromium"),
         ] + Self.awkward.enumerated().map { i, text in
             ControlRequest(id: UInt64(10 + i), op: .run, argv: ["sh", "-c", text, ""], user: text, timeoutMs: 29_000)
         }
@@ -44,6 +45,7 @@ import Testing
             let decoded = try #require(InitWire.decodeRequest(bytes[...]))
             #expect(decoded.id == original.id && decoded.op == original.op && decoded.port == original.port)
             #expect(decoded.argv == original.argv && decoded.user == original.user && decoded.timeoutMs == original.timeoutMs)
+            #expect(decoded.service == original.service)
         }
     }
 

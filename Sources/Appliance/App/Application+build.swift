@@ -81,6 +81,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
     SettingsController(policy: policy, layers: layers, manager: manager).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
+    ServicesController(policy: policy, manager: manager).addRoutes(to: api)
     assets.register(on: router)
 
     let webSocketRouter = Router(context: AppContext.self)

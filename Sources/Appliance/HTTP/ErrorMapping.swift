@@ -75,6 +75,8 @@ extension APIError {
         case .processesRemain(let survivors):
             return APIError(status: .internalServerError, code: "processes_remain", message: "The instance was not deleted: \(survivors).")
         case .notRunning: return .conflict("not_running", "The instance is not running.")
+        case .noSuchService(let name): return APIError(status: .notFound, code: "no_such_service",
+                                                       message: "The instance runs no service named '\(name)'.")
         case .serviceUnreachable(let why):
             return APIError(status: .serviceUnavailable, code: "service_unavailable",
                             message: why ?? "The service inside the instance is not reachable.")

@@ -19,6 +19,8 @@ enum InstanceError: Error, Equatable, Sendable {
     /// The instance's init could not connect to one of its services.
     case serviceUnreachable(String?)
     case execFailed(String?)
+    /// The instance runs no service of that name.
+    case noSuchService(String)
 }
 
 /// A request's input broke a rule (a name, a setting, a credential's shape): `code` and

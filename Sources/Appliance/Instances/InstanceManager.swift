@@ -212,6 +212,24 @@ actor InstanceManager {
         return fd
     }
 
+    /// The services of a running instance as its init reports them.
+    func services(_ id: Int64) async throws -> [ServiceStatus] {
+        guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
+        let channel = runtime.channel
+        return try await Blocking.run { try channel.call(.status, timeoutMs: 2000).0.services ?? [] }
+    }
+
+    /// Restarts one service explicitly: a `failed` service leaves its start limit behind and
+    /// starts afresh; a running one is stopped and started again.
+    func restartService(_ id: Int64, name: String) async throws -> [ServiceStatus] {
+        guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
+        let channel = runtime.channel
+        let (response, fd) = try await Blocking.run { try channel.call(.restartService, service: name) }
+        if fd >= 0 { close(fd) }
+        guard response.ok, let services = response.services else { throw InstanceError.noSuchService(name) }
+        return services
+    }
+
     /// Runs a command inside the instance, as its agent user (uid 1000, no capabilities, the
     /// services' seccomp profile) or as the root of its user namespace.
     func exec(_ id: Int64, argv: [String], user: String, timeoutMs: Int) async throws -> RunResult {
