@@ -109,9 +109,20 @@ import Testing
     @Test func theStoreRefusesASlotBeyondTheCap() throws {
         let dir = TempDir()
         let store = try SQLiteStore(path: dir.path + "/claworc.db")
-        _ = try store.createInstance(name: "one", maxSlot: 2) { _ in }
-        _ = try store.createInstance(name: "two", maxSlot: 2) { _ in }
-        #expect(throws: InstanceError.noIDRangeLeft(maxSlot: 2)) { try store.createInstance(name: "three", maxSlot: 2) { _ in } }
+        _ = try store.createInstance(name: "one", slots: 1...2) { _ in }
+        _ = try store.createInstance(name: "two", slots: 1...2) { _ in }
+        #expect(throws: InstanceError.noIDRangeLeft(maxSlot: 2)) { try store.createInstance(name: "three", slots: 1...2) { _ in } }
         #expect(try store.allInstances().map(\.name) == ["one", "two"])
+    }
+
+    /// A test daemon's slots start where it was told; the lowest free one above is reused.
+    @Test func slotsStartAtTheFirstOfTheRange() throws {
+        let dir = TempDir()
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
+        let a = try store.createInstance(name: "a", slots: 300...400) { _ in }
+        let b = try store.createInstance(name: "b", slots: 300...400) { _ in }
+        #expect(a.idSlot == 300 && b.idSlot == 301)
+        try store.deleteInstance(a.id)
+        #expect(try store.createInstance(name: "c", slots: 300...400) { _ in }.idSlot == 300)
     }
 }

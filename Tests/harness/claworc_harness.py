@@ -23,12 +23,20 @@ ADMIN = ("admin", "correct-horse-battery")
 class Daemon:
     """One `claworc serve` process; restartable on the same data dir."""
 
+    started = 0
+
     def __init__(self, data_dir: pathlib.Path, extra_args=()):
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
         # Test instances get no route out unless a test gives one (to its own test hosts).
         if "--default-network" not in self.extra_args:
             self.extra_args += ["--default-network", "none"]
+        # Daemons side by side (a module's shared one and a test's own, or two test runs) hand
+        # out id slots apart: starting an instance kills whatever still runs in its slot's range.
+        if "--unsafe-test-first-slot" not in self.extra_args:
+            Daemon.started += 1
+            bucket = (os.getpid() * 7 + Daemon.started * 13) % 250
+            self.extra_args += ["--unsafe-test-first-slot", str(1 + 64 * bucket)]
         self.proc = None
         self.port = None
         self.log_path = data_dir.parent / (data_dir.name + ".daemon.log")

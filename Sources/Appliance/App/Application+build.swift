@@ -69,7 +69,8 @@ func buildApplication(configuration: Configuration, logger: Logger,
     }
     let layers = SettingsLayers(settings: store, instances: store, defaultNetwork: configuration.defaultNetwork)
     let manager = InstanceManager(instances: store, settings: layers, paths: paths, logger: logger,
-                                  host: host, launcher: launcher, services: configuration.instanceServices)
+                                  host: host, launcher: launcher, services: configuration.instanceServices,
+                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot)
     let policy = AccessPolicy(instances: store)
 
     let router = Router(context: AppContext.self)

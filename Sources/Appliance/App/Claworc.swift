@@ -45,6 +45,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("unsafe-test-init"), help: .hidden)
     var unsafeTestInit: String?
 
+    /// Only for test daemons running side by side: the lowest id slot to hand out.
+    @Option(name: .customLong("unsafe-test-first-slot"), help: .hidden)
+    var unsafeTestFirstSlot: Int64?
+
     /// Only for the conformance suite: request-head and keep-alive idle timeouts short enough
     /// to test, as HEAD_MS,IDLE_MS. Never documented for users.
     @Option(name: .customLong("unsafe-test-http-timeouts"), help: .hidden)

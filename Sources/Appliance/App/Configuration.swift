@@ -30,6 +30,9 @@ struct Configuration: Sendable {
         var initProgram: String?
         /// Request-head and keep-alive idle timeouts short enough to test.
         var httpTimeouts: (head: TimeAmount, idle: TimeAmount)?
+        /// The lowest id slot this daemon hands out (1 in production). Test daemons running side
+        /// by side get apart ranges: starting an instance kills what runs in its slot's range.
+        var firstSlot: Int64 = 1
     }
 
     var host: String
@@ -66,6 +69,12 @@ struct Configuration: Sendable {
         }
         unsafe.disabled = disabled
         unsafe.initProgram = options.unsafeTestInit
+        if let first = options.unsafeTestFirstSlot {
+            guard (1...InstanceIDs.maxSlot).contains(first) else {
+                throw ValidationError("--unsafe-test-first-slot must be between 1 and \(InstanceIDs.maxSlot)")
+            }
+            unsafe.firstSlot = first
+        }
         guard let network = Network(rawValue: options.defaultNetwork) else {
             throw ValidationError("--default-network must be egress or none")
         }

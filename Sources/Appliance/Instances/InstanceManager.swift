@@ -15,10 +15,14 @@ actor InstanceManager {
     /// nil: this appliance cannot launch (built detached, for in-process tests).
     let launcher: InstanceLauncher?
     let services: Configuration.InstanceServices
+    /// The id slots this daemon hands out (1...maxSlot but for test daemons side by side).
+    let slots: ClosedRange<Int64>
     private var runtimes: [Int64: InstanceRuntime] = [:]
 
     init(instances: any InstanceRepository, settings: SettingsLayers, paths: DataPaths, logger: Logger,
-         host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices) {
+         host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices,
+         slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot) {
+        self.slots = slots
         self.instances = instances
         self.settings = settings
         self.paths = paths
@@ -75,7 +79,7 @@ actor InstanceManager {
         try InstanceName.validate(name)
         let paths = self.paths
         do {
-            return try instances.createInstance(name: name) { record in
+            return try instances.createInstance(name: name, slots: slots) { record in
                 let dir = paths.instanceDir(record.id)
                 if FileSystem.exists(dir) { FileSystem.removeTree(dir) }   // a leftover of a crash
                 let rc = FileSystem.makeDirectories(paths.home(record.id), mode: 0o700)

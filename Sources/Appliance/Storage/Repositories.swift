@@ -22,9 +22,9 @@ protocol InstanceRepository: Sendable {
     func isAssigned(instanceID: Int64, userID: Int64) throws -> Bool
     /// Inserts the row and runs `prepare` (which creates the instance's directories) in one
     /// transaction: if `prepare` throws, the row never existed. Throws
-    /// `InstanceError.noIDRangeLeft` when every slot up to `maxSlot` is taken and
+    /// `InstanceError.noIDRangeLeft` when every slot of `slots` is taken and
     /// `InstanceError.nameTaken` for a name in use.
-    func createInstance(name: String, maxSlot: Int64, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord
+    func createInstance(name: String, slots: ClosedRange<Int64>, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord
     func setState(_ id: Int64, _ state: InstanceState, lastError: String?) throws
     /// Moves to `to` only from one of `from`; false if another request got there first.
     func transition(_ id: Int64, from: [InstanceState], to: InstanceState) throws -> Bool
@@ -35,7 +35,7 @@ protocol InstanceRepository: Sendable {
 
 extension InstanceRepository {
     func createInstance(name: String, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
-        try createInstance(name: name, maxSlot: InstanceIDs.maxSlot, prepare: prepare)
+        try createInstance(name: name, slots: 1...InstanceIDs.maxSlot, prepare: prepare)
     }
     func setState(_ id: Int64, _ state: InstanceState) throws { try setState(id, state, lastError: nil) }
 }

@@ -118,15 +118,15 @@ final class SQLiteStore: UserRepository, InstanceRepository, SettingsRepository 
                       [.integer(instanceID), .integer(userID)]).isEmpty
     }
 
-    func createInstance(name: String, maxSlot: Int64, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
+    func createInstance(name: String, slots: ClosedRange<Int64>, prepare: (InstanceRecord) throws -> Void) throws -> InstanceRecord {
         try db.transaction { tx in
             // The lowest free id slot, so ranges of deleted instances are reused.
             let slot = try tx.query("""
                 SELECT MIN(candidate) AS slot FROM (
-                    SELECT 1 AS candidate UNION SELECT id_slot + 1 FROM instances WHERE id_slot IS NOT NULL
+                    SELECT ? AS candidate UNION SELECT id_slot + 1 FROM instances WHERE id_slot >= ?
                 ) WHERE candidate NOT IN (SELECT id_slot FROM instances WHERE id_slot IS NOT NULL)
-                """).first?["slot"]?.int ?? 1
-            guard slot <= maxSlot else { throw InstanceError.noIDRangeLeft(maxSlot: maxSlot) }
+                """, [.integer(slots.lowerBound), .integer(slots.lowerBound)]).first?["slot"]?.int ?? slots.lowerBound
+            guard slot <= slots.upperBound else { throw InstanceError.noIDRangeLeft(maxSlot: slots.upperBound) }
             let id: Int64
             do {
                 (_, id) = try tx.write("INSERT INTO instances (name, id_slot) VALUES (?, ?)", [.text(name), .integer(slot)])
