@@ -35,6 +35,9 @@ class RoutedHost:
     def __init__(self, name, addr, host_addr):
         self.name, self.addr = name, addr
         self.veth = f"{name[-5:]}h"
+        # The names are this test's own: what an interrupted run left of them goes first.
+        sh("ip", "netns", "delete", name, check=False)
+        sh("ip", "link", "delete", self.veth, check=False)
         sh("ip", "netns", "add", name)
         sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", name)
         sh("ip", "addr", "add", f"{host_addr}/24", "dev", self.veth)

@@ -31,6 +31,9 @@ class FakeHost:
     def __init__(self, name, addr, host_addr):
         self.name, self.addr, self.host_addr = name, addr, host_addr
         self.veth = f"{name[-6:]}h"
+        # The names are this test's own: what an interrupted run left of them goes first.
+        sh("ip", "netns", "delete", name, check=False)
+        sh("ip", "link", "delete", self.veth, check=False)
         sh("ip", "netns", "add", name)
         sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", name)
         sh("ip", "addr", "add", f"{host_addr}/24", "dev", self.veth)
@@ -57,20 +60,23 @@ class FakeHost:
 
 @pytest.fixture(scope="module")
 def world():
-    hosts = [FakeHost("cwtest-inet", *INTERNET), FakeHost("cwtest-lan", *LAN), FakeHost("cwtest-meta", *METADATA)]
-    # A service on the host's own address on the fake-internet link: instances must not reach it.
-    host_service = subprocess.Popen([sys.executable, "-m", "http.server", "8081", "--bind", INTERNET[1]],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hosts, host_service, daemon = [], None, None
     base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-egress-"))
     base.chmod(0o711)
-    daemon = Daemon(base / "data", extra_args=["--default-network", "egress"]).start()
     try:
-        admin = bootstrap_admin(daemon)
-        yield admin
+        for name, addrs in (("cwtest-inet", INTERNET), ("cwtest-lan", LAN), ("cwtest-meta", METADATA)):
+            hosts.append(FakeHost(name, *addrs))
+        # A service on the host's own address on the fake-internet link: instances must not reach it.
+        host_service = subprocess.Popen([sys.executable, "-m", "http.server", "8081", "--bind", INTERNET[1]],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = Daemon(base / "data", extra_args=["--default-network", "egress"]).start()
+        yield bootstrap_admin(daemon)
     finally:
-        daemon.stop()
-        host_service.kill()
-        host_service.wait()
+        if daemon:
+            daemon.stop()
+        if host_service:
+            host_service.kill()
+            host_service.wait()
         for h in hosts:
             h.close()
         shutil.rmtree(base, ignore_errors=True)
