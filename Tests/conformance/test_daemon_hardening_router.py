@@ -10,58 +10,16 @@ starting meanwhile rewrites that table, so run it when no other daemon is starti
 import pathlib
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 
 from claworc_harness import Daemon, bootstrap_admin
+from test_hosts import TestHost, sh
 
 
 def fresh_dir():
     base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-router-"))
     base.chmod(0o711)
     return base
-
-
-def sh(*args, check=True):
-    return subprocess.run(args, capture_output=True, text=True, check=check)
-
-
-class RoutedHost:
-    """A network namespace on a veth to the root namespace, routed via the host, with an
-    HTTP server on port 8080."""
-
-    def __init__(self, name, addr, host_addr):
-        self.name, self.addr = name, addr
-        self.veth = f"{name[-5:]}h"
-        # The names are this test's own: what an interrupted run left of them goes first.
-        sh("ip", "netns", "delete", name, check=False)
-        sh("ip", "link", "delete", self.veth, check=False)
-        sh("ip", "netns", "add", name)
-        sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", name)
-        sh("ip", "addr", "add", f"{host_addr}/24", "dev", self.veth)
-        sh("ip", "link", "set", self.veth, "up")
-        sh("ip", "-n", name, "addr", "add", f"{addr}/24", "dev", "eth0")
-        sh("ip", "-n", name, "link", "set", "eth0", "up")
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        sh("ip", "-n", name, "route", "add", "default", "via", host_addr)
-        self.server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8080",
-                                        "--bind", addr], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while not self.reaches(addr, 1):   # readiness: the server accepts inside its namespace
-            assert time.monotonic() < deadline, f"test host {name} did not come up"
-            time.sleep(0.05)
-
-    def reaches(self, addr, timeout=1.5):
-        return sh("ip", "netns", "exec", self.name, sys.executable, "-c",
-                  f"import socket; socket.create_connection(('{addr}', 8080), {timeout})", check=False).returncode == 0
-
-    def close(self):
-        self.server.kill()
-        self.server.wait()
-        sh("ip", "netns", "delete", self.name, check=False)
-        sh("ip", "link", "delete", self.veth, check=False)
 
 
 FORWARD = pathlib.Path("/proc/sys/net/ipv4/ip_forward")
@@ -79,11 +37,11 @@ def test_50c_appliance_is_not_a_router():
     base = fresh_dir()
     daemon = None
     try:
-        a = RoutedHost("cwtest-rta", "10.99.1.2", "10.99.1.1")
+        a = TestHost("cwtest-rta", "10.99.1.2", "10.99.1.1", routed=True)
         hosts.append(a)
-        b = RoutedHost("cwtest-rtb", "10.99.2.2", "10.99.2.1")
+        b = TestHost("cwtest-rtb", "10.99.2.2", "10.99.2.1", routed=True)
         hosts.append(b)
-        inet = RoutedHost("cwtest-rti", "203.0.113.10", "203.0.113.1")
+        inet = TestHost("cwtest-rti", "203.0.113.10", "203.0.113.1", routed=True)
         hosts.append(inet)
         sh("nft", "delete", "table", "inet", "claworc", check=False)
 

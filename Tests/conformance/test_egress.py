@@ -15,47 +15,11 @@ import time
 import pytest
 
 from claworc_harness import Daemon, bootstrap_admin
+from test_hosts import TestHost, sh
 
 INTERNET = ("203.0.113.10", "203.0.113.1")     # TEST-NET-3: (fake host, host side)
 LAN = ("192.168.77.10", "192.168.77.1")
 METADATA = ("169.254.77.10", "169.254.77.1")   # link-local, where cloud metadata services live
-
-
-def sh(*args, check=True):
-    return subprocess.run(args, capture_output=True, text=True, check=check)
-
-
-class FakeHost:
-    """A network namespace with one veth to the host and a tiny HTTP server on port 8080."""
-
-    def __init__(self, name, addr, host_addr):
-        self.name, self.addr, self.host_addr = name, addr, host_addr
-        self.veth = f"{name[-6:]}h"
-        # The names are this test's own: what an interrupted run left of them goes first.
-        sh("ip", "netns", "delete", name, check=False)
-        sh("ip", "link", "delete", self.veth, check=False)
-        sh("ip", "netns", "add", name)
-        sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", name)
-        sh("ip", "addr", "add", f"{host_addr}/24", "dev", self.veth)
-        sh("ip", "link", "set", self.veth, "up")
-        sh("ip", "-n", name, "addr", "add", f"{addr}/24", "dev", "eth0")
-        sh("ip", "-n", name, "link", "set", "eth0", "up")
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        self.server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8080",
-                                        "--bind", addr], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:   # readiness: the server accepts from the host
-            if sh("ip", "netns", "exec", name, sys.executable, "-c",
-                  f"import socket; socket.create_connection(('{addr}', 8080), 1)", check=False).returncode == 0:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"test host {name} did not come up")
-
-    def close(self):
-        self.server.kill()
-        self.server.wait()
-        sh("ip", "netns", "delete", self.name, check=False)
-        sh("ip", "link", "delete", self.veth, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +29,7 @@ def world():
     base.chmod(0o711)
     try:
         for name, addrs in (("cwtest-inet", INTERNET), ("cwtest-lan", LAN), ("cwtest-meta", METADATA)):
-            hosts.append(FakeHost(name, *addrs))
+            hosts.append(TestHost(name, *addrs))
         # A service on the host's own address on the fake-internet link: instances must not reach it.
         host_service = subprocess.Popen([sys.executable, "-m", "http.server", "8081", "--bind", INTERNET[1]],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

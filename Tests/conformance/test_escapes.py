@@ -33,7 +33,7 @@ import types
 import pytest
 
 from claworc_harness import BINARY, LISTENING, Daemon, bootstrap_admin, init_pid, run_inside
-from image_base import build_base
+from image_base import image_appliance
 from sandbox_kit import AGENT_UID, Instance, descendants, ename, poll_until, status_fields
 from sandbox_kit import inst, probe_binary  # noqa: F401  (fixtures)
 
@@ -290,14 +290,7 @@ def test_43_init_has_no_controlling_terminal(probe_binary):
 # ---- 44 ---------------------------------------------------------------------------------------
 
 def test_44_image_mode_pid1_loads_nothing_the_instance_wrote(evil_library):
-    root = pathlib.Path(tempfile.mkdtemp(prefix="claworc-preload-"))
-    root.chmod(0o711)
-    base = root / "base"
-    build_base(base)
-    daemon = Daemon(root / "data", extra_args=["--root-mode", "image", "--base-dir", str(base),
-                                                "--instance-services", "none"]).start()
-    try:
-        admin = bootstrap_admin(daemon)
+    with image_appliance("claworc-preload-") as (admin, daemon, _):
         iid = admin.create("preload")["id"]
         started = admin.post(f"/api/v1/instances/{iid}/start")
         assert started.status_code == 200, started.text
@@ -328,43 +321,32 @@ def test_44_image_mode_pid1_loads_nothing_the_instance_wrote(evil_library):
             if st.returncode == 0:
                 assert st.stdout.strip() != overlay_dev, f"PID 1 maps {path} from the instance's own root"
         admin.post(f"/api/v1/instances/{iid}/stop")
-    finally:
-        daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # ---- 52 ---------------------------------------------------------------------------------------
 
 def test_52_image_mode_launch_never_follows_links_the_instance_made():
-    root = pathlib.Path(tempfile.mkdtemp(prefix="claworc-links-"))
-    root.chmod(0o711)
-    base = root / "base"
-    build_base(base)
     # The launcher assembles the new root before pivot_root, with the host's / still its root:
     # an absolute link in the instance's layer would point there.
     bait = pathlib.Path(tempfile.mkdtemp(prefix="claworc-bait-"))
     bait.chmod(0o777)
-    daemon = Daemon(root / "data", extra_args=["--root-mode", "image", "--base-dir", str(base),
-                                                "--instance-services", "none"]).start()
     try:
-        admin = bootstrap_admin(daemon)
-        iid = admin.create("links")["id"]
-        assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
-        swap = admin.post(f"/api/v1/instances/{iid}/exec", {"user": "root", "argv": [
-            "sh", "-c", f"mv /home /home.old && ln -s {bait} /home && ls -ld /home"]}).json()
-        assert swap["exit_code"] == 0, swap
-        assert admin.post(f"/api/v1/instances/{iid}/stop").json()["state"] == "stopped"
-        again = admin.post(f"/api/v1/instances/{iid}/start")
-        assert list(bait.iterdir()) == [], f"the launch followed the instance's link onto the host: {list(bait.iterdir())}"
-        # The link is moved aside, kept, and the instance starts with a real /home.
-        assert again.status_code == 200, again.text
-        after = admin.post(f"/api/v1/instances/{iid}/exec", {"user": "root", "argv": [
-            "sh", "-c", "ls -d /home.claworc-moved-*; ls /home"]}).json()
-        assert after["exit_code"] == 0 and after["output"].split() == [
-            after["output"].split()[0], "browser", "claworc"], after
-        assert "moved aside a symbolic link" in daemon.log_text()
-        admin.post(f"/api/v1/instances/{iid}/stop")
+        with image_appliance("claworc-links-") as (admin, daemon, _):
+            iid = admin.create("links")["id"]
+            assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+            swap = admin.post(f"/api/v1/instances/{iid}/exec", {"user": "root", "argv": [
+                "sh", "-c", f"mv /home /home.old && ln -s {bait} /home && ls -ld /home"]}).json()
+            assert swap["exit_code"] == 0, swap
+            assert admin.post(f"/api/v1/instances/{iid}/stop").json()["state"] == "stopped"
+            again = admin.post(f"/api/v1/instances/{iid}/start")
+            assert list(bait.iterdir()) == [], f"the launch followed the instance's link onto the host: {list(bait.iterdir())}"
+            # The link is moved aside, kept, and the instance starts with a real /home.
+            assert again.status_code == 200, again.text
+            after = admin.post(f"/api/v1/instances/{iid}/exec", {"user": "root", "argv": [
+                "sh", "-c", "ls -d /home.claworc-moved-*; ls /home"]}).json()
+            assert after["exit_code"] == 0 and after["output"].split() == [
+                after["output"].split()[0], "browser", "claworc"], after
+            assert "moved aside a symbolic link" in daemon.log_text()
+            admin.post(f"/api/v1/instances/{iid}/stop")
     finally:
-        daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(bait, ignore_errors=True)

@@ -5,14 +5,11 @@ stays byte-for-byte untouched."""
 import hashlib
 import os
 import pathlib
-import shutil
 import stat
-import tempfile
 
 import pytest
 
-from claworc_harness import Daemon, bootstrap_admin
-from image_base import build_base
+from image_base import image_appliance
 
 def tree_digest(base: pathlib.Path):
     h = hashlib.sha256()
@@ -31,17 +28,8 @@ def tree_digest(base: pathlib.Path):
 
 @pytest.fixture(scope="module")
 def appliance():
-    root = pathlib.Path(tempfile.mkdtemp(prefix="claworc-image-"))
-    root.chmod(0o711)
-    base = root / "base"
-    build_base(base)
-    daemon = Daemon(root / "data", extra_args=["--root-mode", "image", "--base-dir", str(base),
-                                                "--instance-services", "none"]).start()
-    try:
-        yield bootstrap_admin(daemon), base
-    finally:
-        daemon.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with image_appliance("claworc-image-") as (admin, _, base):
+        yield admin, base
 
 
 def run(admin, iid, script, user="root"):

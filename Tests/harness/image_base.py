@@ -1,10 +1,12 @@
 """A minimal root filesystem tree for the `image` root mode, made from the host's own files: a
 few tools and the libraries they (and the daemon's binary) need, at their merged-/usr places."""
+import contextlib
 import pathlib
 import shutil
 import subprocess
+import tempfile
 
-from claworc_harness import BINARY
+from claworc_harness import BINARY, Daemon, bootstrap_admin
 
 TOOLS = ["sh", "cat", "rm", "ls", "mkdir", "stat", "id", "touch", "sha256sum", "mv", "ln"]
 
@@ -50,3 +52,20 @@ def build_base(base: pathlib.Path):
         shutil.copy2(f"/etc/{f}", base / "etc" / f)
     (base / "etc" / "base-file").write_text("from the base\n")
     (base / "root").chmod(0o700)
+
+
+@contextlib.contextmanager
+def image_appliance(prefix):
+    """A daemon in the image root mode over a fresh base tree, instances without services;
+    yields (admin client, daemon, base path) and removes everything afterwards."""
+    root = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o711)   # instances reach their storage as unprivileged ids
+    base = root / "base"
+    build_base(base)
+    daemon = Daemon(root / "data", extra_args=["--root-mode", "image", "--base-dir", str(base),
+                                                "--instance-services", "none"]).start()
+    try:
+        yield bootstrap_admin(daemon), daemon, base
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
