@@ -10,7 +10,8 @@ runtime=(libsqlite3-dev libseccomp-dev libstdc++-12-dev xvfb x11vnc chromium fon
          iproute2 nftables util-linux)
 # user-mode-linux + busybox-static: real cgroup v2 limits are tested inside a UML guest
 # (Tests/uml); gcc builds the conformance probe statically.
-testing=(chromium-driver sqlite3 python3-pip user-mode-linux busybox-static gcc libc6-dev)
+# xdotool: the take-control test reads the pointer position on an instance's X display
+testing=(chromium-driver sqlite3 xdotool python3-pip user-mode-linux busybox-static gcc libc6-dev)
 benchmarks=(bubblewrap hyperfine)
 packages=("${runtime[@]}")
 [[ "$mode" == "test" || "$mode" == "bench" ]] && packages+=("${testing[@]}")

@@ -1,4 +1,4 @@
-/* assets.bin sha256: 2c43f68ce94f02533f7de1f0105156dc86ce2020a658fed5196e66bebf09e3c5 */
+/* assets.bin sha256: 31d29e705832afc213ffb490df62a78f52589e79a5cd7939d589d51c09580880 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -1,4 +1,4 @@
-"""A minimal RFB 3.8 client over the appliance's VNC WebSocket, enough to read one frame."""
+"""A minimal RFB 3.8 client over the appliance's VNC WebSocket: enough to read a frame and send input."""
 import struct
 
 import websocket
@@ -76,6 +76,19 @@ class RFBClient:
                     start = ((y + row) * self.width + x) * bytes_per_pixel
                     fb[start:start + w * bytes_per_pixel] = data[row * w * bytes_per_pixel:(row + 1) * w * bytes_per_pixel]
             return bytes(fb)
+
+    def pointer(self, x: int, y: int, buttons: int = 0):
+        """PointerEvent: move to (x, y) with the given button mask."""
+        self._send(struct.pack(">BBHH", 5, buttons, x, y))
+
+    def key(self, keysym: int, down: bool):
+        """KeyEvent for an X keysym."""
+        self._send(struct.pack(">BBxxI", 4, 1 if down else 0, keysym))
+
+    def sync(self):
+        """Returns once the server has handled every message sent before: it handles a client's
+        messages in order, so the answer to a fresh update request comes after them."""
+        self.frame()
 
     def distinct_colours(self, fb: bytes, step: int = 7) -> int:
         bpp = self.bpp // 8

@@ -1,7 +1,7 @@
 """End-to-end: drive the dashboard in headless Chromium against a running Claworc daemon.
 
 setup -> list -> logout -> login -> create -> start -> live VNC view shows Chromium's UI ->
-stop -> delete.
+take control and release it -> stop -> delete.
 
 Needs the `daemon` fixture (Tests/conftest.py): a fresh, not yet set up daemon; Selenium (`pip install "selenium<4.52"`) and
 Debian's `chromium` + `chromium-driver` (override with $CHROMIUM_BIN / $CHROMEDRIVER).
@@ -270,6 +270,16 @@ def run_scenario(server, drv):
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     drv.save_screenshot(str(ARTIFACTS / "e2e-instance.png"))
+
+    # 6a. Watching by default; take control, then release it.
+    wait(drv).until(text_is("#control-status", "Watching; nobody controls the screen."), "no control line")
+    clickable(drv, "#control-take").click()
+    wait(drv).until(text_is("#control-status", "You control the screen."),
+                    f"taking control failed: {page_errors(drv)}")
+    assert drv.execute_script("return document.querySelector('#control-take').hidden") is True
+    clickable(drv, "#control-release").click()
+    wait(drv).until(text_is("#control-status", "Watching; nobody controls the screen."),
+                    f"releasing control failed: {page_errors(drv)}")
 
     # 6b. The Files tab: upload, see it inside the instance, new folder, rename, edit, delete.
     files_tab(server, drv)

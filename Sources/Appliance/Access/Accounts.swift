@@ -137,7 +137,12 @@ final class Accounts: Sendable {
     func user(forToken token: String) -> User? {
         guard token.utf8.count == 64 else { return nil }
         let now = Int64(Date().timeIntervalSince1970)
-        return try? users.sessionUser(tokenHash: SHA256.hex(Array(token.utf8)), now: now)
+        return try? users.sessionUser(tokenHash: Self.sessionID(forToken: token), now: now)
+    }
+
+    /// What identifies a session outside the cookie: the token's hash, as the store keeps it.
+    static func sessionID(forToken token: String) -> String {
+        SHA256.hex(Array(token.utf8))
     }
 
     func closeSession(token: String) {

@@ -72,6 +72,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
                                   host: host, launcher: launcher, services: configuration.instanceServices,
                                   slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot)
     let policy = AccessPolicy(instances: store)
+    let control = ControlRegistry()
 
     let router = Router(context: AppContext.self)
     router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
@@ -83,12 +84,13 @@ func buildApplication(configuration: Configuration, logger: Logger,
     SettingsController(policy: policy, layers: layers, manager: manager).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)
+    ControlController(policy: policy, control: control).addRoutes(to: api)
     assets.register(on: router)
 
     let webSocketRouter = Router(context: AppContext.self)
     webSocketRouter.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
     webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts))
-    VNCController(policy: policy, manager: manager).addRoutes(to: webSocketRouter)
+    VNCController(policy: policy, manager: manager, control: control).addRoutes(to: webSocketRouter)
 
     let application = Application(
         router: router,

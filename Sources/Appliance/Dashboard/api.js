@@ -85,6 +85,11 @@ export const api = {
     instanceAction: (id, action, o) =>
         request("POST", `/instances/${encodeURIComponent(id)}/${action}`, undefined, o),
 
+    getControl: (id, o) => request("GET", `/instances/${encodeURIComponent(id)}/control`, undefined, o),
+    takeControl: (id, force, o) =>
+        request("POST", `/instances/${encodeURIComponent(id)}/control`, force ? { force: true } : {}, o),
+    releaseControl: (id, o) => request("DELETE", `/instances/${encodeURIComponent(id)}/control`, undefined, o),
+
     listFiles: (id, path, o) =>
         request("GET", `/instances/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`, undefined, o),
     makeFolder: (id, path, o) => request("POST", `/instances/${encodeURIComponent(id)}/files/mkdir`, { path }, o),

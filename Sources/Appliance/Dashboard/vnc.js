@@ -1,5 +1,7 @@
 // The live view of an instance's display: noVNC's RFB client over the instance's WebSocket,
 // connected only while it is wanted (the instance is running), reconnecting with a backoff.
+// View-only unless this session holds control (setControl); the daemon drops input from
+// everyone else anyway, this only keeps noVNC from sending what would be dropped.
 
 const RFB_URL = "/static/vendor/novnc/core/rfb.js";
 let rfbModule = null;
@@ -21,6 +23,7 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
  * new VncView(container, url, {onStatus(state, detail), onDrop()})
  *   state: "connecting" | "connected" | "disconnected"
  * setWanted(true) connects (and keeps reconnecting); setWanted(false) disconnects.
+ * setControl(true) lets keyboard, mouse and pasted text through; false makes it view-only.
  * destroy() disconnects for good.
  */
 export class VncView {
@@ -36,6 +39,19 @@ export class VncView {
         this.retryTimer = null;
         this.loading = false;
         this.state = "disconnected";
+        this.control = false;
+        // A paste while in control goes to the instance's clipboard (noVNC itself ignores
+        // clipboardPasteFrom when view-only); Ctrl+V inside then pastes it there.
+        container.addEventListener("paste", (ev) => {
+            if (!this.control || !this.rfb) return;
+            const text = ev.clipboardData && ev.clipboardData.getData("text/plain");
+            if (text) this.rfb.clipboardPasteFrom(text);
+        });
+    }
+
+    setControl(control) {
+        this.control = control;
+        if (this.rfb) this.rfb.viewOnly = !control;
     }
 
     setStatus(state, detail = "") {
@@ -110,7 +126,8 @@ export class VncView {
             this.scheduleRetry(e.message || String(e));
             return;
         }
-        rfb.scaleViewport = true;
+        rfb.viewOnly = !this.control;
+        rfb.scaleViewport = true;           // the remote screen fits the window, whatever its size
         rfb.resizeSession = false;
         rfb.background = "#111";
         rfb.focusOnClick = true;

@@ -7,6 +7,9 @@ struct AppContext: RequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
     let webSocket: WebSocketHandlerReference<AppContext>
     var user: User?
+    /// The signed-in session's id (its token's hash, as stored), set with `user`: what
+    /// screen control belongs to.
+    var session: String?
     /// The peer's IP address from the connection itself (X-Forwarded-For is never trusted:
     /// the appliance is not deployed behind a proxy it could vouch for).
     let clientAddress: String
@@ -15,6 +18,7 @@ struct AppContext: RequestContext, WebSocketRequestContext {
         coreContext = .init(source: source)
         webSocket = .init()
         user = nil
+        session = nil
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 

@@ -14,6 +14,7 @@ extension APIError {
         case let error as AuthError: self = Self.map(error)
         case let error as InstanceError: self = Self.map(error)
         case let error as FileError: self = Self.map(error)
+        case let error as ControlRegistry.Failure: self = Self.map(error)
         default: return nil
         }
     }
@@ -32,6 +33,15 @@ extension APIError {
         case .busy:
             return APIError(status: .serviceUnavailable, code: "busy",
                             message: "The appliance is busy checking passwords; try again shortly.", retryAfter: 2)
+        }
+    }
+
+    private static func map(_ error: ControlRegistry.Failure) -> APIError {
+        switch error {
+        case .held(let user):
+            return .conflict("control_held", "\(user) controls this instance's screen in another session; an admin can take over.")
+        case .notHolder:
+            return APIError(status: .forbidden, code: "not_controller", message: "Only the session in control, or an admin, can release it.")
         }
     }
 

@@ -9,6 +9,7 @@ struct SessionMiddleware: RouterMiddleware {
         var context = context
         if let token = request.cookies[Accounts.cookieName]?.value, !token.isEmpty {
             context.user = accounts.user(forToken: token)
+            if context.user != nil { context.session = Accounts.sessionID(forToken: token) }
         }
         return try await next(request, context)
     }

@@ -53,12 +53,17 @@ export async function instancePage(root, ctx) {
     const statusDetail = h("span", { id: "vnc-detail", class: "muted" });
     const reconnectBtn = h("button", { type: "button", class: "btn btn-sm btn-ghost-dark", id: "vnc-reconnect", hidden: true }, "Reconnect now");
     const fullscreenBtn = h("button", { type: "button", class: "btn btn-sm btn-ghost-dark", id: "vnc-fullscreen", title: "Full screen" }, "Full screen");
+    // Who controls the screen: one session at a time; everyone else watches.
+    const controlLine = h("span", { id: "control-status", "data-testid": "control-status", class: "muted" });
+    const takeBtn = h("button", { type: "button", class: "btn btn-sm btn-ghost-dark", id: "control-take", hidden: true }, "Take control");
+    const releaseBtn = h("button", { type: "button", class: "btn btn-sm btn-ghost-dark", id: "control-release", hidden: true }, "Release");
     const screen = h("div", { id: "vnc-screen", "data-testid": "vnc-screen", class: "vnc-screen" });
     const placeholder = h("div", { class: "vnc-placeholder", id: "vnc-placeholder" });
     const viewer = h("section", { class: "viewer", "aria-label": "Live browser view" },
         h("div", { class: "viewer-bar" },
             statusDot, status, statusDetail,
             h("div", { class: "spacer" }),
+            controlLine, takeBtn, releaseBtn,
             reconnectBtn, fullscreenBtn),
         h("div", { class: "viewer-body" }, screen, placeholder));
 
@@ -103,6 +108,8 @@ export async function instancePage(root, ctx) {
             setText(statusDetail, detail ? `— ${detail}` : "");
             reconnectBtn.hidden = !(state === "disconnected" && vnc.wanted);
             updatePlaceholder();
+            applyControl(controller);
+            if (state === "connected") poller.poke();   // who controls, now that there is a screen
         },
         onDrop: () => poller.poke(),     // did it drop because the instance stopped?
     });
@@ -111,6 +118,46 @@ export async function instancePage(root, ctx) {
 
     let pending = false;
     let mutations = 0;
+    let controller = null;          // the last GET control answer's "controller"
+    let controlPending = false;
+    const isAdmin = () => ctx.session.user && ctx.session.user.role === "admin";
+
+    function applyControl(next) {
+        controller = next;
+        const mine = !!(controller && controller.this_session);
+        vnc.setControl(mine);
+        const connected = vnc.state === "connected";
+        if (!controller) setText(controlLine, connected ? "Watching; nobody controls the screen." : "");
+        else if (mine) setText(controlLine, "You control the screen.");
+        else setText(controlLine, `Watching; ${controller.user} controls the screen since ${formatTime(controller.since)}.`);
+        controlLine.dataset.state = mine ? "mine" : controller ? "other" : "free";
+        // Taking over from another session is the admin's; taking a free screen anyone's.
+        takeBtn.hidden = !connected || mine || (controller && !isAdmin());
+        setText(takeBtn, controller && !mine ? "Take over" : "Take control");
+        releaseBtn.hidden = !connected || !mine;
+        takeBtn.disabled = releaseBtn.disabled = controlPending;
+    }
+
+    async function changeControl(change) {
+        if (controlPending) return;
+        controlPending = true;
+        applyControl(controller);
+        showError(actionError, "");
+        try {
+            await change();
+            const next = await api.getControl(id, { signal: ctx.signal });
+            if (ctx.alive) applyControl(next.controller);
+        } catch (e) {
+            if (e.aborted || !ctx.alive || e.status === 401) return;
+            showError(actionError, `Could not change control: ${e.message}`);
+        } finally {
+            controlPending = false;
+            if (ctx.alive) applyControl(controller);
+        }
+    }
+    takeBtn.addEventListener("click", () =>
+        changeControl(() => api.takeControl(id, !!controller && !controller.this_session, { signal: ctx.signal })));
+    releaseBtn.addEventListener("click", () => changeControl(() => api.releaseControl(id, { signal: ctx.signal })));
 
     function updatePlaceholder() {
         const running = inst.state === "running";
@@ -145,10 +192,14 @@ export async function instancePage(root, ctx) {
     async function refresh() {
         const before = mutations;
         try {
-            const next = await api.getInstance(id, { signal: ctx.signal });
+            const [next, control] = await Promise.all([
+                api.getInstance(id, { signal: ctx.signal }),
+                api.getControl(id, { signal: ctx.signal }),
+            ]);
             if (!ctx.alive || before !== mutations) return;
             showError(pollError, "");
             apply(next);
+            if (!controlPending) applyControl(control.controller);
         } catch (e) {
             if (e.aborted || !ctx.alive || e.status === 401) return;
             if (e.status === 404) {
@@ -191,6 +242,7 @@ export async function instancePage(root, ctx) {
     });
 
     apply(inst);
+    applyControl(null);
     const poller = new Poller(refresh, POLL_MS, ctx.signal);
     poller.schedule(POLL_MS);
 }
