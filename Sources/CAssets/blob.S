@@ -1,4 +1,4 @@
-/* assets.bin sha256: 2c43f68ce94f02533f7de1f0105156dc86ce2020a658fed5196e66bebf09e3c5 */
+/* assets.bin sha256: 174b3854c9aa0f7ceade212b45a3c96ebf019537dd3bf1aa1d8bd0a749dd223c */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *
