@@ -2,6 +2,7 @@ import FoundationEssentials
 import Hummingbird
 import NIOCore
 import NIOPosix
+import Supervisor
 
 /// `GET /api/v1/instances/{id}/logs?service=NAME&tail=N[&follow=1]`: the services' logs as the
 /// init wrote them (see `InstanceLogs`), read from the host whether the instance runs or not.
@@ -39,7 +40,8 @@ struct LogsController {
                 throw APIError(status: .notAcceptable, code: "event_stream_required",
                                message: "follow=1 streams server-sent events; send Accept: text/event-stream.")
             }
-            let logs = InstanceLogs(instanceDir: paths.instanceDir(record.id), rotated: 2)
+            // As many rotated files as the init keeps (it scales their size to the budget, never their count).
+            let logs = InstanceLogs(instanceDir: paths.instanceDir(record.id), rotated: LogLimits().files - 1)
             let names = services
             // The follower is positioned where the tail ended (and closes its files with it
             // when the request does not follow).
