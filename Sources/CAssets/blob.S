@@ -1,4 +1,4 @@
-/* assets.bin sha256: 31d29e705832afc213ffb490df62a78f52589e79a5cd7939d589d51c09580880 */
+/* assets.bin sha256: fb289c39263cdae019350207e1df9cf1fc4b7bd9561d86654282564d447093f2 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -1,7 +1,7 @@
 """End-to-end: drive the dashboard in headless Chromium against a running Claworc daemon.
 
 setup -> list -> logout -> login -> create -> start -> live VNC view shows Chromium's UI ->
-take control and release it -> stop -> delete.
+take control and release it -> files -> logs (live, restart from the services panel, filter, pause) -> stop -> delete.
 
 Needs the `daemon` fixture (Tests/conftest.py): a fresh, not yet set up daemon; Selenium (`pip install "selenium<4.52"`) and
 Debian's `chromium` + `chromium-driver` (override with $CHROMIUM_BIN / $CHROMEDRIVER).
@@ -208,6 +208,52 @@ def files_tab(server, drv):
     assert not page_errors(drv), page_errors(drv)
 
 
+VNC_SUP_LINES = '#logs-view .log-line[data-service="vnc"][data-stream="init"]'
+
+
+def logs_tab(server, drv):
+    """The Logs tab follows the services' logs live: restarting vnc from the services panel
+    brings the supervisor's lines about it onto the page by themselves; filter; pause."""
+    clickable(drv, "#tab-logs").click()
+    visible(drv, "#logs-panel")
+    wait(drv).until(lambda d: d.find_element(By.CSS_SELECTOR, "#logs-status").get_attribute("data-state") == "live",
+                    "the log stream never went live")
+    wait(drv).until(lambda d: d.find_elements(By.CSS_SELECTOR, VNC_SUP_LINES), "no tail of vnc's supervisor lines")
+    before = len(drv.find_elements(By.CSS_SELECTOR, VNC_SUP_LINES))
+    clickable(drv, '#services-panel tr[data-service="vnc"] button').click()
+
+    def vnc_ready_again(d):
+        lines = d.find_elements(By.CSS_SELECTOR, VNC_SUP_LINES)[before:]
+        return any(" ready" in l.text for l in lines)
+    wait(drv, LONG).until(vnc_ready_again, "vnc's restart never showed up in the Logs tab")
+    wait(drv, LONG).until(lambda d: d.find_element(By.CSS_SELECTOR, '#services-panel tr[data-service="vnc"]')
+                          .get_attribute("data-state") == "ready", "vnc not ready again in the services panel")
+
+    fill(drv, "#logs-filter", "ready")
+    wait(drv).until(lambda d: all("ready" in l.text or "ready" in l.get_attribute("data-service")
+                                  for l in d.find_elements(By.CSS_SELECTOR, "#logs-view .log-line")), "the filter kept other lines")
+    assert drv.find_elements(By.CSS_SELECTOR, "#logs-view .log-line"), "the filter hid every line"
+    visible(drv, "#logs-filter").clear()
+    drv.execute_script("document.querySelector('#logs-filter').dispatchEvent(new Event('input'))")
+
+    clickable(drv, "#logs-pause").click()
+    wait(drv).until(text_is("#logs-pause", "Resume"))
+    shown = len(drv.find_elements(By.CSS_SELECTOR, "#logs-view .log-line"))
+    api = Client(server)
+    api.login(ADMIN_USER, ADMIN_PASSWORD)
+    iid = int(re.search(r"/instances/(\d+)", path_of(drv)).group(1))
+    assert api.post(f"/api/v1/instances/{iid}/services/vnc/restart").status_code == 200
+    wait(drv, LONG).until(lambda d: "new" in d.find_element(By.CSS_SELECTOR, "#logs-status").text,
+                          "nothing was held while paused")
+    assert len(drv.find_elements(By.CSS_SELECTOR, "#logs-view .log-line")) == shown, "lines were added while paused"
+    clickable(drv, "#logs-pause").click()
+    wait(drv).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#logs-view .log-line")) > shown,
+                    "resuming did not show the held lines")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(ARTIFACTS / "e2e-logs.png"))
+    assert not page_errors(drv), page_errors(drv)
+
+
 def run_scenario(server, drv):
     base = server.base_url.rstrip("/")
     row = f'tr[data-instance-name="{INSTANCE}"]'
@@ -283,6 +329,8 @@ def run_scenario(server, drv):
 
     # 6b. The Files tab: upload, see it inside the instance, new folder, rename, edit, delete.
     files_tab(server, drv)
+    # 6c. The Logs tab and the services panel.
+    logs_tab(server, drv)
     clickable(drv, "#tab-browser").click()
     visible(drv, "#vnc-screen")
 

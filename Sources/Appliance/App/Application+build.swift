@@ -3,6 +3,7 @@ import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import Supervisor
 
 /// The application and what running it takes besides serving HTTP.
 struct BuiltApplication<App: ApplicationProtocol> {
@@ -85,6 +86,8 @@ func buildApplication(configuration: Configuration, logger: Logger,
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)
     ControlController(policy: policy, control: control).addRoutes(to: api)
+    LogsController(policy: policy, paths: paths,
+                   services: ServiceCatalog.named(configuration.instanceServices.rawValue).map(\.name)).addRoutes(to: api)
     assets.register(on: router)
 
     let webSocketRouter = Router(context: AppContext.self)

@@ -89,6 +89,8 @@ export const api = {
     takeControl: (id, force, o) =>
         request("POST", `/instances/${encodeURIComponent(id)}/control`, force ? { force: true } : {}, o),
     releaseControl: (id, o) => request("DELETE", `/instances/${encodeURIComponent(id)}/control`, undefined, o),
+    restartService: (id, name, o) =>
+        request("POST", `/instances/${encodeURIComponent(id)}/services/${encodeURIComponent(name)}/restart`, undefined, o),
 
     listFiles: (id, path, o) =>
         request("GET", `/instances/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`, undefined, o),
@@ -101,6 +103,15 @@ export const api = {
 /** A files route of an instance with its path: for downloads, uploads and the editor. */
 export function filesURL(id, tail, path) {
     return `/api/v1/instances/${encodeURIComponent(id)}/files${tail}?path=${encodeURIComponent(path)}`;
+}
+
+/** The logs of an instance; `follow: 1` makes it an event stream (for EventSource). */
+export function logsURL(id, { service = "", tail, follow } = {}) {
+    const q = new URLSearchParams();
+    if (service) q.set("service", service);
+    if (tail !== undefined) q.set("tail", String(tail));
+    if (follow) q.set("follow", "1");
+    return `/api/v1/instances/${encodeURIComponent(id)}/logs?${q}`;
 }
 
 /** The WebSocket URL of an instance's VNC stream, on this origin (ws: or wss:). */

@@ -1,5 +1,6 @@
 import Hummingbird
 import HummingbirdWebSocket
+import NIOCore
 
 /// The per-request context: Hummingbird's core storage plus the signed-in user, if any
 /// (whether one is needed, and which, is AccessPolicy's decision).
@@ -13,6 +14,9 @@ struct AppContext: RequestContext, WebSocketRequestContext {
     /// The peer's IP address from the connection itself (X-Forwarded-For is never trusted:
     /// the appliance is not deployed behind a proxy it could vouch for).
     let clientAddress: String
+    /// The connection: a long response (the logs' event stream) ends when it closes, which
+    /// Hummingbird does not otherwise tell a handler until it writes.
+    let channel: any Channel
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -20,6 +24,7 @@ struct AppContext: RequestContext, WebSocketRequestContext {
         user = nil
         session = nil
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        channel = source.channel
     }
 
     /// The `{id}` path parameter; anything but a positive integer is an instance that does not exist.

@@ -15,6 +15,7 @@ extension APIError {
         case let error as InstanceError: self = Self.map(error)
         case let error as FileError: self = Self.map(error)
         case let error as ControlRegistry.Failure: self = Self.map(error)
+        case let error as LogError: self = Self.map(error)
         default: return nil
         }
     }
@@ -57,6 +58,16 @@ extension APIError {
         case .noSpace: return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), code: "no_space", message: "The disk is full.")
         case .failed(let code): return APIError(status: .internalServerError, code: "file_error",
                                                 message: "The file operation failed: \(FileSystem.errorText(code)).")
+        }
+    }
+
+    private static func map(_ error: LogError) -> APIError {
+        switch error {
+        case .unsafeFile(let name):
+            return APIError(status: .forbidden, code: "unsafe_log_file",
+                            message: "The log file '\(name)' is not a regular file; it is not read.")
+        case .failed(let code):
+            return APIError(status: .internalServerError, code: "log_error", message: "The log could not be read: \(FileSystem.errorText(code)).")
         }
     }
 

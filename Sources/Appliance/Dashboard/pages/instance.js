@@ -5,6 +5,8 @@ import { Poller } from "../poller.js";
 import { allowedActions, displayReady, stateBadge, updateServiceChips, updateStateBadge } from "../status.js";
 import { VncView } from "../vnc.js";
 import { FilesPanel } from "./files.js";
+import { LogsPanel } from "./logs.js";
+import { ServicesPanel } from "./services.js";
 
 const POLL_MS = 2000;
 
@@ -67,12 +69,17 @@ export async function instancePage(root, ctx) {
             reconnectBtn, fullscreenBtn),
         h("div", { class: "viewer-body" }, screen, placeholder));
 
-    // ---- tabs: the live browser, the home's files
+    // ---- the services, each with its own restart
+    const services = new ServicesPanel(id, ctx.signal, () => poller.poke());
+
+    // ---- tabs: the live browser, the home's files, the services' logs
     const files = new FilesPanel(id, ctx.signal);
     files.element.hidden = true;
+    const logs = new LogsPanel(id, ctx.signal);
+    logs.element.hidden = true;
     const tabs = h("div", { class: "tabs", role: "tablist" });
-    const panels = { browser: viewer, files: files.element };
-    for (const [name, label] of [["browser", "Browser"], ["files", "Files"]]) {
+    const panels = { browser: viewer, files: files.element, logs: logs.element };
+    for (const [name, label] of [["browser", "Browser"], ["files", "Files"], ["logs", "Logs"]]) {
         tabs.appendChild(h("button", {
             type: "button", role: "tab", class: "tab", id: `tab-${name}`, dataset: { tab: name },
             "aria-selected": name === "browser" ? "true" : "false",
@@ -80,6 +87,7 @@ export async function instancePage(root, ctx) {
                 for (const tab of tabs.children) tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
                 for (const [key, panel] of Object.entries(panels)) panel.hidden = key !== name;
                 if (name === "files") files.load();
+                if (name === "logs") logs.show(); else logs.hide();
             },
         }, label));
     }
@@ -95,9 +103,11 @@ export async function instancePage(root, ctx) {
         actionError,
         pollError,
         lastError,
+        services.element,
         tabs,
         viewer,
-        files.element);
+        files.element,
+        logs.element);
 
     const vnc = new VncView(screen, vncURL(id), {
         onStatus: (state, detail) => {
@@ -176,6 +186,7 @@ export async function instancePage(root, ctx) {
         setText(title, inst.name);
         updateStateBadge(badge, inst.state);
         updateServiceChips(chips, inst.services);
+        services.update(inst.services, inst.state === "running");
         setText(created, inst.created_at ? `created ${formatTime(inst.created_at)}` : "");
         setText(lastError, inst.last_error ? `Last error: ${inst.last_error}` : "");
         lastError.hidden = !inst.last_error;
