@@ -1,65 +1,101 @@
-import ArgumentParser
 import Glibc
 import Logging
 
-struct Claworc: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "claworc",
-        abstract: "Runs many sandboxed OpenClaw instances behind one web dashboard.",
-        subcommands: [Serve.self, BenchLaunch.self])
+/// The command line: `claworc serve …` runs the appliance; `__bench-launch` is a hidden
+/// measuring tool (bench/launch.py). Usage errors go to stderr with exit status 64.
+enum Claworc {
+    static let usage = """
+        usage: claworc serve [options]    run the appliance daemon: dashboard, API and instance supervisor
+               claworc serve --help       its options
+        """
+
+    static func main(_ arguments: [String]) async {
+        let command = arguments.first
+        let rest = arguments.dropFirst()
+        do throws(UsageError) {
+            switch command {
+            case "serve":
+                if rest.contains("--help") || rest.contains("-h") { return Console.say(Serve.usage) }
+                let serve = try Serve(arguments: rest)
+                do { try await serve.run() } catch { fail("\(error)", status: 1) }
+            case "__bench-launch":
+                let bench = try BenchLaunch(arguments: rest)
+                do { try bench.run() } catch { fail("\(error)", status: 1) }
+            case nil, "--help", "-h", "help":
+                Console.say(usage)
+            default:
+                throw UsageError("unknown command '\(command!)'")
+            }
+        } catch {
+            let help = command == "serve" ? Serve.usage : command == "__bench-launch" ? BenchLaunch.usage : usage
+            fail("\(error.message)\n\(help)", status: 64)
+        }
+    }
+
+    static func fail(_ message: String, status: Int32) -> Never {
+        let line = "claworc: " + message + "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+        exit(status)
+    }
 }
 
 /// `claworc serve`: the process around the application (root check, umask, file limit, the
 /// operator's console); the application itself is `buildApplication`'s.
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the appliance daemon: dashboard, API and instance supervisor.")
+struct Serve {
+    static let usage = """
+        usage: claworc serve [options]
+          --listen HOST:PORT          address to listen on (default 127.0.0.1:8080)
+          --data-dir DIR              state directory (default: $CLAWORC_DATA_DIR or /var/lib/claworc)
+          --default-network MODE      network of instances without their own setting: egress (NAT to the
+                                      outside, private ranges refused) or none (loopback only); default egress
+          --instance-services SET     standard (Xvfb, VNC, Chromium), standard+idle, or none (only the init:
+                                      for benchmarks and resource tests); default standard
+          --root-mode MODE            host: instances see the host's /usr and /etc read-only; image: an overlay
+                                      of --base-dir, writable per instance; default host
+          --base-dir DIR              the shared base tree for --root-mode image (default <data-dir>/base)
+        """
 
-    @Option(help: "Address to listen on, host:port.")
     var listen = "127.0.0.1:8080"
-
-    @Option(name: .customLong("data-dir"), help: "State directory (default: $CLAWORC_DATA_DIR or /var/lib/claworc).")
     var dataDir: String?
-
-    @Option(name: .customLong("default-network"),
-            help: "Network of instances without their own setting: egress (NAT to the outside, private ranges refused) or none (loopback only).")
     var defaultNetwork = "egress"
-
-    @Option(name: .customLong("instance-services"),
-            help: "standard (Xvfb, VNC, Chromium) or none (only the init: for benchmarks and resource tests).")
     var instanceServices = "standard"
-
-    @Option(name: .customLong("root-mode"),
-            help: "host: instances see the host's /usr and /etc read-only. image: an overlay of --base-dir, writable per instance.")
     var rootMode = "host"
-
-    @Option(name: .customLong("base-dir"), help: "The shared base root filesystem tree for --root-mode image (default: <data-dir>/base).")
     var baseDir: String?
-
     /// Only for the conformance suite's negative control: proves a check goes red when its
-    /// protection is off. Never documented for users.
-    @Option(name: .customLong("unsafe-test-disable"), help: .hidden)
+    /// protection is off. Never documented for users (nor are the other `unsafe-test` options).
     var unsafeTestDisable: [String] = []
-
-    /// Only for the hostile-init tests: the program every instance runs as its init instead
-    /// of ours. Never documented for users.
-    @Option(name: .customLong("unsafe-test-init"), help: .hidden)
+    /// Only for the hostile-init tests: the program every instance runs as its init instead of ours.
     var unsafeTestInit: String?
-
     /// Only for test daemons running side by side: the lowest id slot to hand out.
-    @Option(name: .customLong("unsafe-test-first-slot"), help: .hidden)
     var unsafeTestFirstSlot: Int64?
-
     /// Only for the conformance suite: request-head and keep-alive idle timeouts short enough
-    /// to test, as HEAD_MS,IDLE_MS. Never documented for users.
-    @Option(name: .customLong("unsafe-test-http-timeouts"), help: .hidden)
+    /// to test, as HEAD_MS,IDLE_MS.
     var unsafeTestHTTPTimeouts: String?
+
+    init(arguments: ArraySlice<String>) throws(UsageError) {
+        let options = try CommandOptions(arguments, valued: [
+            "listen", "data-dir", "default-network", "instance-services", "root-mode", "base-dir",
+            "unsafe-test-disable", "unsafe-test-init", "unsafe-test-first-slot", "unsafe-test-http-timeouts",
+        ], flags: [])
+        listen = try options.value("listen") ?? listen
+        dataDir = try options.value("data-dir")
+        defaultNetwork = try options.value("default-network") ?? defaultNetwork
+        instanceServices = try options.value("instance-services") ?? instanceServices
+        rootMode = try options.value("root-mode") ?? rootMode
+        baseDir = try options.value("base-dir")
+        unsafeTestDisable = options.all("unsafe-test-disable")
+        unsafeTestInit = try options.value("unsafe-test-init")
+        unsafeTestFirstSlot = try options.integer("unsafe-test-first-slot").map(Int64.init)
+        unsafeTestHTTPTimeouts = try options.value("unsafe-test-http-timeouts")
+    }
 
     func run() async throws {
         let logger = { var l = Logger(label: "claworc"); l.logLevel = .info; return l }()
         guard getuid() == 0 else {
-            throw ValidationError("claworc serve must run as root: it creates namespaces and mounts for each instance.")
+            Claworc.fail("claworc serve must run as root: it creates namespaces and mounts for each instance.", status: 1)
         }
-        let configuration = try Configuration(serve: self)
+        let configuration: Configuration
+        do { configuration = try Configuration(serve: self) } catch { Claworc.fail("\(error.message)\n\(Self.usage)", status: 64) }
         // Everything created under the data dir without an explicit mode (the SQLite file and
         // its -wal/-shm, logs) is private to root: the database holds the password hashes.
         umask(0o077)

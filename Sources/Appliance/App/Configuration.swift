@@ -1,4 +1,3 @@
-import ArgumentParser
 import NIOCore
 import Sandbox
 
@@ -51,19 +50,19 @@ struct Configuration: Sendable {
     }
 
     /// The `serve` command line, checked; errors read as the option's usage.
-    init(serve options: Serve) throws {
+    init(serve options: Serve) throws(UsageError) {
         (host, port) = try Self.parse(listen: options.listen)
         dataDir = options.dataDir ?? ProcessInfoLite.environment("CLAWORC_DATA_DIR") ?? "/var/lib/claworc"
         if let text = options.unsafeTestHTTPTimeouts {
             guard let timeouts = ConnectionLimits.testTimeouts(text) else {
-                throw ValidationError("--unsafe-test-http-timeouts takes HEAD_MS,IDLE_MS")
+                throw UsageError("--unsafe-test-http-timeouts takes HEAD_MS,IDLE_MS")
             }
             unsafe.httpTimeouts = timeouts
         }
         var disabled: Set<Protection> = []
         for name in options.unsafeTestDisable {
             guard let protection = Protection(rawValue: name) else {
-                throw ValidationError("--unsafe-test-disable accepts only: \(Protection.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw UsageError("--unsafe-test-disable accepts only: \(Protection.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             disabled.insert(protection)
         }
@@ -71,16 +70,16 @@ struct Configuration: Sendable {
         unsafe.initProgram = options.unsafeTestInit
         if let first = options.unsafeTestFirstSlot {
             guard (1...InstanceIDs.maxSlot).contains(first) else {
-                throw ValidationError("--unsafe-test-first-slot must be between 1 and \(InstanceIDs.maxSlot)")
+                throw UsageError("--unsafe-test-first-slot must be between 1 and \(InstanceIDs.maxSlot)")
             }
             unsafe.firstSlot = first
         }
         guard let network = Network(rawValue: options.defaultNetwork) else {
-            throw ValidationError("--default-network must be egress or none")
+            throw UsageError("--default-network must be egress or none")
         }
         defaultNetwork = network
         guard let services = InstanceServices(rawValue: options.instanceServices) else {
-            throw ValidationError("--instance-services must be standard, standard+idle or none")
+            throw UsageError("--instance-services must be standard, standard+idle or none")
         }
         instanceServices = services
         switch options.rootMode {
@@ -88,10 +87,10 @@ struct Configuration: Sendable {
         case "image":
             let base = options.baseDir ?? dataDir + "/base"
             guard FileSystem.isDirectory(base + "/usr") else {
-                throw ValidationError("--root-mode image needs a root filesystem tree at \(base) (it has no /usr)")
+                throw UsageError("--root-mode image needs a root filesystem tree at \(base) (it has no /usr)")
             }
             rootMode = .image(baseDir: base)
-        default: throw ValidationError("--root-mode must be host or image")
+        default: throw UsageError("--root-mode must be host or image")
         }
     }
 
@@ -100,10 +99,10 @@ struct Configuration: Sendable {
         return nil
     }
 
-    static func parse(listen: String) throws -> (String, Int) {
+    static func parse(listen: String) throws(UsageError) -> (String, Int) {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
               (0...65535).contains(port) else {
-            throw ValidationError("--listen must be host:port, for example 127.0.0.1:8080")
+            throw UsageError("--listen must be host:port, for example 127.0.0.1:8080")
         }
         var host = String(listen[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }

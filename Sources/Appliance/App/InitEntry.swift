@@ -15,6 +15,6 @@ enum Entry {
         if CommandLine.argc > 1, let mode = CommandLine.unsafeArgv[1], strcmp(mode, "__init") == 0 {
             InstanceInit.run(environment: .fromProcess())
         }
-        await Claworc.main()
+        await Claworc.main(Array(CommandLine.arguments.dropFirst()))
     }
 }

@@ -1,18 +1,31 @@
-import ArgumentParser
 import Glibc
 import Sandbox
 import Supervisor
 
 /// `claworc __bench-launch`: the launch benchmark's own side (bench/launch.py runs it next
 /// to bubblewrap and unshare). Hidden: it is a measuring tool, not a feature.
-struct BenchLaunch: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "__bench-launch", abstract: "Measure instance launch overhead.", shouldDisplay: false)
+struct BenchLaunch {
+    static let usage = """
+        usage: claworc __bench-launch --data-dir DIR [--runs N] [--cycles N] [--egress]
+          --runs N       timed launches (request to the init's acknowledgement), default 200
+          --cycles N     launch/stop cycles for the leak check, default 500
+          --egress       give each cycle a veth and allow-list entry, as an egress instance gets
+        """
 
-    @Option(help: "Timed launches (request to the init's acknowledgement).") var runs = 200
-    @Option(help: "Launch/stop cycles for the leak check.") var cycles = 500
-    @Option(name: .customLong("data-dir")) var dataDir: String
-    @Flag(help: "Give each cycle a veth and allow-list entry, as an egress instance gets.") var egress = false
+    var runs = 200
+    var cycles = 500
+    var dataDir: String
+    var egress = false
+
+    init(arguments: ArraySlice<String>) throws(UsageError) {
+        let options = try CommandOptions(arguments, valued: ["runs", "cycles", "data-dir"], flags: ["egress"])
+        guard let dir = try options.value("data-dir") else { throw UsageError("--data-dir is required") }
+        dataDir = dir
+        runs = try options.integer("runs") ?? runs
+        cycles = try options.integer("cycles") ?? cycles
+        guard runs > 0, cycles >= 0 else { throw UsageError("--runs must be positive and --cycles not negative") }
+        egress = options.flag("egress")
+    }
 
     func run() throws {
         let paths = DataPaths(root: dataDir)
@@ -100,7 +113,7 @@ struct BenchLaunch: ParsableCommand {
         // the mount table) or an open nsfs descriptor, here.
         let leakedNamespaces = Self.namespaceDescriptors()
         print("leaks processes \(leakedProcesses.count) mounts \(leakedMounts ? 1 : 0) cgroups \(leakedCgroup ? 1 : 0) veth \(leakedVeth ? 1 : 0) namespaces \(leakedNamespaces)")
-        if !leakedProcesses.isEmpty || leakedMounts || leakedCgroup || leakedVeth || leakedNamespaces > 0 { throw ExitCode(1) }
+        if !leakedProcesses.isEmpty || leakedMounts || leakedCgroup || leakedVeth || leakedNamespaces > 0 { exit(1) }
     }
 
     static func nowNs() -> UInt64 {
