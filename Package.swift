@@ -22,6 +22,8 @@ let package = Package(
         // The system libsqlite3 (header from libsqlite3-dev), bound at run time so the
         // instance init, an exec of this binary, never loads it.
         .target(name: "CSQLite"),
+        // The system OpenSSL 3 (headers from libssl-dev), bound at run time like SQLite.
+        .target(name: "COpenSSL"),
         // The dashboard, packed by scripts/pack-web.py and linked in with .incbin.
         .target(name: "CAssets", exclude: ["assets.bin"]),
         .target(name: "Sandbox", dependencies: ["CSandbox"]),
@@ -29,7 +31,7 @@ let package = Package(
         .executableTarget(
             name: "Appliance",
             dependencies: [
-                "Sandbox", "Supervisor", "CSQLite", "CAssets",
+                "Sandbox", "Supervisor", "CSQLite", "COpenSSL", "CAssets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

@@ -44,3 +44,25 @@ import Testing
         #expect(throws: UsageError.self) { try CommandOptions(["--egress=yes"], valued: [], flags: ["egress"]) }
     }
 }
+
+@Suite struct HTTPSRedirectTests {
+    @Test func onlyPlainHostsAreEchoed() {
+        #expect(HTTPSRedirect.hostName("claworc.lan:8080") == "claworc.lan")
+        #expect(HTTPSRedirect.hostName("192.0.2.10") == "192.0.2.10")
+        #expect(HTTPSRedirect.hostName("[fd00::1]:80") == "[fd00::1]")
+        for hostile in ["evil.example/<x>", "a b", "x\r\nSet-Cookie: y", "[::1", "[]", "", "host@other", "münchen.de"] {
+            #expect(HTTPSRedirect.hostName(hostile) == nil, "\(hostile)")
+        }
+    }
+
+    @Test func transportFollowsTheListenAddress() throws {
+        func transport(_ words: String...) throws -> Configuration.Transport {
+            try Configuration(serve: try Serve(arguments: (["--data-dir", "/x"] + words)[...])).transport
+        }
+        #expect(try transport("--listen", "127.0.0.1:8080") == .plain)
+        #expect(try transport("--listen", "[::1]:8080") == .plain)
+        #expect(try transport("--listen", "0.0.0.0:443") == .https(certificate: nil, key: nil))
+        #expect(try transport("--listen", "0.0.0.0:80", "--tls", "off") == .plain)
+        #expect(try transport("--listen", "127.0.0.1:8443", "--tls-cert", "c", "--tls-key", "k") == .https(certificate: "c", key: "k"))
+    }
+}

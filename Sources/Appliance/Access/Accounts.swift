@@ -18,8 +18,12 @@ final class Accounts: Sendable {
     private let setupCode: Mutex<String?>
     let pool: PasswordPool
     let throttle: LoginThrottle
+    /// Cookies marked `Secure` (served over HTTPS): a browser then never sends them in clear.
+    let secureCookies: Bool
 
-    init(users: any UserRepository, setupCodePath: String, pool: PasswordPool = PasswordPool(), throttle: LoginThrottle = LoginThrottle()) {
+    init(users: any UserRepository, setupCodePath: String, pool: PasswordPool = PasswordPool(), throttle: LoginThrottle = LoginThrottle(),
+         secureCookies: Bool = false) {
+        self.secureCookies = secureCookies
         self.users = users
         self.setupCodePath = setupCodePath
         self.setupCode = Mutex(nil)
@@ -131,7 +135,7 @@ final class Accounts: Sendable {
         try users.createSession(tokenHash: SHA256.hex(Array(token.utf8)), userID: user.id, now: now, lifetime: Self.sessionLifetime)
         try? users.deleteExpiredSessions(now: now)
         return Cookie(name: Self.cookieName, value: token, maxAge: Int(Self.sessionLifetime), path: "/",
-                      httpOnly: true, sameSite: .strict)
+                      secure: secureCookies, httpOnly: true, sameSite: .strict)
     }
 
     func user(forToken token: String) -> User? {
@@ -149,8 +153,8 @@ final class Accounts: Sendable {
         try? users.deleteSession(tokenHash: SHA256.hex(Array(token.utf8)))
     }
 
-    static var expiredCookie: Cookie {
-        Cookie(name: cookieName, value: "", maxAge: 0, path: "/", httpOnly: true, sameSite: .strict)
+    var expiredCookie: Cookie {
+        Cookie(name: Self.cookieName, value: "", maxAge: 0, path: "/", secure: secureCookies, httpOnly: true, sameSite: .strict)
     }
 }
 

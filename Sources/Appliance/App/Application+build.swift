@@ -1,8 +1,10 @@
 import Hummingbird
 import HummingbirdCore
 import HummingbirdWebSocket
+import COpenSSL
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Supervisor
 
 /// The application and what running it takes besides serving HTTP.
@@ -11,7 +13,12 @@ struct BuiltApplication<App: ApplicationProtocol> {
     /// The one-time code for creating the first admin, while there is no user (the caller
     /// shows it; it is also in `<data-dir>/setup-code`).
     let setupCode: String?
+    /// The certificate HTTPS is served with (nil: plain HTTP).
+    let certificate: ServerCertificate?
+    /// The plain-HTTP listener that only redirects to HTTPS, when asked for.
+    let redirect: (any Service)?
     let manager: InstanceManager
+    let logger: Logger
 
     /// Restarts the instances that were running, serves until SIGINT/SIGTERM, then stops every
     /// instance (remembering which ran).
@@ -24,7 +31,9 @@ struct BuiltApplication<App: ApplicationProtocol> {
                 await manager.sweep()
             }
         }
-        try await application.runService()
+        try await ServiceGroup(configuration: .init(
+            services: [application] + (redirect.map { [$0] } ?? []),
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
         sweeper.cancel()
         await manager.shutdownAll()
     }
@@ -37,10 +46,28 @@ struct BuiltApplication<App: ApplicationProtocol> {
 func buildApplication(configuration: Configuration, logger: Logger,
                       onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws
     -> BuiltApplication<some ApplicationProtocol> {
+    var why = [CChar](repeating: 0, count: 256)
+    guard cossl_load(&why, why.count) == 0 else { throw TLSSetupError(String(cString: why)) }
+    // The operator's certificate is checked before anything is made: a typo in a path must
+    // not leave a half-initialised data dir behind.
+    var certificate: ServerCertificate?
+    if case .https(let given?, let key?) = configuration.transport {
+        certificate = try ServerCertificate.given(certificate: given, key: key)
+    }
     let paths = DataPaths(root: configuration.dataDir)
     try paths.prepare()
+    if case .https(nil, nil) = configuration.transport {
+        certificate = try ServerCertificate.selfSigned(directory: paths.root + "/tls", names: MachineNames.hostNames(),
+                                                       addresses: MachineNames.addresses(listeningOn: configuration.host))
+    }
+    let tls = try certificate.map { chosen throws(TLSSetupError) in
+        let server = try TLSServer(certificate: chosen.certificatePath, key: chosen.keyPath)
+        logger.info("serving HTTPS", metadata: ["certificate": "\(chosen.certificatePath)", "sha256": "\(chosen.fingerprint)",
+                                                "created": "\(chosen.created)"])
+        return server
+    }
     let store = try SQLiteStore(path: paths.database)
-    let accounts = Accounts(users: store, setupCodePath: paths.setupCode)
+    let accounts = Accounts(users: store, setupCodePath: paths.setupCode, secureCookies: tls != nil)
     let setupCode = try accounts.issueSetupCodeIfNeeded()
     let assets = try StaticAssets()
 
@@ -97,22 +124,28 @@ func buildApplication(configuration: Configuration, logger: Logger,
 
     let application = Application(
         router: router,
-        server: server(webSocketRouter: webSocketRouter, limits: limits),
+        server: server(webSocketRouter: webSocketRouter, limits: limits, tls: tls),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
         logger: logger)
-    return BuiltApplication(application: application, setupCode: setupCode, manager: manager)
+    let redirect = configuration.redirect.map { listen in
+        Application(responder: HTTPSRedirect(httpsPort: configuration.port, fallbackHost: configuration.host),
+                    configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil), logger: logger)
+    }
+    return BuiltApplication(application: application, setupCode: setupCode, certificate: certificate, redirect: redirect,
+                            manager: manager, logger: logger)
 }
 
-/// HTTP/1 with the WebSocket upgrade (the VNC relay), inside the connection limits.
-private func server(webSocketRouter: Router<AppContext>, limits: ConnectionLimits) -> HTTPServerBuilder {
+/// HTTP/1 with the WebSocket upgrade (the VNC relay), over TLS when there is a certificate,
+/// inside the connection limits (a refused connection costs no handshake).
+private func server(webSocketRouter: Router<AppContext>, limits: ConnectionLimits, tls: TLSServer?) -> HTTPServerBuilder {
     let webSocketResponder = webSocketRouter.buildResponder()
     return HTTPServerBuilder { responder in
-        LimitedChildChannel(
-            inner: HTTP1WebSocketUpgradeChannel(
-                responder: responder, webSocketResponder: webSocketResponder,
-                configuration: .init(http1: .init(additionalChannelHandlers: [ResponseEndWatcher()]),
-                                     ws: .init(maxFrameSize: 1 << 20))),
-            limits: limits)
+        let http = HTTP1WebSocketUpgradeChannel(
+            responder: responder, webSocketResponder: webSocketResponder,
+            configuration: .init(http1: .init(additionalChannelHandlers: [ResponseEndWatcher()]),
+                                 ws: .init(maxFrameSize: 1 << 20)))
+        guard let tls else { return LimitedChildChannel(inner: http, limits: limits) }
+        return LimitedChildChannel(inner: TLSChildChannel(base: http, server: tls), limits: limits)
     }
 }

@@ -53,6 +53,10 @@ struct Serve {
           --root-mode MODE            host: instances see the host's /usr and /etc read-only; image: an overlay
                                       of --base-dir, writable per instance; default host
           --base-dir DIR              the shared base tree for --root-mode image (default <data-dir>/base)
+          --tls MODE                  auto: HTTPS unless --listen is a loopback address; on; off (default auto)
+          --tls-cert FILE             PEM certificate chain to serve HTTPS with (default: a self-signed
+          --tls-key FILE              ECDSA certificate made on first start in <data-dir>/tls)
+          --http-redirect HOST:PORT   also listen with plain HTTP there, only redirecting to HTTPS
         """
 
     var listen = "127.0.0.1:8080"
@@ -61,6 +65,10 @@ struct Serve {
     var instanceServices = "standard"
     var rootMode = "host"
     var baseDir: String?
+    var tls = "auto"
+    var tlsCertificate: String?
+    var tlsKey: String?
+    var httpRedirect: String?
     /// Only for the conformance suite's negative control: proves a check goes red when its
     /// protection is off. Never documented for users (nor are the other `unsafe-test` options).
     var unsafeTestDisable: [String] = []
@@ -75,6 +83,7 @@ struct Serve {
     init(arguments: ArraySlice<String>) throws(UsageError) {
         let options = try CommandOptions(arguments, valued: [
             "listen", "data-dir", "default-network", "instance-services", "root-mode", "base-dir",
+            "tls", "tls-cert", "tls-key", "http-redirect",
             "unsafe-test-disable", "unsafe-test-init", "unsafe-test-first-slot", "unsafe-test-http-timeouts",
         ], flags: [])
         listen = try options.value("listen") ?? listen
@@ -83,6 +92,10 @@ struct Serve {
         instanceServices = try options.value("instance-services") ?? instanceServices
         rootMode = try options.value("root-mode") ?? rootMode
         baseDir = try options.value("base-dir")
+        tls = try options.value("tls") ?? tls
+        tlsCertificate = try options.value("tls-cert")
+        tlsKey = try options.value("tls-key")
+        httpRedirect = try options.value("http-redirect")
         unsafeTestDisable = options.all("unsafe-test-disable")
         unsafeTestInit = try options.value("unsafe-test-init")
         unsafeTestFirstSlot = try options.integer("unsafe-test-first-slot").map(Int64.init)
@@ -107,15 +120,20 @@ struct Serve {
             setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
         }
         let host = configuration.host
+        let scheme = configuration.transport == .plain ? "http" : "https"
         let appliance = try buildApplication(configuration: configuration, logger: logger) { port in
-            Console.say("claworc listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+            Console.say("claworc listening on \(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        }
+        if let certificate = appliance.certificate {
+            // What an admin compares with the browser's certificate viewer before trusting it.
+            Console.say("claworc HTTPS certificate \(certificate.certificatePath)\n  SHA-256 fingerprint: \(certificate.fingerprint)")
         }
         if let code = appliance.setupCode {
             Console.say("""
 
                 ==============================================================
                   Claworc first-time setup code: \(code)
-                  Open the dashboard and enter it to create the admin account.
+                  Open the dashboard and enter it to create the admin account.\(appliance.certificate.map { "\n  Certificate SHA-256: " + $0.fingerprint } ?? "")
                   (also written to \(DataPaths(root: configuration.dataDir).setupCode))
                 ==============================================================
 

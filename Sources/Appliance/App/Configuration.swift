@@ -15,6 +15,13 @@ struct Configuration: Sendable {
     /// standard: Xvfb, VNC, Chromium; standard+idle: plus a fourth, idle service (for measuring
     /// the init with four services); none: only the init.
     enum InstanceServices: String, Sendable { case standard, none, standardIdle = "standard+idle" }
+    /// How clients reach the dashboard. HTTPS is the default off loopback: on a LAN a session
+    /// cookie over plain HTTP is anyone's to read.
+    enum Transport: Sendable, Equatable {
+        case plain
+        /// With the operator's certificate and key, or (nil) one the appliance makes for itself.
+        case https(certificate: String?, key: String?)
+    }
     /// Protections --unsafe-test-disable can switch off (the negative control only).
     enum Protection: String, Sendable, CaseIterable { case seccomp }
     /// How much of the host the appliance takes over. `system` is the daemon's: it moves itself
@@ -41,6 +48,9 @@ struct Configuration: Sendable {
     var rootMode: RootMode = .host
     var instanceServices: InstanceServices = .standard
     var hostAccess: HostAccess = .system
+    var transport: Transport = .plain
+    /// A plain-HTTP listener that only redirects to the HTTPS one.
+    var redirect: (host: String, port: Int)?
     var unsafe = UnsafeTestSwitches()
 
     init(host: String = "127.0.0.1", port: Int = 8080, dataDir: String) {
@@ -53,6 +63,12 @@ struct Configuration: Sendable {
     init(serve options: Serve) throws(UsageError) {
         (host, port) = try Self.parse(listen: options.listen)
         dataDir = options.dataDir ?? ProcessInfoLite.environment("CLAWORC_DATA_DIR") ?? "/var/lib/claworc"
+        transport = try Self.transport(options, host: host)
+        if let listen = options.httpRedirect {
+            guard case .https = transport else { throw UsageError("--http-redirect needs HTTPS (see --tls)") }
+            let (redirectHost, redirectPort) = try Self.parse(listen: listen, option: "--http-redirect")
+            redirect = (redirectHost, redirectPort)
+        }
         if let text = options.unsafeTestHTTPTimeouts {
             guard let timeouts = ConnectionLimits.testTimeouts(text) else {
                 throw UsageError("--unsafe-test-http-timeouts takes HEAD_MS,IDLE_MS")
@@ -99,10 +115,28 @@ struct Configuration: Sendable {
         return nil
     }
 
-    static func parse(listen: String) throws(UsageError) -> (String, Int) {
+    /// `--tls auto` (the default) is HTTPS unless the address is loopback; `--tls-cert` and
+    /// `--tls-key` come together.
+    private static func transport(_ options: Serve, host: String) throws(UsageError) -> Transport {
+        guard (options.tlsCertificate == nil) == (options.tlsKey == nil) else {
+            throw UsageError("--tls-cert and --tls-key go together")
+        }
+        let given = options.tlsCertificate != nil
+        switch options.tls {
+        case "on": return .https(certificate: options.tlsCertificate, key: options.tlsKey)
+        case "off":
+            guard !given else { throw UsageError("--tls off contradicts --tls-cert") }
+            return .plain
+        case "auto":
+            return given || !MachineNames.isLoopback(host) ? .https(certificate: options.tlsCertificate, key: options.tlsKey) : .plain
+        default: throw UsageError("--tls must be auto, on or off")
+        }
+    }
+
+    static func parse(listen: String, option: String = "--listen") throws(UsageError) -> (String, Int) {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
               (0...65535).contains(port) else {
-            throw UsageError("--listen must be host:port, for example 127.0.0.1:8080")
+            throw UsageError("\(option) must be host:port, for example 127.0.0.1:8080")
         }
         var host = String(listen[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }

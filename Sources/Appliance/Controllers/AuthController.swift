@@ -36,7 +36,7 @@ struct AuthController {
     @Sendable func logout(_ request: Request, context: AppContext) async throws -> Response {
         if let token = request.cookies[Accounts.cookieName]?.value { accounts.closeSession(token: token) }
         var response = Response(status: .noContent)
-        response.setCookie(Accounts.expiredCookie)
+        response.setCookie(accounts.expiredCookie)
         return response
     }
 }

@@ -1,0 +1,398 @@
+#define _GNU_SOURCE
+#include "copenssl.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+// ---- binding the system libraries ------------------------------------------------------------
+// Every OpenSSL function called here: X(library, name, return type, (parameters)). Macros of
+// OpenSSL's API (SSL_CTX_set_min_proto_version, BIO_set_mem_eof_return, ...) expand to the
+// *_ctrl functions listed, so those are called directly below.
+#define COSSL_FUNCTIONS(X)                                                                         \
+    X(ssl, TLS_server_method, const SSL_METHOD *, (void))                                          \
+    X(ssl, SSL_CTX_new, SSL_CTX *, (const SSL_METHOD *))                                           \
+    X(ssl, SSL_CTX_free, void, (SSL_CTX *))                                                        \
+    X(ssl, SSL_CTX_ctrl, long, (SSL_CTX *, int, long, void *))                                     \
+    X(ssl, SSL_CTX_set_options, uint64_t, (SSL_CTX *, uint64_t))                                   \
+    X(ssl, SSL_CTX_use_certificate_chain_file, int, (SSL_CTX *, const char *))                     \
+    X(ssl, SSL_CTX_use_PrivateKey_file, int, (SSL_CTX *, const char *, int))                       \
+    X(ssl, SSL_CTX_check_private_key, int, (const SSL_CTX *))                                      \
+    X(ssl, SSL_new, SSL *, (SSL_CTX *))                                                            \
+    X(ssl, SSL_free, void, (SSL *))                                                                \
+    X(ssl, SSL_set_bio, void, (SSL *, BIO *, BIO *))                                               \
+    X(ssl, SSL_set_accept_state, void, (SSL *))                                                    \
+    X(ssl, SSL_do_handshake, int, (SSL *))                                                         \
+    X(ssl, SSL_read, int, (SSL *, void *, int))                                                    \
+    X(ssl, SSL_write, int, (SSL *, const void *, int))                                             \
+    X(ssl, SSL_shutdown, int, (SSL *))                                                             \
+    X(ssl, SSL_get_error, int, (const SSL *, int))                                                 \
+    X(crypto, BIO_new, BIO *, (const BIO_METHOD *))                                                \
+    X(crypto, BIO_s_mem, const BIO_METHOD *, (void))                                               \
+    X(crypto, BIO_free, int, (BIO *))                                                              \
+    X(crypto, BIO_write, int, (BIO *, const void *, int))                                          \
+    X(crypto, BIO_read, int, (BIO *, void *, int))                                                 \
+    X(crypto, BIO_ctrl, long, (BIO *, int, long, void *))                                          \
+    X(crypto, BIO_ctrl_pending, size_t, (BIO *))                                                   \
+    X(crypto, ERR_get_error, unsigned long, (void))                                                \
+    X(crypto, ERR_clear_error, void, (void))                                                       \
+    X(crypto, ERR_error_string_n, void, (unsigned long, char *, size_t))                           \
+    X(crypto, EVP_PKEY_Q_keygen, EVP_PKEY *, (OSSL_LIB_CTX *, const char *, const char *, ...))    \
+    X(crypto, EVP_PKEY_free, void, (EVP_PKEY *))                                                   \
+    X(crypto, EVP_sha256, const EVP_MD *, (void))                                                  \
+    X(crypto, EVP_Digest, int, (const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, ENGINE *)) \
+    X(crypto, RAND_bytes, int, (unsigned char *, int))                                             \
+    X(crypto, BN_bin2bn, BIGNUM *, (const unsigned char *, int, BIGNUM *))                         \
+    X(crypto, BN_to_ASN1_INTEGER, ASN1_INTEGER *, (const BIGNUM *, ASN1_INTEGER *))                \
+    X(crypto, BN_free, void, (BIGNUM *))                                                           \
+    X(crypto, X509_new, X509 *, (void))                                                            \
+    X(crypto, X509_free, void, (X509 *))                                                           \
+    X(crypto, X509_set_version, int, (X509 *, long))                                               \
+    X(crypto, X509_get_serialNumber, ASN1_INTEGER *, (X509 *))                                     \
+    X(crypto, X509_getm_notBefore, ASN1_TIME *, (const X509 *))                                    \
+    X(crypto, X509_getm_notAfter, ASN1_TIME *, (const X509 *))                                     \
+    X(crypto, X509_gmtime_adj, ASN1_TIME *, (ASN1_TIME *, long))                                   \
+    X(crypto, X509_set_pubkey, int, (X509 *, EVP_PKEY *))                                          \
+    X(crypto, X509_get_subject_name, X509_NAME *, (const X509 *))                                  \
+    X(crypto, X509_set_issuer_name, int, (X509 *, const X509_NAME *))                              \
+    X(crypto, X509_NAME_add_entry_by_txt, int,                                                     \
+      (X509_NAME *, const char *, int, const unsigned char *, int, int, int))                      \
+    X(crypto, X509V3_set_ctx, void, (X509V3_CTX *, X509 *, X509 *, X509_REQ *, X509_CRL *, int))   \
+    X(crypto, X509V3_EXT_conf_nid, X509_EXTENSION *, (LHASH_OF(CONF_VALUE) *, X509V3_CTX *, int, const char *)) \
+    X(crypto, X509_add_ext, int, (X509 *, X509_EXTENSION *, int))                                  \
+    X(crypto, X509_EXTENSION_free, void, (X509_EXTENSION *))                                       \
+    X(crypto, X509_sign, int, (X509 *, EVP_PKEY *, const EVP_MD *))                                \
+    X(crypto, X509_digest, int, (const X509 *, const EVP_MD *, unsigned char *, unsigned int *))   \
+    X(crypto, PEM_write_X509, int, (FILE *, const X509 *))                                         \
+    X(crypto, PEM_write_PrivateKey, int,                                                           \
+      (FILE *, const EVP_PKEY *, const EVP_CIPHER *, const unsigned char *, int, pem_password_cb *, void *)) \
+    X(crypto, PEM_read_X509, X509 *, (FILE *, X509 **, pem_password_cb *, void *))
+
+#define DECLARE_POINTER(lib, name, ret, params) static ret(*p_##name) params;
+COSSL_FUNCTIONS(DECLARE_POINTER)
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static char load_error[256];
+
+static void load(void) {
+    // libssl needs libcrypto; loading libssl first brings both in.
+    void *ssl = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
+    void *crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+    if (!ssl || !crypto) {
+        snprintf(load_error, sizeof load_error, "cannot load the system OpenSSL 3 (libssl3): %s", dlerror());
+        return;
+    }
+#define RESOLVE(lib, name, ret, params)                                                        \
+    p_##name = (ret(*) params)dlsym(lib, #name);                                               \
+    if (!p_##name) {                                                                           \
+        snprintf(load_error, sizeof load_error, "the system OpenSSL lacks %s", #name);         \
+        return;                                                                                \
+    }
+    COSSL_FUNCTIONS(RESOLVE)
+}
+
+int cossl_load(char *why, size_t why_size) {
+    pthread_once(&once, load);
+    if (load_error[0] == '\0') return 0;
+    if (why && why_size) snprintf(why, why_size, "%s", load_error);
+    return -1;
+}
+
+// The reason for the last failure: OpenSSL's error queue if it has one, else `what`.
+static void explain(char *why, size_t why_size, const char *what) {
+    if (!why || !why_size) return;
+    unsigned long code = p_ERR_get_error ? p_ERR_get_error() : 0;
+    if (code) {
+        char detail[200];
+        p_ERR_error_string_n(code, detail, sizeof detail);
+        snprintf(why, why_size, "%s: %s", what, detail);
+    } else {
+        snprintf(why, why_size, "%s", what);
+    }
+    if (p_ERR_clear_error) p_ERR_clear_error();
+}
+
+int cossl_sha256(const void *bytes, size_t len, uint8_t out[32]) {
+    if (cossl_load(NULL, 0) != 0) return -1;
+    unsigned int n = 0;
+    return p_EVP_Digest(bytes, len, out, &n, p_EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -1;
+}
+
+// ---- certificates ----------------------------------------------------------------------------
+
+static int add_extension(X509 *cert, X509V3_CTX *ctx, int nid, const char *value) {
+    X509_EXTENSION *ext = p_X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+    if (!ext) return -1;
+    int ok = p_X509_add_ext(cert, ext, -1);
+    p_X509_EXTENSION_free(ext);
+    return ok ? 0 : -1;
+}
+
+// Writes with `write_pem` into `<path>.tmp` (mode 0600), then renames it over `path`.
+static int write_file(const char *path, int (*write_pem)(FILE *, void *), void *object) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -1;
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return -1;
+    FILE *f = fdopen(fd, "w");
+    if (!f) { close(fd); unlink(tmp); return -1; }
+    int ok = write_pem(f, object) && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) { unlink(tmp); return -1; }
+    return 0;
+}
+
+static int pem_certificate(FILE *f, void *cert) { return p_PEM_write_X509(f, cert); }
+static int pem_key(FILE *f, void *key) { return p_PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL); }
+
+int cossl_make_self_signed(const char *cert_path, const char *key_path,
+                           const char *const *dns_names, int dns_count,
+                           const char *const *ip_addresses, int ip_count,
+                           const char *common_name, int days, char *why, size_t why_size) {
+    if (cossl_load(why, why_size) != 0) return -1;
+    int result = -1;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    char *names = NULL;
+
+    key = p_EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    if (!key) { explain(why, why_size, "making a P-256 key"); goto out; }
+    cert = p_X509_new();
+    if (!cert || !p_X509_set_version(cert, 2)) { explain(why, why_size, "making a certificate"); goto out; }
+
+    // A random positive 128-bit serial: browsers remember certificates by issuer and serial.
+    unsigned char serial[16];
+    if (p_RAND_bytes(serial, sizeof serial) != 1) { explain(why, why_size, "drawing a serial"); goto out; }
+    serial[0] &= 0x7f;
+    BIGNUM *bn = p_BN_bin2bn(serial, sizeof serial, NULL);
+    int serial_ok = bn && p_BN_to_ASN1_INTEGER(bn, p_X509_get_serialNumber(cert));
+    p_BN_free(bn);
+    if (!serial_ok) { explain(why, why_size, "setting the serial"); goto out; }
+
+    // Valid from an hour ago, so a client clock slightly behind still accepts it.
+    if (!p_X509_gmtime_adj(p_X509_getm_notBefore(cert), -3600) ||
+        !p_X509_gmtime_adj(p_X509_getm_notAfter(cert), (long)days * 86400) ||
+        !p_X509_set_pubkey(cert, key)) {
+        explain(why, why_size, "setting validity and key");
+        goto out;
+    }
+    X509_NAME *subject = p_X509_get_subject_name(cert);
+    if (!p_X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const unsigned char *)"Claworc appliance", -1, -1, 0) ||
+        !p_X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)common_name, -1, -1, 0) ||
+        !p_X509_set_issuer_name(cert, subject)) {
+        explain(why, why_size, "setting the subject");
+        goto out;
+    }
+
+    // subjectAltName: what browsers match the address bar against ("DNS:a,IP:192.0.2.1").
+    size_t size = 1;
+    for (int i = 0; i < dns_count; i++) size += strlen(dns_names[i]) + 5;
+    for (int i = 0; i < ip_count; i++) size += strlen(ip_addresses[i]) + 4;
+    names = calloc(1, size);
+    if (!names) { explain(why, why_size, "out of memory"); goto out; }
+    for (int i = 0; i < dns_count; i++) {
+        if (strchr(dns_names[i], ',')) { explain(why, why_size, "a name contains a comma"); goto out; }
+        strcat(names, names[0] ? ",DNS:" : "DNS:");
+        strcat(names, dns_names[i]);
+    }
+    for (int i = 0; i < ip_count; i++) {
+        if (strchr(ip_addresses[i], ',')) { explain(why, why_size, "an address contains a comma"); goto out; }
+        strcat(names, names[0] ? ",IP:" : "IP:");
+        strcat(names, ip_addresses[i]);
+    }
+    X509V3_CTX ctx;
+    p_X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+    if ((names[0] && add_extension(cert, &ctx, NID_subject_alt_name, names) != 0) ||
+        add_extension(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
+        add_extension(cert, &ctx, NID_key_usage, "critical,digitalSignature") != 0 ||
+        add_extension(cert, &ctx, NID_ext_key_usage, "serverAuth") != 0 ||
+        add_extension(cert, &ctx, NID_subject_key_identifier, "hash") != 0) {
+        explain(why, why_size, "adding extensions");
+        goto out;
+    }
+    if (!p_X509_sign(cert, key, p_EVP_sha256())) { explain(why, why_size, "signing"); goto out; }
+
+    // The key first: a certificate on disk without its key would be kept and never work.
+    if (write_file(key_path, pem_key, key) != 0) {
+        snprintf(why, why_size, "writing %s: %s", key_path, strerror(errno));
+        goto out;
+    }
+    if (write_file(cert_path, pem_certificate, cert) != 0) {
+        snprintf(why, why_size, "writing %s: %s", cert_path, strerror(errno));
+        unlink(key_path);
+        goto out;
+    }
+    result = 0;
+out:
+    free(names);
+    if (cert) p_X509_free(cert);
+    if (key) p_EVP_PKEY_free(key);
+    return result;
+}
+
+int cossl_certificate_sha256(const char *cert_path, uint8_t out[32], char *why, size_t why_size) {
+    if (cossl_load(why, why_size) != 0) return -1;
+    FILE *f = fopen(cert_path, "re");
+    if (!f) {
+        snprintf(why, why_size, "opening %s: %s", cert_path, strerror(errno));
+        return -1;
+    }
+    X509 *cert = p_PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!cert) { explain(why, why_size, "reading the certificate"); return -1; }
+    unsigned int len = 0;
+    int ok = p_X509_digest(cert, p_EVP_sha256(), out, &len) && len == 32;
+    p_X509_free(cert);
+    if (!ok) { explain(why, why_size, "hashing the certificate"); return -1; }
+    return 0;
+}
+
+// ---- server ----------------------------------------------------------------------------------
+
+struct cossl_server {
+    SSL_CTX *ctx;
+};
+
+cossl_server *cossl_server_new(const char *cert_path, const char *key_path, char *why, size_t why_size) {
+    if (cossl_load(why, why_size) != 0) return NULL;
+    SSL_CTX *ctx = p_SSL_CTX_new(p_TLS_server_method());
+    if (!ctx) { explain(why, why_size, "making a TLS context"); return NULL; }
+    p_SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
+    // No renegotiation (a client-driven CPU sink), no compression (CRIME), no tickets (their
+    // key would live as long as the process, weakening forward secrecy); the server picks.
+    p_SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET |
+                                   SSL_OP_CIPHER_SERVER_PREFERENCE);
+    p_SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_OFF, NULL);
+    if (p_SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+        explain(why, why_size, "loading the certificate");
+        p_SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (p_SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1 || p_SSL_CTX_check_private_key(ctx) != 1) {
+        explain(why, why_size, "loading the private key (does it match the certificate?)");
+        p_SSL_CTX_free(ctx);
+        return NULL;
+    }
+    cossl_server *server = calloc(1, sizeof *server);
+    if (!server) { p_SSL_CTX_free(ctx); snprintf(why, why_size, "out of memory"); return NULL; }
+    server->ctx = ctx;
+    return server;
+}
+
+void cossl_server_free(cossl_server *server) {
+    if (!server) return;
+    p_SSL_CTX_free(server->ctx);
+    free(server);
+}
+
+// ---- connections -----------------------------------------------------------------------------
+
+struct cossl_conn {
+    SSL *ssl;
+    BIO *in;   // bytes from the peer, read by OpenSSL
+    BIO *out;  // bytes OpenSSL wrote for the peer
+    char error[256];
+};
+
+cossl_conn *cossl_conn_new(cossl_server *server) {
+    cossl_conn *conn = calloc(1, sizeof *conn);
+    if (!conn) return NULL;
+    conn->ssl = p_SSL_new(server->ctx);
+    conn->in = p_BIO_new(p_BIO_s_mem());
+    conn->out = p_BIO_new(p_BIO_s_mem());
+    if (!conn->ssl || !conn->in || !conn->out) {
+        if (conn->ssl) p_SSL_free(conn->ssl);
+        if (conn->in) p_BIO_free(conn->in);
+        if (conn->out) p_BIO_free(conn->out);
+        free(conn);
+        return NULL;
+    }
+    // An empty input buffer means "wait for more", not end of stream.
+    p_BIO_ctrl(conn->in, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, NULL);
+    p_SSL_set_bio(conn->ssl, conn->in, conn->out);  // the SSL owns both from here
+    p_SSL_set_accept_state(conn->ssl);
+    return conn;
+}
+
+void cossl_conn_free(cossl_conn *conn) {
+    if (!conn) return;
+    p_SSL_free(conn->ssl);
+    free(conn);
+}
+
+static int fail(cossl_conn *conn, const char *what) {
+    explain(conn->error, sizeof conn->error, what);
+    return COSSL_ERROR;
+}
+
+int cossl_feed(cossl_conn *conn, const uint8_t *bytes, size_t len) {
+    while (len > 0) {
+        int chunk = len > (1 << 30) ? (1 << 30) : (int)len;
+        int n = p_BIO_write(conn->in, bytes, chunk);
+        if (n <= 0) return fail(conn, "buffering input");
+        bytes += n;
+        len -= (size_t)n;
+    }
+    return COSSL_OK;
+}
+
+int cossl_handshake(cossl_conn *conn) {
+    int r = p_SSL_do_handshake(conn->ssl);
+    if (r == 1) return COSSL_OK;
+    switch (p_SSL_get_error(conn->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: return COSSL_WANT_INPUT;
+    default: return fail(conn, "handshake");
+    }
+}
+
+long cossl_read(cossl_conn *conn, uint8_t *buf, size_t cap) {
+    int r = p_SSL_read(conn->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
+    if (r > 0) return r;
+    switch (p_SSL_get_error(conn->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: return COSSL_READ_WANT_INPUT;
+    case SSL_ERROR_ZERO_RETURN: return COSSL_READ_CLOSED;
+    default: fail(conn, "reading"); return COSSL_READ_ERROR;
+    }
+}
+
+int cossl_write(cossl_conn *conn, const uint8_t *bytes, size_t len) {
+    while (len > 0) {
+        int chunk = len > (1 << 30) ? (1 << 30) : (int)len;
+        int n = p_SSL_write(conn->ssl, bytes, chunk);
+        if (n <= 0) return fail(conn, "writing");
+        bytes += n;
+        len -= (size_t)n;
+    }
+    return COSSL_OK;
+}
+
+int cossl_close_notify(cossl_conn *conn) {
+    return p_SSL_shutdown(conn->ssl) >= 0 ? COSSL_OK : fail(conn, "closing");
+}
+
+size_t cossl_output_pending(cossl_conn *conn) { return p_BIO_ctrl_pending(conn->out); }
+
+size_t cossl_take_output(cossl_conn *conn, uint8_t *buf, size_t cap) {
+    int n = p_BIO_read(conn->out, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
+    return n > 0 ? (size_t)n : 0;
+}
+
+const char *cossl_conn_error(cossl_conn *conn) { return conn->error[0] ? conn->error : "TLS error"; }

@@ -1,0 +1,81 @@
+// TLS and certificates through the system's OpenSSL 3 (Debian's libssl3), bound at run time.
+//
+// The daemon's HTTPS and its certificate go through the distribution's libssl/libcrypto, which
+// Debian patches, rather than a vendored BoringSSL (swift-nio-ssl, swift-crypto). Like SQLite,
+// the libraries are dlopen'ed on first use: the instance init is an exec of this binary and
+// must not load and relocate two large libraries it never calls. Swift sees no OpenSSL type:
+// a server context and a connection are opaque handles, and every function reports failure
+// with a return value and a readable reason.
+#ifndef COPENSSL_H
+#define COPENSSL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cossl_server cossl_server;  // an SSL_CTX with the appliance's certificate
+typedef struct cossl_conn cossl_conn;      // one TLS connection over memory buffers
+
+// Loads libssl.so.3 and libcrypto.so.3 if not loaded yet. 0, or -1 with the reason in `why`.
+int cossl_load(char *why, size_t why_size);
+
+// SHA-256 of `len` bytes into `out`. 0, or -1 (the library is not loaded).
+int cossl_sha256(const void *bytes, size_t len, uint8_t out[32]);
+
+// ---- certificates ----------------------------------------------------------------------------
+
+// Writes a new self-signed certificate (ECDSA P-256, SHA-256, serverAuth) for the given DNS
+// names and IP addresses (text, IPv4 or IPv6), valid `days` days, to cert_path, and its key to
+// key_path (created 0600). Both files are written whole or not at all. 0, or -1 with `why`.
+int cossl_make_self_signed(const char *cert_path, const char *key_path,
+                           const char *const *dns_names, int dns_count,
+                           const char *const *ip_addresses, int ip_count,
+                           const char *common_name, int days, char *why, size_t why_size);
+
+// The SHA-256 of the DER form of the first certificate in a PEM file, as 32 bytes. 0 or -1.
+int cossl_certificate_sha256(const char *cert_path, uint8_t out[32], char *why, size_t why_size);
+
+// ---- server ----------------------------------------------------------------------------------
+
+// A TLS server context (TLS 1.2 and 1.3 only, no renegotiation, no compression, no session
+// tickets) for a PEM certificate chain and its private key. NULL with `why` on failure.
+cossl_server *cossl_server_new(const char *cert_path, const char *key_path, char *why, size_t why_size);
+void cossl_server_free(cossl_server *server);
+
+// ---- connections -----------------------------------------------------------------------------
+// A connection never touches a socket: the caller feeds it the bytes that arrived
+// (cossl_feed) and sends whatever it has to send (cossl_take_output).
+
+enum {
+    COSSL_OK = 0,          // progress was made (or nothing to do)
+    COSSL_WANT_INPUT = 1,  // needs more bytes from the peer
+    COSSL_ERROR = -1,      // fatal: the reason is in the connection's error text
+};
+
+cossl_conn *cossl_conn_new(cossl_server *server);
+void cossl_conn_free(cossl_conn *conn);
+
+// Hands over `len` bytes received from the peer. 0, or COSSL_ERROR when memory runs out.
+int cossl_feed(cossl_conn *conn, const uint8_t *bytes, size_t len);
+
+// Advances the handshake: COSSL_OK once it is complete, COSSL_WANT_INPUT, or COSSL_ERROR.
+int cossl_handshake(cossl_conn *conn);
+
+// Decrypts into buf: the number of bytes (> 0), or one of these.
+enum { COSSL_READ_WANT_INPUT = -1, COSSL_READ_CLOSED = -2, COSSL_READ_ERROR = -3 };
+long cossl_read(cossl_conn *conn, uint8_t *buf, size_t cap);
+
+// Encrypts all `len` bytes (the output grows unbounded in memory; the caller drains it).
+// 0, or COSSL_ERROR.
+int cossl_write(cossl_conn *conn, const uint8_t *bytes, size_t len);
+
+// Queues a close_notify alert. 0, or COSSL_ERROR.
+int cossl_close_notify(cossl_conn *conn);
+
+// Bytes waiting to be sent to the peer, and taking up to `cap` of them (returns how many).
+size_t cossl_output_pending(cossl_conn *conn);
+size_t cossl_take_output(cossl_conn *conn, uint8_t *buf, size_t cap);
+
+// Why the last COSSL_ERROR happened (never NULL).
+const char *cossl_conn_error(cossl_conn *conn);
+
+#endif
