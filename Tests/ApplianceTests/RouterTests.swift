@@ -30,9 +30,11 @@ import Testing
         return try? JSONDecoder().decode(Envelope.self, from: Data(buffer: response.body)).error.code
     }
 
+    /// The session cookie of a response, sent as the dashboard's own pages send it (a browser
+    /// marks a same-origin request so; OriginGuard refuses cookie-authenticated changes without).
     static func session(_ response: TestResponse) -> HTTPFields {
         let cookie = response.headers[.setCookie]?.split(separator: ";").first.map(String.init) ?? ""
-        return [.cookie: cookie]
+        return [.cookie: cookie, OriginGuard.fetchSite: "same-origin"]
     }
 
     static func expect(_ response: TestResponse, _ status: HTTPResponse.Status, _ code: String?,

@@ -62,18 +62,80 @@ final class TempDir {
         do {
             let store = try SQLiteStore(path: path)
             let user = try store.createUser(username: "admin", passwordHash: "x", role: .admin)
-            try store.createSession(tokenHash: hash, userID: user.id, now: 1_000, lifetime: 3600)
+            try store.createSession(tokenHash: hash, userID: user.id, now: 1_000, lifetime: 3600, client: "192.0.2.1")
         }
         let store = try SQLiteStore(path: path)
-        #expect(try store.sessionUser(tokenHash: hash, now: 2_000)?.username == "admin")
-        #expect(try store.sessionUser(tokenHash: hash, now: 5_000) == nil, "expired sessions do not authenticate")
+        #expect(try store.sessionUser(tokenHash: hash, now: 2_000, idle: 3600)?.username == "admin")
+        #expect(try store.sessionUser(tokenHash: hash, now: 5_000, idle: 3600) == nil, "expired sessions do not authenticate")
+    }
+
+    @Test func idleSessionsEndAndUseSlidesTheDeadline() throws {
+        let dir = TempDir()
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
+        let user = try store.createUser(username: "u", passwordHash: "x", role: .user)
+        try store.createSession(tokenHash: "h", userID: user.id, now: 0, lifetime: 10_000, client: "c")
+        #expect(try store.sessionUser(tokenHash: "h", now: 90, idle: 100) != nil, "used at 90: the idle deadline moves to 190")
+        #expect(try store.sessionUser(tokenHash: "h", now: 180, idle: 100) != nil)
+        #expect(try store.sessionUser(tokenHash: "h", now: 400, idle: 100) == nil, "idle for longer than 100 s")
+        try store.createSession(tokenHash: "d", userID: user.id, now: 0, lifetime: 10_000, client: "c")
+        _ = try store.updateUser(id: user.id, role: nil, disabled: true, passwordHash: nil)
+        #expect(try store.sessionUser(tokenHash: "d", now: 1, idle: 100) == nil, "a disabled user's session does not authenticate")
+    }
+
+    @Test func theLastEnabledAdminStays() throws {
+        let dir = TempDir()
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
+        let first = try store.createUser(username: "first", passwordHash: "x", role: .admin)
+        #expect(throws: UserError.lastAdmin) { try store.updateUser(id: first.id, role: .user, disabled: nil, passwordHash: nil) }
+        #expect(throws: UserError.lastAdmin) { try store.updateUser(id: first.id, role: nil, disabled: true, passwordHash: nil) }
+        #expect(throws: UserError.lastAdmin) { try store.deleteUser(id: first.id) }
+        let second = try store.createUser(username: "second", passwordHash: "x", role: .admin)
+        _ = try store.updateUser(id: second.id, role: nil, disabled: true, passwordHash: nil)
+        #expect(throws: UserError.lastAdmin, "a disabled admin does not count") { try store.deleteUser(id: first.id) }
+        _ = try store.updateUser(id: second.id, role: nil, disabled: false, passwordHash: nil)
+        try store.deleteUser(id: first.id)
+        #expect(try store.allUsers().map(\.username) == ["second"])
+        #expect(throws: UserError.usernameTaken("second")) { try store.createUser(username: "second", passwordHash: "y", role: .user) }
+    }
+
+    @Test func tokensAuthenticateTheirEnabledOwnerUntilExpiry() throws {
+        let dir = TempDir()
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
+        let owner = try store.createUser(username: "owner", passwordHash: "x", role: .user)
+        let record = try store.createToken(userID: owner.id, name: "ci", tokenHash: "t", now: 0, expiresAt: 1_000)
+        #expect(try store.tokenUser(tokenHash: "t", now: 500)?.0.username == "owner")
+        #expect(try store.tokenUser(tokenHash: "t", now: 1_000) == nil, "expired")
+        #expect(try store.tokenUser(tokenHash: "nope", now: 1) == nil)
+        #expect(try store.deleteToken(userID: owner.id + 1, id: record.id) == false, "someone else's token is not theirs to revoke")
+        #expect(try store.deleteToken(userID: owner.id, id: record.id))
+        #expect(try store.tokenUser(tokenHash: "t", now: 500) == nil, "revoked")
+    }
+
+    @Test func theAuditLogIsAppendOnly() throws {
+        let dir = TempDir()
+        let store = try SQLiteStore(path: dir.path + "/claworc.db")
+        for i in 0..<5 {
+            try store.append(AuditEntry(at: Int64(i), actorID: nil, actor: "a\(i % 2)", action: "login", target: nil,
+                                        outcome: .ok, client: "c", detail: nil))
+        }
+        #expect(throws: DatabaseError.self) { try store.db.write("UPDATE audit_log SET outcome = 'denied'") }
+        #expect(throws: DatabaseError.self) { try store.db.write("DELETE FROM audit_log") }
+        var filter = AuditFilter()
+        filter.limit = 2
+        let page = try store.auditEntries(filter)
+        #expect(page.map(\.at) == [4, 3], "newest first")
+        filter.before = page.last!.id
+        #expect(try store.auditEntries(filter).map(\.at) == [2, 1])
+        filter = AuditFilter()
+        filter.actor = "a1"
+        #expect(try store.auditEntries(filter).map(\.at) == [3, 1])
     }
 
     @Test func deletingAUserDeletesTheirSessions() throws {
         let dir = TempDir()
         let store = try SQLiteStore(path: dir.path + "/claworc.db")
         let user = try store.createUser(username: "gone", passwordHash: "x", role: .user)
-        try store.createSession(tokenHash: "h", userID: user.id, now: 0, lifetime: 100)
+        try store.createSession(tokenHash: "h", userID: user.id, now: 0, lifetime: 100, client: "c")
         try store.db.write("DELETE FROM users WHERE id = ?", [.integer(user.id)])
         #expect(try store.db.query("SELECT * FROM sessions").isEmpty)
     }

@@ -131,7 +131,7 @@ def test_46_slow_and_idle_connections_cut_off(short_timeouts):
     cookie = admin.http.cookies["claworc_session"].encode()
     pipelined = connect(port)
     pipelined.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                      b"POST /api/v1/instances/%d/exec HTTP/1.1\r\nHost: x\r\nCookie: claworc_session=%s\r\n"
+                      b"POST /api/v1/instances/%d/exec HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\nCookie: claworc_session=%s\r\n"
                       b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                       % (inst["id"], cookie, len(body), body))
     replies = b""

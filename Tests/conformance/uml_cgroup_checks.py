@@ -64,6 +64,7 @@ class Appliance:
         else:
             raise RuntimeError("daemon did not start: " + self.daemon_log())
         self.http = requests.Session()
+        self.http.headers["Origin"] = self.base   # as the dashboard: cookie-authenticated changes need it
         code = (data / "setup-code").read_text().strip()
         r = self.http.post(self.base + "/api/v1/setup", json={"code": code, "username": "admin", "password": "uml-password-1"})
         assert r.status_code == 200, r.text

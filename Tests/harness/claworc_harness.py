@@ -108,6 +108,9 @@ class Client:
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
         self.http = requests.Session()
+        # As the dashboard's own pages: the daemon refuses cookie-authenticated changes whose
+        # Origin is foreign or missing (cross-site request forgery).
+        self.http.headers["Origin"] = daemon.base_url
 
     def url(self, path):
         return self.daemon.base_url + path

@@ -42,7 +42,10 @@ def test_setup_code_flow(daemon):
     assert c.get("/api/v1/setup").json() == {"required": True}
     r = c.post("/api/v1/setup", {"code": code, "username": ADMIN[0], "password": ADMIN[1]})
     assert r.status_code == 200, r.text
-    assert r.json()["user"] == {"id": 1, "username": "admin", "role": "admin"}
+    user = r.json()["user"]
+    assert {k: user[k] for k in ("id", "username", "role", "disabled")} == {"id": 1, "username": "admin", "role": "admin",
+                                                                          "disabled": False}
+    assert user["created_at"].endswith("Z")
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert c.get("/api/v1/auth/me").json()["user"]["username"] == "admin"

@@ -1,13 +1,14 @@
 /// Who may see and act on what: the one place that decides it. Routes name the action; the
 /// policy answers with the user (or the instance) it allows, or throws.
 ///
-/// - Appliance-wide actions (creating instances, editing the defaults) are the admin's.
+/// - Appliance-wide actions (creating instances, editing the defaults, users, the audit log)
+///   are the admin's.
 /// - An instance is visible to admins and to the users assigned to it; to anyone else it does
 ///   not exist (404, never 403, so ids cannot be probed).
 /// - Of a visible instance, viewing and operating (start, stop, restart, VNC) are open to every
 ///   user who sees it; administering it (delete, exec, changing its settings) is the admin's.
 struct AccessPolicy: Sendable {
-    enum ApplianceAction: Sendable { case createInstance, editDefaults }
+    enum ApplianceAction: Sendable { case createInstance, editDefaults, manageUsers, readAudit }
     enum InstanceAction: Sendable { case view, operate, administer }
 
     let instances: any InstanceRepository

@@ -8,8 +8,10 @@ import Sandbox
 /// Password checks (on a bounded pool, throttled), session tokens and the first-admin setup code.
 final class Accounts: Sendable {
     static let cookieName = "claworc_session"
-    static let sessionLifetime: Int64 = 30 * 24 * 3600
-    static let bcryptCost: UInt8 = 11
+    /// A session ends 7 days after sign-in at the latest, and after 12 hours without a request.
+    static let sessionLifetime: Int64 = 7 * 24 * 3600
+    static let sessionIdle: Int64 = 12 * 3600
+    static let bcryptCost: UInt8 = 12
     /// Verified against for unknown usernames so both failures take the same time.
     private let decoyHash: String
 
@@ -97,6 +99,8 @@ final class Accounts: Sendable {
         }
         guard let user = checked else { throw AuthError.invalidCredentials }
         throttle.succeeded(account: username, address: client)
+        // Told only to someone who knows the password: it reveals nothing to a guesser.
+        guard !user.disabled else { throw AuthError.disabled }
         return user
     }
 
@@ -127,22 +131,25 @@ final class Accounts: Sendable {
         }
     }
 
-    /// Creates a session and returns the cookie that carries its token. Only the token's
-    /// SHA-256 is stored.
-    func openSession(for user: User) throws -> Cookie {
+    /// Creates a session and returns the cookie that carries its token: always a new token, at
+    /// sign-in and whenever the user's privileges or password change. Only the token's SHA-256
+    /// is stored.
+    func openSession(for user: User, client: String) throws -> Cookie {
         let token = Hex.encode(Secrets.randomBytes(32))
-        let now = Int64(Date().timeIntervalSince1970)
-        try users.createSession(tokenHash: SHA256.hex(Array(token.utf8)), userID: user.id, now: now, lifetime: Self.sessionLifetime)
-        try? users.deleteExpiredSessions(now: now)
+        let now = Self.now()
+        try users.createSession(tokenHash: Self.sessionID(forToken: token), userID: user.id, now: now,
+                                lifetime: Self.sessionLifetime, client: client)
+        try? users.deleteExpiredSessions(now: now, idle: Self.sessionIdle)
         return Cookie(name: Self.cookieName, value: token, maxAge: Int(Self.sessionLifetime), path: "/",
                       secure: secureCookies, httpOnly: true, sameSite: .strict)
     }
 
     func user(forToken token: String) -> User? {
         guard token.utf8.count == 64 else { return nil }
-        let now = Int64(Date().timeIntervalSince1970)
-        return try? users.sessionUser(tokenHash: Self.sessionID(forToken: token), now: now)
+        return try? users.sessionUser(tokenHash: Self.sessionID(forToken: token), now: Self.now(), idle: Self.sessionIdle)
     }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
     /// What identifies a session outside the cookie: the token's hash, as the store keeps it.
     static func sessionID(forToken token: String) -> String {

@@ -101,13 +101,20 @@ func buildApplication(configuration: Configuration, logger: Logger,
                                   slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot)
     let policy = AccessPolicy(instances: store)
     let control = ControlRegistry()
+    let tokens = APITokens(store: store)
+    let audit = AuditLog(store: store, logger: logger)
+    let administration = UserAdministration(accounts: accounts, tokens: store)
 
     let router = Router(context: AppContext.self)
     router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
-    router.middlewares.add(SessionMiddleware(accounts: accounts))
+    router.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens))
+    router.middlewares.add(OriginGuard())
     HealthController().addRoutes(to: router.group())
     let api = router.group("/api/v1")
-    AuthController(accounts: accounts, policy: policy).addRoutes(to: api)
+    AuthController(accounts: accounts, policy: policy, audit: audit).addRoutes(to: api)
+    AccountController(policy: policy, administration: administration, tokens: tokens, audit: audit).addRoutes(to: api)
+    UsersController(policy: policy, administration: administration, instances: store, audit: audit).addRoutes(to: api)
+    AuditController(policy: policy, store: store).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
     SettingsController(policy: policy, layers: layers, manager: manager).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
@@ -119,7 +126,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
 
     let webSocketRouter = Router(context: AppContext.self)
     webSocketRouter.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
-    webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts))
+    webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens))
     VNCController(policy: policy, manager: manager, control: control).addRoutes(to: webSocketRouter)
 
     let application = Application(

@@ -11,6 +11,10 @@ struct AppContext: RequestContext, WebSocketRequestContext {
     /// The signed-in session's id (its token's hash, as stored), set with `user`: what
     /// screen control belongs to.
     var session: String?
+    /// How the caller proved who they are: the browser's cookie (ambient, so changes need a
+    /// same-origin check) or an API token.
+    enum Credential: Sendable { case cookie, token }
+    var credential: Credential?
     /// The peer's IP address from the connection itself (X-Forwarded-For is never trusted:
     /// the appliance is not deployed behind a proxy it could vouch for).
     let clientAddress: String
@@ -23,6 +27,7 @@ struct AppContext: RequestContext, WebSocketRequestContext {
         webSocket = .init()
         user = nil
         session = nil
+        credential = nil
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
         channel = source.channel
     }

@@ -12,11 +12,20 @@ extension APIError {
         case let error as APIError: self = error
         case let error as InvalidInput: self = .badRequest(error.code, error.message)
         case let error as AuthError: self = Self.map(error)
+        case let error as UserError: self = Self.map(error)
         case let error as InstanceError: self = Self.map(error)
         case let error as FileError: self = Self.map(error)
         case let error as ControlRegistry.Failure: self = Self.map(error)
         case let error as LogError: self = Self.map(error)
         default: return nil
+        }
+    }
+
+    private static func map(_ error: UserError) -> APIError {
+        switch error {
+        case .notFound: return .notFound("The user")
+        case .usernameTaken(let name): return .conflict("username_taken", "A user named '\(name)' already exists.")
+        case .lastAdmin: return .conflict("last_admin", "This is the last enabled admin: make another admin first.")
         }
     }
 
@@ -31,6 +40,9 @@ extension APIError {
         case .tooManyAttempts(let wait):
             return APIError(status: .tooManyRequests, code: "too_many_attempts",
                             message: "Too many failed attempts; try again later.", retryAfter: wait)
+        case .disabled: return APIError(status: .forbidden, code: "account_disabled", message: "This account is disabled; ask an admin.")
+        case .crossOrigin:
+            return APIError(status: .forbidden, code: "cross_origin", message: "Changes are only accepted from the appliance's own pages.")
         case .busy:
             return APIError(status: .serviceUnavailable, code: "busy",
                             message: "The appliance is busy checking passwords; try again shortly.", retryAfter: 2)

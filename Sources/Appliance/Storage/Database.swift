@@ -110,6 +110,17 @@ final class Database: Sendable {
             _ = try Database.run(db, sql, parameters)
             return (Int(sqlite3_changes(db)), sqlite3_last_insert_rowid(db))
         }
+
+        /// Several statements without parameters (a migration; triggers contain semicolons).
+        func script(_ sql: String) throws {
+            var error: UnsafeMutablePointer<CChar>?
+            let rc = sqlite3_exec(db, sql, nil, nil, &error)
+            if rc != SQLITE_OK {
+                let message = error.map { String(cString: $0) } ?? "unknown"
+                sqlite3_free(error)
+                throw DatabaseError(code: rc, message: message)
+            }
+        }
     }
 
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)

@@ -42,5 +42,40 @@ enum Migrations {
             ALTER TABLE instances ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
             CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """),
+        // Many people: users can be disabled; sessions expire when idle as well as absolutely,
+        // and remember where they came from (for the owner's list); API tokens, stored hashed;
+        // the audit log, append-only (triggers refuse UPDATE and DELETE).
+        (3, """
+            ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE sessions ADD COLUMN client TEXT NOT NULL DEFAULT '';
+            UPDATE sessions SET last_seen_at = created_at;
+            CREATE TABLE api_tokens (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER,
+                last_used_at INTEGER
+            );
+            CREATE INDEX api_tokens_user ON api_tokens(user_id);
+            CREATE TABLE audit_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at INTEGER NOT NULL,
+                actor_id INTEGER,
+                actor TEXT,
+                action TEXT NOT NULL,
+                target TEXT,
+                outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'denied', 'failed')),
+                client TEXT NOT NULL DEFAULT '',
+                detail TEXT
+            );
+            CREATE INDEX audit_log_at ON audit_log(at);
+            CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+            CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+                BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
+            """),
     ]
 }

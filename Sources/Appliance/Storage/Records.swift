@@ -6,6 +6,48 @@ struct User: Codable, Sendable, Equatable {
     var id: Int64
     var username: String
     var role: Role
+    /// A disabled user cannot sign in; their sessions and tokens were ended when it happened.
+    var disabled = false
+    var createdAt = ""
+
+    enum CodingKeys: String, CodingKey {
+        case id, username, role, disabled
+        case createdAt = "created_at"
+    }
+}
+
+/// One signed-in browser, as its owner sees it. `id` is a prefix of the token's hash: enough
+/// to name it, useless to sign in with.
+struct SessionRecord: Sendable, Equatable {
+    var id: String
+    var createdAt: Int64
+    var lastSeenAt: Int64
+    var expiresAt: Int64
+    var client: String
+}
+
+struct TokenRecord: Sendable, Equatable {
+    var id: Int64
+    var userID: Int64
+    var name: String
+    var createdAt: Int64
+    var expiresAt: Int64?
+    var lastUsedAt: Int64?
+}
+
+enum AuditOutcome: String, Codable, Sendable { case ok, denied, failed }
+
+struct AuditEntry: Sendable, Equatable {
+    var id: Int64 = 0
+    /// Unix milliseconds.
+    var at: Int64
+    var actorID: Int64?
+    var actor: String?
+    var action: String
+    var target: String?
+    var outcome: AuditOutcome
+    var client: String
+    var detail: String?
 }
 
 enum InstanceState: String, Codable, Sendable { case stopped, starting, running, stopping, failed }

@@ -3,16 +3,59 @@
 
 protocol UserRepository: Sendable {
     func userCount() throws -> Int64
+    /// Throws `UserError.usernameTaken`.
     func createUser(username: String, passwordHash: String, role: Role) throws -> User
     /// The first admin, only while there is no user at all (racing setups: one wins, nil for the other).
     func createFirstAdmin(username: String, passwordHash: String) throws -> User?
     /// The user and their password hash.
     func credentials(username: String) throws -> (User, String)?
+    func passwordHash(userID: Int64) throws -> String?
+    func allUsers() throws -> [User]
+    func user(id: Int64) throws -> User?
+    /// Changes what is given, in one transaction that throws `UserError.lastAdmin` rather than
+    /// leave no enabled admin, and `UserError.notFound`.
+    func updateUser(id: Int64, role: Role?, disabled: Bool?, passwordHash: String?) throws -> User
+    /// Throws `UserError.lastAdmin` and `UserError.notFound`; sessions, tokens and
+    /// assignments go with the user.
+    func deleteUser(id: Int64) throws
 
-    func createSession(tokenHash: String, userID: Int64, now: Int64, lifetime: Int64) throws
-    func sessionUser(tokenHash: String, now: Int64) throws -> User?
+    func createSession(tokenHash: String, userID: Int64, now: Int64, lifetime: Int64, client: String) throws
+    /// The session's user, if it is neither expired nor idle longer than `idle` seconds and the
+    /// user is enabled; marks it seen.
+    func sessionUser(tokenHash: String, now: Int64, idle: Int64) throws -> User?
     func deleteSession(tokenHash: String) throws
-    func deleteExpiredSessions(now: Int64) throws
+    func deleteExpiredSessions(now: Int64, idle: Int64) throws
+    func sessions(userID: Int64) throws -> [SessionRecord]
+    /// Ends one of the user's sessions by its listed id; false if there is none.
+    func deleteSession(userID: Int64, id: String) throws -> Bool
+    /// Ends every session of the user but `keeping` (a token hash).
+    func deleteSessions(userID: Int64, keeping: String?) throws
+}
+
+protocol TokenRepository: Sendable {
+    func createToken(userID: Int64, name: String, tokenHash: String, now: Int64, expiresAt: Int64?) throws -> TokenRecord
+    func tokens(userID: Int64) throws -> [TokenRecord]
+    /// The token's owner if the token exists, has not expired and the owner is enabled; marks it used.
+    func tokenUser(tokenHash: String, now: Int64) throws -> (User, TokenRecord)?
+    func deleteToken(userID: Int64, id: Int64) throws -> Bool
+    func deleteTokens(userID: Int64) throws
+}
+
+/// The audit log: appended to, never changed (the table's triggers refuse it).
+protocol AuditRepository: Sendable {
+    func append(_ entry: AuditEntry) throws
+    /// Newest first; `before` is an id to continue below (pagination).
+    func auditEntries(_ filter: AuditFilter) throws -> [AuditEntry]
+}
+
+struct AuditFilter: Sendable {
+    var actor: String?
+    var action: String?
+    var target: String?
+    var since: Int64?
+    var until: Int64?
+    var before: Int64?
+    var limit = 100
 }
 
 protocol InstanceRepository: Sendable {
@@ -20,6 +63,10 @@ protocol InstanceRepository: Sendable {
     func instances(assignedTo userID: Int64) throws -> [InstanceRecord]
     func instance(id: Int64) throws -> InstanceRecord?
     func isAssigned(instanceID: Int64, userID: Int64) throws -> Bool
+    func assignedUsers(instanceID: Int64) throws -> [User]
+    /// Idempotent.
+    func assign(instanceID: Int64, userID: Int64) throws
+    func unassign(instanceID: Int64, userID: Int64) throws -> Bool
     /// Inserts the row and runs `prepare` (which creates the instance's directories) in one
     /// transaction: if `prepare` throws, the row never existed. Throws
     /// `InstanceError.noIDRangeLeft` when every slot of `slots` is taken and

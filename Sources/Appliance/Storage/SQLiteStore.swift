@@ -1,5 +1,5 @@
 /// The repositories over the appliance's SQLite file (`<data-dir>/claworc.db`).
-final class SQLiteStore: UserRepository, InstanceRepository, SettingsRepository {
+final class SQLiteStore: UserRepository, TokenRepository, InstanceRepository, SettingsRepository, AuditRepository {
     let db: Database
 
     init(path: String) throws {
@@ -19,9 +19,7 @@ final class SQLiteStore: UserRepository, InstanceRepository, SettingsRepository 
             try db.transaction { tx in
                 let done = try tx.query("SELECT 1 FROM schema_migrations WHERE version = ?", [.integer(migration.version)])
                 guard done.isEmpty else { return }
-                for statement in migration.sql.split(separator: ";") where !statement.allSatisfy(\.isWhitespace) {
-                    try tx.write(String(statement))
-                }
+                try tx.script(migration.sql)
                 try tx.write("INSERT INTO schema_migrations (version) VALUES (?)", [.integer(migration.version)])
             }
         }
@@ -29,61 +27,6 @@ final class SQLiteStore: UserRepository, InstanceRepository, SettingsRepository 
 
     func schemaVersion() throws -> Int64 {
         try db.query("SELECT MAX(version) AS v FROM schema_migrations").first?["v"]?.int ?? 0
-    }
-
-    // MARK: users
-
-    func userCount() throws -> Int64 {
-        try db.query("SELECT COUNT(*) AS n FROM users").first?["n"]?.int ?? 0
-    }
-
-    func createUser(username: String, passwordHash: String, role: Role) throws -> User {
-        let (_, id) = try db.write("INSERT INTO users (username, password_hash, role) VALUES (?, ?, ?)",
-                                   [.text(username), .text(passwordHash), .text(role.rawValue)])
-        return User(id: id, username: username, role: role)
-    }
-
-    /// One statement, so two racing setup requests cannot both win.
-    func createFirstAdmin(username: String, passwordHash: String) throws -> User? {
-        let (changes, id) = try db.write("""
-            INSERT INTO users (username, password_hash, role)
-            SELECT ?, ?, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)
-            """, [.text(username), .text(passwordHash)])
-        return changes == 1 ? User(id: id, username: username, role: .admin) : nil
-    }
-
-    func credentials(username: String) throws -> (User, String)? {
-        guard let row = try db.query("SELECT id, username, role, password_hash FROM users WHERE username = ?",
-                                     [.text(username)]).first else { return nil }
-        return (Self.user(row), row["password_hash"]?.string ?? "")
-    }
-
-    private static func user(_ row: Row) -> User {
-        User(id: row["id"]?.int ?? 0, username: row["username"]?.string ?? "",
-             role: Role(rawValue: row["role"]?.string ?? "") ?? .user)
-    }
-
-    // MARK: sessions
-
-    func createSession(tokenHash: String, userID: Int64, now: Int64, lifetime: Int64) throws {
-        try db.write("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                     [.text(tokenHash), .integer(userID), .integer(now), .integer(now + lifetime)])
-    }
-
-    func sessionUser(tokenHash: String, now: Int64) throws -> User? {
-        guard let row = try db.query("""
-            SELECT u.id, u.username, u.role FROM sessions s JOIN users u ON u.id = s.user_id
-            WHERE s.token_hash = ? AND s.expires_at > ?
-            """, [.text(tokenHash), .integer(now)]).first else { return nil }
-        return Self.user(row)
-    }
-
-    func deleteSession(tokenHash: String) throws {
-        try db.write("DELETE FROM sessions WHERE token_hash = ?", [.text(tokenHash)])
-    }
-
-    func deleteExpiredSessions(now: Int64) throws {
-        try db.write("DELETE FROM sessions WHERE expires_at <= ?", [.integer(now)])
     }
 
     // MARK: instances
@@ -111,6 +54,20 @@ final class SQLiteStore: UserRepository, InstanceRepository, SettingsRepository 
 
     func instance(id: Int64) throws -> InstanceRecord? {
         try db.query("SELECT \(Self.instanceColumns) FROM instances WHERE id = ?", [.integer(id)]).first.map(Self.instance)
+    }
+
+    func assignedUsers(instanceID: Int64) throws -> [User] {
+        try db.query("""
+            SELECT \(Self.userColumns) FROM users WHERE id IN (SELECT user_id FROM instance_users WHERE instance_id = ?) ORDER BY id
+            """, [.integer(instanceID)]).map(Self.user)
+    }
+
+    func assign(instanceID: Int64, userID: Int64) throws {
+        try db.write("INSERT OR IGNORE INTO instance_users (instance_id, user_id) VALUES (?, ?)", [.integer(instanceID), .integer(userID)])
+    }
+
+    func unassign(instanceID: Int64, userID: Int64) throws -> Bool {
+        try db.write("DELETE FROM instance_users WHERE instance_id = ? AND user_id = ?", [.integer(instanceID), .integer(userID)]).changes == 1
     }
 
     func isAssigned(instanceID: Int64, userID: Int64) throws -> Bool {
