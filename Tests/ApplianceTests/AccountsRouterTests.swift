@@ -148,6 +148,19 @@ import Testing
                 #expect(text.contains(#""outcome":"denied""#), "refusals are recorded too")
                 #expect(!text.contains(token) && !text.contains(R.password) && !text.contains("another good password"))
             }
+            // Instance operations are audited by route, refusals included.
+            try await client.execute(uri: "/api/v1/instances", method: .post, headers: renewed, body: R.body(["name": "audited"])) {
+                #expect($0.status == .created)
+            }
+            try await client.execute(uri: "/api/v1/instances/1/settings", method: .put, headers: renewed,
+                                     body: R.body(["no_such_setting": "1"])) { #expect($0.status == .badRequest) }
+            try await client.execute(uri: "/api/v1/audit?action=instance.settings", method: .get, headers: renewed) { response in
+                #expect(String(buffer: response.body).contains(#""outcome":"failed""#))
+                #expect(String(buffer: response.body).contains(#""target":"instance:1""#))
+            }
+            try await client.execute(uri: "/api/v1/audit?action=instance.create", method: .get, headers: renewed) { response in
+                #expect(String(buffer: response.body).contains(#""outcome":"ok""#))
+            }
             try await client.execute(uri: "/api/v1/audit?since=yesterday", method: .get, headers: renewed) {
                 R.expect($0, .badRequest, "invalid_time")
             }

@@ -109,6 +109,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     router.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
     router.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens))
     router.middlewares.add(OriginGuard())
+    router.middlewares.add(AuditMiddleware(audit: audit))
     HealthController().addRoutes(to: router.group())
     let api = router.group("/api/v1")
     AuthController(accounts: accounts, policy: policy, audit: audit).addRoutes(to: api)
@@ -127,6 +128,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     let webSocketRouter = Router(context: AppContext.self)
     webSocketRouter.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
     webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens))
+    webSocketRouter.middlewares.add(AuditMiddleware(audit: audit))
     VNCController(policy: policy, manager: manager, control: control).addRoutes(to: webSocketRouter)
 
     let application = Application(

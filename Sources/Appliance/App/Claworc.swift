@@ -7,6 +7,8 @@ enum Claworc {
     static let usage = """
         usage: claworc serve [options]    run the appliance daemon: dashboard, API and instance supervisor
                claworc serve --help       its options
+               claworc admin create USERNAME | admin reset-password USERNAME | user list
+                                          accounts, on the data dir (see claworc admin --help)
         """
 
     static func main(_ arguments: [String]) async {
@@ -18,6 +20,14 @@ enum Claworc {
                 if rest.contains("--help") || rest.contains("-h") { return Console.say(Serve.usage) }
                 let serve = try Serve(arguments: rest)
                 do { try await serve.run() } catch { fail("\(error)", status: 1) }
+            case "admin", "user":
+                let sub = rest.first ?? ""
+                let command = "\(command!) \(sub)"
+                guard ["admin create", "admin reset-password", "user list"].contains(command) else {
+                    throw UsageError("unknown command '\(command)'")
+                }
+                if rest.contains("--help") { return Console.say(AccountCommands.usage) }
+                try await AccountCommands.run(command, rest.dropFirst())
             case "__bench-launch":
                 let bench = try BenchLaunch(arguments: rest)
                 do { try bench.run() } catch { fail("\(error)", status: 1) }
@@ -27,7 +37,12 @@ enum Claworc {
                 throw UsageError("unknown command '\(command!)'")
             }
         } catch {
-            let help = command == "serve" ? Serve.usage : command == "__bench-launch" ? BenchLaunch.usage : usage
+            let help = switch command {
+            case "serve": Serve.usage
+            case "__bench-launch": BenchLaunch.usage
+            case "admin", "user": AccountCommands.usage
+            default: usage
+            }
             fail("\(error.message)\n\(help)", status: 64)
         }
     }

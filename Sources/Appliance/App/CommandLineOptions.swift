@@ -15,13 +15,17 @@ struct UsageError: Error {
 struct CommandOptions {
     private var values: [String: [String]] = [:]
     private var flags: Set<String> = []
+    /// Arguments that are not options, in order (at most `positionals` of them).
+    private(set) var positionals: [String] = []
 
     /// `valued`: options that take a value (they may repeat); `flags`: options that do not.
-    init(_ arguments: ArraySlice<String>, valued: Set<String>, flags known: Set<String>) throws(UsageError) {
+    init(_ arguments: ArraySlice<String>, valued: Set<String>, flags known: Set<String>, positionals allowed: Int = 0) throws(UsageError) {
         var rest = arguments[...]
         while let argument = rest.popFirst() {
             guard argument.hasPrefix("--"), argument.count > 2 else {
-                throw UsageError("unexpected argument '\(argument)'")
+                guard positionals.count < allowed, !argument.hasPrefix("-") else { throw UsageError("unexpected argument '\(argument)'") }
+                positionals.append(argument)
+                continue
             }
             var name = String(argument.dropFirst(2))
             var inline: String?
