@@ -99,6 +99,8 @@ def test_vnc_websocket_refuses_strangers(running):
     assert close_code(url) == (4401, "unauthorized")
     assert close_code(url, header=["Cookie: claworc_session=" + "0" * 64]) == (4401, "unauthorized")
     assert close_code(url, header=cookie, origin="http://evil.example") == (4403, "bad_origin")
+    # Browsers always send Origin on a WebSocket handshake; a cookie without one is not a page of ours.
+    assert close_code(url, header=cookie, suppress_origin=True) == (4403, "bad_origin")
     assert close_code(url.replace(f"/{iid}/", "/9999/"), header=cookie) == (4404, "not_found")
 
 

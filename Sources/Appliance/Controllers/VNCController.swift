@@ -32,7 +32,7 @@ struct VNCController {
                 let user = try policy.signedIn(context.user)
                 guard let sessionID = context.session else { throw AuthError.unauthorized }
                 session = sessionID
-                try Self.checkOrigin(wsContext.request)
+                try OriginGuard.checkWebSocket(wsContext.request, context)
                 id = try context.instanceID()
                 let record = try policy.authorize(.operate, instance: id, by: user)
                 guard record.state == .running else { throw InstanceError.notRunning }
@@ -88,17 +88,6 @@ struct VNCController {
                     group.cancelAll()
                 }
             }
-        }
-    }
-
-    /// Browsers send Origin on every WebSocket; one from another site is refused (the
-    /// SameSite=Strict cookie already keeps it out, this is the second lock).
-    static func checkOrigin(_ request: Request) throws {
-        guard let origin = request.headers[.origin] else { return }
-        let host = request.head.authority ?? ""
-        let originHost = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? ""
-        guard originHost == host else {
-            throw APIError(status: .forbidden, code: "bad_origin", message: "This WebSocket is only for the appliance's own pages.")
         }
     }
 }

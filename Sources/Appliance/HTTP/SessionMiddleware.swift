@@ -44,6 +44,15 @@ struct OriginGuard: RouterMiddleware {
 
     static let fetchSite = HTTPField.Name("Sec-Fetch-Site")!
 
+    /// A WebSocket signed in by the cookie must be opened by the appliance's own pages:
+    /// browsers send Origin on every WebSocket handshake, so a missing one is refused too.
+    static func checkWebSocket(_ request: Request, _ context: AppContext) throws {
+        guard context.credential == .cookie else { return }
+        guard request.headers[.origin] != nil, sameOrigin(request) else {
+            throw APIError(status: .forbidden, code: "bad_origin", message: "This WebSocket is only for the appliance's own pages.")
+        }
+    }
+
     static func sameOrigin(_ request: Request) -> Bool {
         if let origin = request.headers[.origin] {
             // "scheme://host[:port]" against the Host the request was sent to.
