@@ -24,6 +24,8 @@ let package = Package(
         .target(name: "CSQLite"),
         // The system OpenSSL 3 (headers from libssl-dev), bound at run time like SQLite.
         .target(name: "COpenSSL"),
+        // The system zlib (headers from zlib1g-dev), bound at run time: agent bundle uploads.
+        .target(name: "CZlib"),
         // The dashboard, packed by scripts/pack-web.py and linked in with .incbin.
         .target(name: "CAssets", exclude: ["assets.bin"]),
         .target(name: "Sandbox", dependencies: ["CSandbox"]),
@@ -31,7 +33,7 @@ let package = Package(
         .executableTarget(
             name: "Appliance",
             dependencies: [
-                "Sandbox", "Supervisor", "CSQLite", "COpenSSL", "CAssets",
+                "Sandbox", "Supervisor", "CSQLite", "COpenSSL", "CZlib", "CAssets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

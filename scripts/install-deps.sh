@@ -6,7 +6,7 @@ set -euo pipefail
 mode="${1:-run}"
 
 #   scripts/install-deps.sh bench  that, plus the peers the benchmarks compare against
-runtime=(libsqlite3-dev libssl-dev libseccomp-dev libstdc++-12-dev xvfb x11vnc chromium fonts-dejavu-core fonts-liberation
+runtime=(libsqlite3-dev libssl-dev zlib1g-dev libseccomp-dev libstdc++-12-dev xvfb x11vnc chromium fonts-dejavu-core fonts-liberation
          iproute2 nftables util-linux)
 # user-mode-linux + busybox-static: real cgroup v2 limits are tested inside a UML guest
 # (Tests/uml); gcc builds the conformance probe statically.

@@ -8,7 +8,7 @@
 /// - Of a visible instance, viewing and operating (start, stop, restart, VNC) are open to every
 ///   user who sees it; administering it (delete, exec, changing its settings) is the admin's.
 struct AccessPolicy: Sendable {
-    enum ApplianceAction: Sendable { case createInstance, editDefaults, manageUsers, readAudit }
+    enum ApplianceAction: Sendable { case createInstance, editDefaults, manageUsers, readAudit, manageAgent }
     enum InstanceAction: Sendable { case view, operate, administer }
 
     let instances: any InstanceRepository

@@ -9,6 +9,8 @@ enum Claworc {
                claworc serve --help       its options
                claworc admin create USERNAME | admin reset-password USERNAME | user list
                                           accounts, on the data dir (see claworc admin --help)
+               claworc agent install FILE.tar.gz | agent list
+                                          OpenClaw bundles (see claworc agent --help)
         """
 
     static func main(_ arguments: [String]) async {
@@ -28,6 +30,11 @@ enum Claworc {
                 }
                 if rest.contains("--help") { return Console.say(AccountCommands.usage) }
                 try await AccountCommands.run(command, rest.dropFirst())
+            case "agent":
+                let command = "agent \(rest.first ?? "")"
+                guard ["agent install", "agent list"].contains(command) else { throw UsageError("unknown command '\(command)'") }
+                if rest.contains("--help") { return Console.say(AgentCommands.usage) }
+                try await AgentCommands.run(command, rest.dropFirst())
             case "__bench-launch":
                 let bench = try BenchLaunch(arguments: rest)
                 do { try bench.run() } catch { fail("\(error)", status: 1) }
@@ -41,6 +48,7 @@ enum Claworc {
             case "serve": Serve.usage
             case "__bench-launch": BenchLaunch.usage
             case "admin", "user": AccountCommands.usage
+            case "agent": AgentCommands.usage
             default: usage
             }
             fail("\(error.message)\n\(help)", status: 64)

@@ -27,6 +27,9 @@ struct AuditMiddleware: RouterMiddleware {
         "POST /api/v1/instances/{id}/files/move": "file.move",
         "DELETE /api/v1/instances/{id}/files": "file.delete",
         "GET /api/v1/instances/{id}/terminal": "terminal.open",
+        "POST /api/v1/agent/bundles": "agent.install",
+        "PUT /api/v1/agent/active": "agent.activate",
+        "DELETE /api/v1/agent/bundles/{version}": "agent.delete",
     ]
 
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {

@@ -13,6 +13,14 @@ extension APIError {
         case let error as InvalidInput: self = .badRequest(error.code, error.message)
         case let error as AuthError: self = Self.map(error)
         case let error as UserError: self = Self.map(error)
+        case let error as BundleError:
+            let status: HTTPResponse.Status = switch error.code {
+            case "not_found": .notFound
+            case "version_installed", "bundle_active": .conflict
+            case "storage_failed", "zlib_unavailable": .internalServerError
+            default: .badRequest
+            }
+            self = APIError(status: status, code: error.code, message: error.message)
         case let error as InstanceError: self = Self.map(error)
         case let error as FileError: self = Self.map(error)
         case let error as ControlRegistry.Failure: self = Self.map(error)

@@ -8,6 +8,8 @@ struct DataPaths: Sendable {
     var database: String { root + "/claworc.db" }
     var setupCode: String { root + "/setup-code" }
     var instances: String { root + "/instances" }
+    /// Installed OpenClaw bundles, one folder per version.
+    var agentBundles: String { root + "/agent/bundles" }
     /// The empty mount point every launch assembles its root on (inside its own mount namespace).
     var stage: String { root + "/run/stage" }
 
