@@ -57,6 +57,16 @@
     X(crypto, EVP_sha256, const EVP_MD *, (void))                                                  \
     X(crypto, EVP_Digest, int, (const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, ENGINE *)) \
     X(crypto, RAND_bytes, int, (unsigned char *, int))                                             \
+    X(crypto, EVP_aes_256_gcm, const EVP_CIPHER *, (void))                                          \
+    X(crypto, EVP_CIPHER_CTX_new, EVP_CIPHER_CTX *, (void))                                         \
+    X(crypto, EVP_CIPHER_CTX_free, void, (EVP_CIPHER_CTX *))                                        \
+    X(crypto, EVP_CIPHER_CTX_ctrl, int, (EVP_CIPHER_CTX *, int, int, void *))                       \
+    X(crypto, EVP_EncryptInit_ex, int, (EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *)) \
+    X(crypto, EVP_EncryptUpdate, int, (EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)) \
+    X(crypto, EVP_EncryptFinal_ex, int, (EVP_CIPHER_CTX *, unsigned char *, int *))                \
+    X(crypto, EVP_DecryptInit_ex, int, (EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *, const unsigned char *)) \
+    X(crypto, EVP_DecryptUpdate, int, (EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int)) \
+    X(crypto, EVP_DecryptFinal_ex, int, (EVP_CIPHER_CTX *, unsigned char *, int *))                \
     X(crypto, BN_bin2bn, BIGNUM *, (const unsigned char *, int, BIGNUM *))                         \
     X(crypto, BN_to_ASN1_INTEGER, ASN1_INTEGER *, (const BIGNUM *, ASN1_INTEGER *))                \
     X(crypto, BN_free, void, (BIGNUM *))                                                           \
@@ -131,6 +141,51 @@ int cossl_sha256(const void *bytes, size_t len, uint8_t out[32]) {
     if (cossl_load(NULL, 0) != 0) return -1;
     unsigned int n = 0;
     return p_EVP_Digest(bytes, len, out, &n, p_EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -1;
+}
+
+// ---- AES-256-GCM ------------------------------------------------------------------------------
+
+int cossl_random(uint8_t *out, size_t len) {
+    if (cossl_load(NULL, 0) != 0 || len > INT32_MAX) return -1;
+    return p_RAND_bytes(out, (int)len) == 1 ? 0 : -1;
+}
+
+static int gcm(int seal, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+               const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]) {
+    if (cossl_load(NULL, 0) != 0 || len > INT32_MAX || aad_len > INT32_MAX) return -1;
+    EVP_CIPHER_CTX *ctx = p_EVP_CIPHER_CTX_new();
+    if (!ctx) return -1;
+    int ok = 0, n = 0;
+    if (seal) {
+        ok = p_EVP_EncryptInit_ex(ctx, p_EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             p_EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) == 1 &&
+             p_EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1 &&
+             (aad_len == 0 || p_EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1) &&
+             p_EVP_EncryptUpdate(ctx, out, &n, in, (int)len) == 1 && (size_t)n == len &&
+             p_EVP_EncryptFinal_ex(ctx, out + n, &n) == 1 &&
+             p_EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    } else {
+        ok = p_EVP_DecryptInit_ex(ctx, p_EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             p_EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) == 1 &&
+             p_EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1 &&
+             (aad_len == 0 || p_EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1) &&
+             p_EVP_DecryptUpdate(ctx, out, &n, in, (int)len) == 1 && (size_t)n == len &&
+             p_EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 &&
+             p_EVP_DecryptFinal_ex(ctx, out + n, &n) == 1;   // fails when the tag does not match
+    }
+    p_EVP_CIPHER_CTX_free(ctx);
+    if (p_ERR_clear_error) p_ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
+int cossl_aes256gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                         const uint8_t *plaintext, size_t len, uint8_t *ciphertext, uint8_t tag[16]) {
+    return gcm(1, key, nonce, aad, aad_len, plaintext, len, ciphertext, tag);
+}
+
+int cossl_aes256gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                         const uint8_t *ciphertext, size_t len, const uint8_t tag[16], uint8_t *plaintext) {
+    return gcm(0, key, nonce, aad, aad_len, ciphertext, len, plaintext, (uint8_t *)tag);
 }
 
 // ---- certificates ----------------------------------------------------------------------------

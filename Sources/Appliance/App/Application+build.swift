@@ -117,6 +117,8 @@ func buildApplication(configuration: Configuration, logger: Logger,
     UsersController(policy: policy, administration: administration, instances: store, audit: audit).addRoutes(to: api)
     AuditController(policy: policy, store: store).addRoutes(to: api)
     AgentController(policy: policy, bundles: AgentBundles(directory: paths.agentBundles, settings: store)).addRoutes(to: api)
+    let secrets = try SecretBox(keyFile: paths.secretKey)
+    ProvidersController(policy: policy, providers: Providers(store: store, secrets: secrets)).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
     SettingsController(policy: policy, layers: layers, manager: manager).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)

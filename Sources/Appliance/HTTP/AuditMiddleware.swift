@@ -30,6 +30,8 @@ struct AuditMiddleware: RouterMiddleware {
         "POST /api/v1/agent/bundles": "agent.install",
         "PUT /api/v1/agent/active": "agent.activate",
         "DELETE /api/v1/agent/bundles/{version}": "agent.delete",
+        "PUT /api/v1/providers/{name}": "provider.save",
+        "DELETE /api/v1/providers/{name}": "provider.delete",
     ]
 
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {

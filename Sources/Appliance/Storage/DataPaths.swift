@@ -10,6 +10,8 @@ struct DataPaths: Sendable {
     var instances: String { root + "/instances" }
     /// Installed OpenClaw bundles, one folder per version.
     var agentBundles: String { root + "/agent/bundles" }
+    /// The key that seals secrets in the database (provider API keys): 32 bytes, 0600.
+    var secretKey: String { root + "/secrets.key" }
     /// The empty mount point every launch assembles its root on (inside its own mount namespace).
     var stage: String { root + "/run/stage" }
 

@@ -77,5 +77,18 @@ enum Migrations {
             CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
             """),
+        // LLM providers; the API key sealed with the data dir's secret key (SecretBox), and its
+        // last four characters, the only part ever shown.
+        (4, """
+            CREATE TABLE providers (
+                name TEXT PRIMARY KEY,
+                api TEXT NOT NULL CHECK (api IN ('openai-completions', 'openai-responses', 'anthropic-messages')),
+                base_url TEXT NOT NULL,
+                models TEXT NOT NULL DEFAULT '[]',
+                api_key_sealed TEXT,
+                api_key_last4 TEXT,
+                updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+            )
+            """),
     ]
 }

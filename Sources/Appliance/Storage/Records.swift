@@ -63,3 +63,20 @@ struct InstanceRecord: Sendable, Equatable {
     /// JSON of the per-instance setting overrides.
     var limits: String
 }
+
+/// The wire protocols the key proxy speaks to providers.
+enum ProviderAPI: String, Codable, Sendable, CaseIterable {
+    case openAICompletions = "openai-completions"
+    case openAIResponses = "openai-responses"
+    case anthropicMessages = "anthropic-messages"
+}
+
+struct ProviderRecord: Sendable, Equatable {
+    var name: String
+    var api: ProviderAPI
+    var baseURL: String
+    var models: [String]
+    /// The key as `SecretBox` sealed it for "provider:<name>"; never the key itself.
+    var sealedKey: String?
+    var keyLast4: String?
+}

@@ -41,6 +41,13 @@ protocol TokenRepository: Sendable {
     func deleteTokens(userID: Int64) throws
 }
 
+protocol ProviderRepository: Sendable {
+    func providers() throws -> [ProviderRecord]
+    func provider(name: String) throws -> ProviderRecord?
+    func saveProvider(_ provider: ProviderRecord) throws
+    func deleteProvider(name: String) throws -> Bool
+}
+
 /// The audit log: appended to, never changed (the table's triggers refuse it).
 protocol AuditRepository: Sendable {
     func append(_ entry: AuditEntry) throws

@@ -21,6 +21,16 @@ int cossl_load(char *why, size_t why_size);
 // SHA-256 of `len` bytes into `out`. 0, or -1 (the library is not loaded).
 int cossl_sha256(const void *bytes, size_t len, uint8_t out[32]);
 
+// Cryptographically secure random bytes. 0 or -1.
+int cossl_random(uint8_t *out, size_t len);
+
+// AES-256-GCM with a 96-bit nonce and a 128-bit tag; `ciphertext` and `plaintext` are `len`
+// bytes. Opening fails (-1) when the tag, the key, the nonce or the associated data differ.
+int cossl_aes256gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                         const uint8_t *plaintext, size_t len, uint8_t *ciphertext, uint8_t tag[16]);
+int cossl_aes256gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                         const uint8_t *ciphertext, size_t len, const uint8_t tag[16], uint8_t *plaintext);
+
 // ---- certificates ----------------------------------------------------------------------------
 
 // Writes a new self-signed certificate (ECDSA P-256, SHA-256, serverAuth) for the given DNS

@@ -1,0 +1,36 @@
+import Hummingbird
+
+/// LLM providers, under /api/v1/providers (admins only). Keys go in, never come out.
+struct ProvidersController {
+    struct Body: Decodable {
+        var api: ProviderAPI
+        var baseURL: String
+        var apiKey: String?
+        var models: [String]
+        enum CodingKeys: String, CodingKey { case api, models, baseURL = "base_url", apiKey = "api_key" }
+    }
+    struct ListEnvelope: Encodable { var providers: [Providers.View]; var presets: [Providers.Preset] }
+    struct Envelope: Encodable { var provider: Providers.View }
+
+    let policy: AccessPolicy
+    let providers: Providers
+
+    func addRoutes(to group: RouterGroup<AppContext>) {
+        group.get("/providers") { _, context in
+            _ = try policy.authorize(.manageAgent, by: context.user)
+            return JSON.response(ListEnvelope(providers: try providers.list(), presets: Providers.presets))
+        }
+        group.put("/providers/:name") { request, context in
+            _ = try policy.authorize(.manageAgent, by: context.user)
+            let body = try await JSON.decode(Body.self, from: request, expecting: #"with "api" (openai-completions, openai-responses or anthropic-messages), "base_url", "models" and optionally "api_key""#)
+            let view = try providers.save(name: context.parameters.get("name") ?? "", api: body.api, baseURL: body.baseURL,
+                                          apiKey: body.apiKey, models: body.models)
+            return JSON.response(Envelope(provider: view))
+        }
+        group.delete("/providers/:name") { _, context in
+            _ = try policy.authorize(.manageAgent, by: context.user)
+            try providers.delete(name: context.parameters.get("name") ?? "")
+            return Response(status: .noContent)
+        }
+    }
+}

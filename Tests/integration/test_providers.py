@@ -1,0 +1,63 @@
+"""LLM providers and their keys: admins put keys in; the API never gives one back (only its
+last four characters); at rest a key is sealed with AES-256-GCM by a key file outside the
+database, so neither the database file nor the daemon's log holds it in clear."""
+import stat
+
+from claworc_harness import Client
+
+KEY = "sk-test-" + "Qx7" * 10 + "WXYZ"
+
+
+def put(client, name, body):
+    return client.http.put(client.url(f"/api/v1/providers/{name}"), json=body, timeout=30)
+
+
+def test_keys_go_in_and_never_come_out(admin):
+    body = {"api": "openai-completions", "base_url": "http://127.0.0.1:9/v1", "api_key": KEY, "models": ["fake-1", "fake-2"]}
+    r = put(admin, "fake", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["provider"] == {"name": "fake", "api": "openai-completions", "base_url": "http://127.0.0.1:9/v1",
+                                    "models": ["fake-1", "fake-2"], "has_key": True, "api_key_last4": "WXYZ"}
+    # Changing the models without a key keeps the key.
+    r = put(admin, "fake", {k: v for k, v in body.items() if k != "api_key"} | {"models": ["fake-3"]})
+    assert r.json()["provider"]["has_key"] is True and r.json()["provider"]["models"] == ["fake-3"]
+    listed = admin.get("/api/v1/providers").json()
+    assert [p["name"] for p in listed["providers"]] == ["fake"]
+    assert {"openai", "anthropic", "google", "deepseek", "openrouter", "ollama"} <= {p["name"] for p in listed["presets"]}
+
+    data = admin.daemon.data_dir
+    key_file = data / "secrets.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and key_file.stat().st_size == 32
+    for f in data.glob("claworc.db*"):
+        assert KEY.encode() not in f.read_bytes(), f"{f.name} holds the key in clear"
+    assert KEY not in admin.daemon.log_text()
+    audit = admin.get("/api/v1/audit?action=provider.save").json()["entries"]
+    assert len(audit) == 2 and all(KEY not in str(e) for e in audit)
+
+    assert admin.delete("/api/v1/providers/fake").status_code == 204
+    assert admin.delete("/api/v1/providers/fake").status_code == 404
+
+
+def test_bad_provider_input_is_refused_and_changes_nothing(admin):
+    good = {"api": "anthropic-messages", "base_url": "https://api.anthropic.com", "models": ["claude-x"]}
+    cases = [
+        ("UPPER", good, "invalid_name"),
+        ("ok", good | {"api": "soap"}, "invalid_body"),
+        ("ok", good | {"base_url": "ftp://x"}, "invalid_base_url"),
+        ("ok", good | {"base_url": "https://a b"}, "invalid_base_url"),
+        ("ok", good | {"api_key": "has space"}, "invalid_api_key"),
+        ("ok", good | {"models": []}, "invalid_models"),
+        ("ok", good | {"models": ["bad model"]}, "invalid_models"),
+    ]
+    for name, body, code in cases:
+        r = put(admin, name, body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, (name, body, r.text)
+    assert admin.get("/api/v1/providers").json()["providers"] == []
+
+
+def test_only_admins_see_providers(admin):
+    assert admin.post("/api/v1/users", {"username": "u", "password": "a-good-password", "role": "user"}).status_code == 201
+    user = Client(admin.daemon)
+    user.login("u", "a-good-password")
+    assert user.get("/api/v1/providers").status_code == 403
+    assert put(user, "x", {"api": "openai-completions", "base_url": "http://h", "models": ["m"]}).status_code == 403
