@@ -61,3 +61,21 @@ def test_only_admins_see_providers(admin):
     user.login("u", "a-good-password")
     assert user.get("/api/v1/providers").status_code == 403
     assert put(user, "x", {"api": "openai-completions", "base_url": "http://h", "models": ["m"]}).status_code == 403
+
+
+def test_default_model_and_per_instance_override(admin):
+    r = admin.http.put(admin.url("/api/v1/settings/instance-defaults"),
+                       json={"model": "openai/gpt-5", "fallbacks": ["anthropic/claude-sonnet-4-5"]}, timeout=30)
+    assert r.status_code == 200, r.text
+    inst = admin.create("modelled")
+    url = admin.url(f"/api/v1/instances/{inst['id']}/settings")
+    got = admin.get(f"/api/v1/instances/{inst['id']}/settings").json()
+    assert got["overrides"].get("model") is None and got["effective"]["model"] == "openai/gpt-5"
+    r = admin.http.put(url, json={"model": "ollama/llama3.1"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["overrides"]["model"] == "ollama/llama3.1" and r.json()["effective"]["model"] == "ollama/llama3.1"
+    assert r.json()["effective"]["fallbacks"] == ["anthropic/claude-sonnet-4-5"], "inherited"
+    for bad in [{"model": "gpt-5"}, {"model": "Open AI/x"}, {"fallbacks": ["a/b"] * 9}]:
+        r = admin.http.put(url, json=bad, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_setting", (bad, r.text)
+    assert admin.get(f"/api/v1/instances/{inst['id']}/settings").json()["overrides"]["model"] == "ollama/llama3.1"

@@ -20,9 +20,12 @@ struct InstanceSettings: Codable, Sendable, Equatable {
     /// Destinations (IPv4 address or CIDR) an instance may reach despite the private-range
     /// block, e.g. a LAN proxy.
     var egressAllow: [String]?
+    /// The agent's model, "provider/model", and the ones it falls back to, in order.
+    var model: String?
+    var fallbacks: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case cpus, network
+        case cpus, network, model, fallbacks
         case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max"
         case shmMiB = "shm_mib", tmpMiB = "tmp_mib", egressAllow = "egress_allow"
         case ioReadMiBps = "io_read_mib_per_s", ioWriteMiBps = "io_write_mib_per_s"
@@ -30,7 +33,9 @@ struct InstanceSettings: Codable, Sendable, Equatable {
 
     init(memoryMaxMiB: Int? = nil, memoryHighMiB: Int? = nil, cpus: Double? = nil, pidsMax: Int? = nil,
          shmMiB: Int? = nil, tmpMiB: Int? = nil, ioReadMiBps: Int? = nil, ioWriteMiBps: Int? = nil,
-         network: String? = nil, egressAllow: [String]? = nil) {
+         network: String? = nil, egressAllow: [String]? = nil, model: String? = nil, fallbacks: [String]? = nil) {
+        self.model = model
+        self.fallbacks = fallbacks
         self.memoryMaxMiB = memoryMaxMiB
         self.memoryHighMiB = memoryHighMiB
         self.cpus = cpus
@@ -52,7 +57,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
             init?(intValue: Int) { nil }
         }
         let known = Set(["memory_max_mib", "memory_high_mib", "cpus", "pids_max", "shm_mib", "tmp_mib",
-                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow"])
+                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow", "model", "fallbacks"])
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }
         if let first = unknown.sorted().first {
             throw InvalidInput("unknown_setting", "Unknown setting \"\(first)\"; known: \(known.sorted().joined(separator: ", ")).")
@@ -70,6 +75,8 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         // Stored normalised ("10.1.2.3" → "10.1.2.3/32", host bits cleared); what does not
         // parse is kept as given for `validate` to name.
         egressAllow = try c.decodeIfPresent([String].self, forKey: .egressAllow)?.map { IPv4CIDR($0)?.description ?? $0 }
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        fallbacks = try c.decodeIfPresent([String].self, forKey: .fallbacks)
     }
 
     static let builtIn = InstanceSettings(memoryMaxMiB: 4096, memoryHighMiB: 3584, cpus: 2, pidsMax: 4096,
@@ -82,7 +89,8 @@ struct InstanceSettings: Codable, Sendable, Equatable {
                          cpus: cpus ?? base.cpus, pidsMax: pidsMax ?? base.pidsMax, shmMiB: shmMiB ?? base.shmMiB,
                          tmpMiB: tmpMiB ?? base.tmpMiB, ioReadMiBps: ioReadMiBps ?? base.ioReadMiBps,
                          ioWriteMiBps: ioWriteMiBps ?? base.ioWriteMiBps, network: network ?? base.network,
-                         egressAllow: egressAllow ?? base.egressAllow)
+                         egressAllow: egressAllow ?? base.egressAllow, model: model ?? base.model,
+                         fallbacks: fallbacks ?? base.fallbacks)
     }
 
     /// Rejects nonsense with a message naming the field.
@@ -111,9 +119,23 @@ struct InstanceSettings: Codable, Sendable, Equatable {
                 }
             }
         }
+        for (field, value) in [("model", model)] + (fallbacks ?? []).map({ ("fallbacks", Optional($0)) }) {
+            guard let value else { continue }
+            try check(Self.isModelReference(value), field, "\"provider/model\", such as \"openai/gpt-5\"")
+        }
+        if let list = fallbacks { try check(list.count <= 8, "fallbacks", "at most 8 models") }
         if let high = memoryHighMiB, let max = memoryMaxMiB {
             try check(high <= max, "memory_high_mib", "at most memory_max_mib")
         }
+    }
+
+    /// "provider/model": a provider name (as Providers allows) and a model id.
+    static func isModelReference(_ text: String) -> Bool {
+        guard let slash = text.firstIndex(of: "/") else { return false }
+        let provider = text[..<slash], model = text[text.index(after: slash)...]
+        return (1...32).contains(provider.utf8.count) && (1...128).contains(model.utf8.count)
+            && provider.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
+            && model.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 | 0x20 >= 97 && $0 | 0x20 <= 122) || "._:/-@".utf8.contains($0) }
     }
 
     /// The cgroup files these settings come to; `ioDevice` is the disk of the data dir when
