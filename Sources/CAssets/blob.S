@@ -1,4 +1,4 @@
-/* assets.bin sha256: fb289c39263cdae019350207e1df9cf1fc4b7bd9561d86654282564d447093f2 */
+/* assets.bin sha256: 664c8fe2f4c3831739e0ba6aadf3d9d4c4241cec5f1f436043e895599b293f79 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *
