@@ -1,4 +1,4 @@
-/* assets.bin sha256: 664c8fe2f4c3831739e0ba6aadf3d9d4c4241cec5f1f436043e895599b293f79 */
+/* assets.bin sha256: 061bee9f835393f3ea87480a16e4627d275c6356019a48bdad2e8a6aee514062 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -9,7 +9,8 @@ of it, refusals highlighted, on the Audit page, a few entries at a time.
 
 Same prerequisites and driver as test_e2e_dashboard.py (Selenium, Debian's chromium and
 chromium-driver). Every wait is a WebDriverWait on the page; nothing sleeps. On failure a
-screenshot, the page's HTML and the console log go to Tests/integration/artifacts/e2e-accounts-*.
+screenshot, the page's HTML and the console log go to Tests/integration/artifacts/e2e-accounts-*;
+screenshots of the three pages land there on every run.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ Promise.all([import('/static/vnc.js'), import('/static/api.js')]).then(([vnc, ap
     done(true);
 }, (e) => done(String(e)));
 """
+
+
+def screenshot(drv, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(ARTIFACTS / f"e2e-accounts-{name}.png"))
 
 
 def save_artifacts(drv):
@@ -140,6 +146,7 @@ def run_scenario(daemon, drv):
     box_css = f'[data-assignments-for="{USER}"] input[data-instance-name="{MINE}"]'
     clickable(drv, box_css).click()
     visible(drv, f'{box_css}[data-saved="true"]')
+    screenshot(drv, "users")
     other_box = drv.find_element(By.CSS_SELECTOR, f'[data-assignments-for="{USER}"] input[data-instance-name="{OTHER}"]')
     assert not other_box.is_selected()
     assigned = admin_api.get(f"/api/v1/instances/{mine['id']}/users").json()["users"]
@@ -193,6 +200,7 @@ def run_scenario(daemon, drv):
     secret_box = visible(drv, "#token-new-value")
     wait(drv).until(lambda d: secret_box.get_attribute("value"), "the new token was not shown")
     secret = secret_box.get_attribute("value")
+    screenshot(drv, "account")
     assert "not be shown again" in drv.find_element(By.CSS_SELECTOR, "#token-new").text
     listed = visible(drv, '#token-rows tr[data-token-name="ci-script"]')
     assert "never" not in listed.find_elements(By.TAG_NAME, "td")[2].text, "a 7-day token shows no expiry"
@@ -260,6 +268,7 @@ def run_scenario(daemon, drv):
     tokens = [e for e in seen if e[0] in ("token.create", "token.revoke") and e[2] == USER]
     assert {e[0] for e in tokens} == {"token.create", "token.revoke"} and len({e[3] for e in tokens}) == 1, tokens
     denied = drv.find_element(By.CSS_SELECTOR, '#audit-rows tr[data-action="password.change"][data-outcome="denied"]')
+    screenshot(drv, "audit")
     assert "outcome-denied" in denied.get_attribute("class")
 
     # Filters, and "Load more" with a small page: the user's entries in three-entry pages.
@@ -284,3 +293,30 @@ def run_scenario(daemon, drv):
     clickable(drv, "#audit-apply").click()
     wait(drv).until(lambda d: "No entries match" in d.find_element(By.CSS_SELECTOR, "#audit-status").text)
     assert not rows(drv, "#audit-rows tr")
+
+    # ---- back on the Users page: reset the password, disable and enable, delete
+    row_css = f'#user-rows tr[data-username="{USER}"]'
+    go(drv, base, "/users", row_css)
+    user_id = int(drv.find_element(By.CSS_SELECTOR, row_css).get_attribute("data-user-id"))
+    clickable(drv, f'{row_css} [data-action="password"]').click()
+    detail_css = f'#user-rows tr[data-detail-for="{USER}"]'
+    fill(drv, f"{detail_css} input.reset-password", "carol-third-pass")
+    clickable(drv, f'{detail_css} button[type="submit"]').click()
+    visible(drv, f"{detail_css} .ok-note")
+    Client(daemon).login(USER, "carol-third-pass")
+
+    clickable(drv, f'{row_css} [data-action="toggle-disabled"]').click()
+    accept_confirm(drv, "Disable carol")
+    visible(drv, f'{row_css}[data-disabled="true"]')
+    refused = Client(daemon).post("/api/v1/auth/login", {"username": USER, "password": "carol-third-pass"})
+    assert refused.status_code != 200, "a disabled user signs in"
+    clickable(drv, f'{row_css} [data-action="toggle-disabled"]').click()
+    visible(drv, f'{row_css}[data-disabled="false"]')
+    Client(daemon).login(USER, "carol-third-pass")
+
+    clickable(drv, f'{row_css} [data-action="delete"]').click()
+    accept_confirm(drv, 'Delete user "carol"')
+    wait(drv).until(lambda d: not rows(d, row_css), "the deleted user is still listed")
+    assert admin_api.get(f"/api/v1/users/{user_id}").status_code == 404
+    go(drv, base, "/users", f'#user-rows tr[data-username="{ADMIN[0]}"]')
+    assert not rows(drv, row_css)

@@ -10,7 +10,7 @@ export function tokensSection(ctx) {
         autocomplete: "off", "aria-label": "Token name",
     });
     const days = h("input", {
-        id: "token-days", type: "number", min: 1, step: 1, placeholder: "never expires",
+        id: "token-days", type: "number", min: 1, step: 1, placeholder: "no expiry",
         "aria-label": "Expires after days (optional)", class: "input-days",
     });
     const createBtn = h("button", { id: "token-create", class: "btn btn-primary", type: "submit" }, "Create token");

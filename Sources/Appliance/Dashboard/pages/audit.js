@@ -91,7 +91,7 @@ export async function auditPage(root, ctx) {
 
     function row(e) {
         return h("tr", { class: `outcome-${e.outcome}`, dataset: { entryId: String(e.id), action: e.action, outcome: e.outcome } },
-            h("td", { class: "nowrap muted", title: e.time }, formatTime(e.time)),
+            h("td", { class: "nowrap muted", title: e.time }, formatTime(e.time, { seconds: true })),
             h("td", { dataset: { field: "actor" } }, e.actor || h("span", { class: "muted" }, "—")),
             h("td", { class: "mono", dataset: { field: "action" } }, e.action),
             h("td", { class: "mono", dataset: { field: "target" } }, e.target || ""),
