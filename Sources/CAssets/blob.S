@@ -1,4 +1,4 @@
-/* assets.bin sha256: fb289c39263cdae019350207e1df9cf1fc4b7bd9561d86654282564d447093f2 */
+/* assets.bin sha256: 061bee9f835393f3ea87480a16e4627d275c6356019a48bdad2e8a6aee514062 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -98,6 +98,35 @@ export const api = {
     moveFile: (id, from, to, o) => request("POST", `/instances/${encodeURIComponent(id)}/files/move`, { from, to }, o),
     deleteFile: (id, path, o) =>
         request("DELETE", `/instances/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`, undefined, o),
+
+    listUsers: (o) => request("GET", "/users", undefined, o),
+    createUser: (username, password, role, o) => request("POST", "/users", { username, password, role }, o),
+    updateUser: (id, changes, o) => request("PATCH", `/users/${encodeURIComponent(id)}`, changes, o),
+    deleteUser: (id, o) => request("DELETE", `/users/${encodeURIComponent(id)}`, undefined, o),
+    instanceUsers: (id, o) => request("GET", `/instances/${encodeURIComponent(id)}/users`, undefined, o),
+    assign: (id, userID, o) =>
+        request("PUT", `/instances/${encodeURIComponent(id)}/users/${encodeURIComponent(userID)}`, undefined, o),
+    unassign: (id, userID, o) =>
+        request("DELETE", `/instances/${encodeURIComponent(id)}/users/${encodeURIComponent(userID)}`, undefined, o),
+
+    changePassword: (current, next, o) =>
+        request("POST", "/auth/password", { current_password: current, new_password: next }, o),
+    listSessions: (o) => request("GET", "/auth/sessions", undefined, o),
+    revokeSession: (id, o) => request("DELETE", `/auth/sessions/${encodeURIComponent(id)}`, undefined, o),
+    listTokens: (o) => request("GET", "/auth/tokens", undefined, o),
+    createToken: (name, expiresInDays, o) => request("POST", "/auth/tokens",
+        expiresInDays ? { name, expires_in_days: expiresInDays } : { name }, o),
+    revokeToken: (id, o) => request("DELETE", `/auth/tokens/${encodeURIComponent(id)}`, undefined, o),
+
+    /** filter: {actor, action, target, since, until, limit, before}; empty values are left out. */
+    audit: (filter, o) => {
+        const q = new URLSearchParams();
+        for (const [key, value] of Object.entries(filter || {})) {
+            if (value !== undefined && value !== null && value !== "") q.set(key, String(value));
+        }
+        const query = q.toString();
+        return request("GET", query ? `/audit?${query}` : "/audit", undefined, o);
+    },
 };
 
 /** A files route of an instance with its path: for downloads, uploads and the editor. */

@@ -1,7 +1,8 @@
 // Claworc dashboard: a small single-page app keyed on location.pathname.
 //
-// The server answers /, /login, /setup and /instances/<id> with index.html; this module picks
-// the page, checks the session and mounts it. Pages get a context whose AbortSignal fires when
+// The server answers /, /login, /setup, /instances/<id>, /users, /account and /audit with
+// index.html; this module picks the page, checks the session (and the role, for admin pages)
+// and mounts it. Pages get a context whose AbortSignal fires when
 // the user navigates away, so their polls, requests and VNC connections end with them.
 
 import { api, onUnauthorized } from "./api.js";
@@ -10,6 +11,9 @@ import { setupPage } from "./pages/setup.js";
 import { loginPage } from "./pages/login.js";
 import { instancesPage } from "./pages/instances.js";
 import { instancePage } from "./pages/instance.js";
+import { usersPage } from "./pages/users.js";
+import { accountPage } from "./pages/account.js";
+import { auditPage } from "./pages/audit.js";
 
 const root = document.getElementById("app");
 
@@ -19,6 +23,9 @@ export const session = { user: null };
 const routes = [
     { path: /^\/$/, page: instancesPage, auth: true },
     { path: /^\/instances\/(\d+)\/?$/, page: instancePage, auth: true, params: (m) => ({ id: Number(m[1]) }) },
+    { path: /^\/users\/?$/, page: usersPage, auth: true, admin: true },
+    { path: /^\/audit\/?$/, page: auditPage, auth: true, admin: true },
+    { path: /^\/account\/?$/, page: accountPage, auth: true },
     { path: /^\/login\/?$/, page: loginPage },
     { path: /^\/setup\/?$/, page: setupPage },
 ];
@@ -124,6 +131,17 @@ async function render() {
         if (!ctx.alive) return;
     }
 
+    // The API refuses anyway (403); this only spares a non-admin a page of errors.
+    if (match.route.admin && session.user.role !== "admin") {
+        document.title = "Not allowed · Claworc";
+        const main = ctx.shell();
+        replaceChildren(main, h("section", { class: "card empty", id: "not-allowed" },
+            h("p", { class: "empty-title" }, "Admins only"),
+            h("p", { class: "muted" }, "This page is for the appliance's administrators."),
+            h("p", {}, h("a", { href: "/", class: "btn btn-secondary" }, "Back to instances"))));
+        return;
+    }
+
     try {
         await match.route.page(root, ctx);
     } catch (e) {
@@ -172,7 +190,7 @@ function shell(ctx, content) {
         h("a", { href: "/", class: "brand" },
             h("img", { src: "/static/logo.svg", alt: "", width: 24, height: 24 }),
             h("span", {}, "Claworc")),
-        h("nav", { class: "topnav" }, h("a", { href: "/" }, "Instances")),
+        h("nav", { class: "topnav", "aria-label": "Main" }, ...navLinks(user)),
         h("div", { class: "spacer" }),
         logoutError,
         h("span", { class: "whoami", id: "current-user", title: user.role ? `role: ${user.role}` : "" },
@@ -184,6 +202,22 @@ function shell(ctx, content) {
     const main = h("main", { class: "content" }, ...content);
     replaceChildren(root, header, main);
     return main;
+}
+
+/** The header's links; admin pages only for admins (the API refuses everyone else anyway). */
+function navLinks(user) {
+    const admin = user.role === "admin";
+    const links = [
+        { href: "/", id: "nav-instances", label: "Instances", here: (p) => p === "/" || p.startsWith("/instances/") },
+        admin && { href: "/users", id: "nav-users", label: "Users" },
+        admin && { href: "/audit", id: "nav-audit", label: "Audit" },
+        { href: "/account", id: "nav-account", label: "Account" },
+    ].filter(Boolean);
+    const path = location.pathname.replace(/\/$/, "") || "/";
+    return links.map((link) => h("a", {
+        href: link.href, id: link.id,
+        "aria-current": (link.here ? link.here(path) : path === link.href) ? "page" : null,
+    }, link.label));
 }
 
 // In-app links: plain <a href="/..."> elements; same-origin clicks on page routes use pushState.

@@ -57,12 +57,13 @@ export function showError(el, message) {
     el.hidden = !message;
 }
 
-/** Format an ISO 8601 timestamp for people; falls back to the raw string. */
-export function formatTime(iso) {
+/** Format an ISO 8601 timestamp for people (`seconds` for logs); falls back to the raw string. */
+export function formatTime(iso, { seconds = false } = {}) {
     if (!iso) return "";
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return String(iso);
     const opts = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+    if (seconds) opts.second = "2-digit";
     if (d.getFullYear() !== new Date().getFullYear()) opts.year = "numeric";
     return d.toLocaleString(undefined, opts);
 }

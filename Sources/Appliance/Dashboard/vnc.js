@@ -19,9 +19,22 @@ function loadRFB() {
 
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 
+// The daemon refuses a VNC WebSocket after upgrading it, with 4000 + the HTTP status as the
+// close code (a browser never shows a script the status of a refused handshake). Refusals
+// that a retry cannot change end the view; the others are retried like a lost connection.
+const REFUSALS = {
+    4401: { final: true, text: "refused: you are not signed in" },
+    4403: { final: true, text: "refused: this page's origin is not allowed to connect" },
+    4404: { final: true, text: "refused: no such instance, or it is not assigned to you" },
+    4409: { final: false, text: "the instance is not running" },
+    4503: { final: false, text: "the instance's VNC server is not reachable" },
+    4400: { final: false, text: "the server ended a session it could not follow" },
+};
+
 /**
- * new VncView(container, url, {onStatus(state, detail), onDrop()})
- *   state: "connecting" | "connected" | "disconnected"
+ * new VncView(container, url, {onStatus(state, detail), onDrop(closeCode)})
+ *   state: "connecting" | "connected" | "disconnected" | "refused" (the daemon said no for a
+ *   reason a retry cannot change, see REFUSALS; only reconnectNow() tries again)
  * setWanted(true) connects (and keeps reconnecting); setWanted(false) disconnects.
  * setControl(true) lets keyboard, mouse and pasted text through; false makes it view-only.
  * destroy() disconnects for good.
@@ -79,7 +92,7 @@ export class VncView {
     reconnectNow() {
         if (this.destroyed || !this.wanted) return;
         this.failures = 0;
-        if (this.rfb) return;
+        if (this.rfb || this.loading) return;
         this.connect();
     }
 
@@ -118,9 +131,13 @@ export class VncView {
         }
         if (this.destroyed || !this.wanted || this.rfb) return;
 
+        // Our own WebSocket, handed to noVNC, so that its close code (the refusal) is ours to read.
         let rfb;
+        let closed = null;
         try {
-            rfb = new RFB(this.container, this.url);
+            const socket = new WebSocket(this.url);
+            socket.addEventListener("close", (ev) => { closed = { code: ev.code, reason: ev.reason }; });
+            rfb = new RFB(this.container, socket);
         } catch (e) {
             console.error("RFB failed", e);
             this.scheduleRetry(e.message || String(e));
@@ -142,8 +159,14 @@ export class VncView {
             if (rfb !== this.rfb) return;   // we asked for it
             this.rfb = null;
             const clean = ev.detail && ev.detail.clean;
-            this.onDrop();
-            this.scheduleRetry(clean ? "the server closed the connection" : "the connection was lost");
+            const refusal = closed && REFUSALS[closed.code];
+            this.onDrop(closed && closed.code);
+            if (refusal && refusal.final) {
+                this.setStatus("refused", refusal.text);
+                return;
+            }
+            if (refusal) this.scheduleRetry(refusal.text);
+            else this.scheduleRetry(clean ? "the server closed the connection" : "the connection was lost");
         });
         rfb.addEventListener("securityfailure", (ev) => {
             if (rfb !== this.rfb) return;

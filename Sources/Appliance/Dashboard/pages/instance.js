@@ -116,7 +116,7 @@ export async function instancePage(root, ctx) {
             statusDot.dataset.state = state;
             viewer.dataset.state = state;
             setText(statusDetail, detail ? `— ${detail}` : "");
-            reconnectBtn.hidden = !(state === "disconnected" && vnc.wanted);
+            reconnectBtn.hidden = !((state === "disconnected" || state === "refused") && vnc.wanted);
             updatePlaceholder();
             applyControl(controller);
             if (state === "connected") poller.poke();   // who controls, now that there is a screen
@@ -176,6 +176,7 @@ export async function instancePage(root, ctx) {
         else if (!displayReady(inst)) text = "Waiting for the instance's display server…";
         else if (vnc.state === "connecting") text = "Connecting to the instance's display…";
         else if (vnc.state === "disconnected") text = "Disconnected from the instance's display.";
+        else if (vnc.state === "refused") text = "The display connection was refused.";
         setText(placeholder, text);
         placeholder.hidden = running && vnc.state === "connected";
     }

@@ -1,4 +1,6 @@
 // /: the instance list, a create form, and per-row Start / Stop / Delete. Polls every 2 s.
+// A plain user sees only their assigned instances (the API's doing) and no create or delete:
+// those are the admin's.
 import { api } from "../api.js";
 import { formatTime, h, replaceChildren, setText, showError } from "../dom.js";
 import { Poller } from "../poller.js";
@@ -20,6 +22,7 @@ export function nameProblem(name) {
 export async function instancesPage(root, ctx) {
     document.title = "Instances · Claworc";
     const main = ctx.shell();
+    const isAdmin = !!ctx.session.user && ctx.session.user.role === "admin";
 
     // ---- create form
     const nameInput = h("input", {
@@ -45,7 +48,9 @@ export async function instancesPage(root, ctx) {
     const tbody = h("tbody", { id: "instance-rows" });
     const empty = h("div", { class: "empty", id: "instances-empty", hidden: true },
         h("p", { class: "empty-title" }, "No instances yet"),
-        h("p", { class: "muted" }, "Create one above. Each instance is a sandboxed Chromium you can watch and drive from here."));
+        h("p", { class: "muted" }, isAdmin
+            ? "Create one above. Each instance is a sandboxed Chromium you can watch and drive from here."
+            : "No instance is assigned to you yet. An admin can assign one on the Users page."));
     const loading = h("div", { class: "empty muted", id: "instances-loading" }, "Loading instances…");
     const table = h("table", { class: "table", id: "instances-table", hidden: true },
         h("thead", {}, h("tr", {},
@@ -62,7 +67,7 @@ export async function instancesPage(root, ctx) {
             h("div", {}, h("h1", {}, "Instances ", count),
                 h("p", { class: "muted" }, "Sandboxed browsers running on this appliance.")),
         ),
-        h("section", { class: "card create-card" },
+        !isAdmin ? null : h("section", { class: "card create-card" },
             h("h2", {}, "New instance"),
             createForm,
             h("p", { class: "hint", id: "create-hint" }, NAME_HINT),
@@ -114,7 +119,7 @@ export async function instancesPage(root, ctx) {
         }, label);
         const start = btn("start", "Start", "btn-secondary");
         const stop = btn("stop", "Stop", "btn-secondary");
-        const del = btn("delete", "Delete", "btn-danger-ghost");
+        const del = isAdmin ? btn("delete", "Delete", "btn-danger-ghost") : null;
         const tr = h("tr", { dataset: { instanceName: inst.name, instanceId: String(inst.id) } },
             h("td", {}, link, lastError),
             stateCell,
@@ -124,7 +129,7 @@ export async function instancesPage(root, ctx) {
         const row = { tr, link, lastError, badge, chips, created, start, stop, del, pending: false, inst };
         start.addEventListener("click", () => act(row, "start"));
         stop.addEventListener("click", () => act(row, "stop"));
-        del.addEventListener("click", () => remove(row));
+        if (del) del.addEventListener("click", () => remove(row));
         return row;
     }
 
@@ -146,7 +151,7 @@ export async function instancesPage(root, ctx) {
         const allowed = allowedActions(row.inst.state);
         row.start.disabled = row.pending || !allowed.start;
         row.stop.disabled = row.pending || !allowed.stop;
-        row.del.disabled = row.pending;
+        if (row.del) row.del.disabled = row.pending;
         row.tr.classList.toggle("is-pending", row.pending);
     }
 
