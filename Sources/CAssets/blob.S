@@ -1,4 +1,4 @@
-/* assets.bin sha256: 061bee9f835393f3ea87480a16e4627d275c6356019a48bdad2e8a6aee514062 */
+/* assets.bin sha256: 9e15a5d9326e4e982766bf0deb477dc666d9bb7fa4c78be19a843c371255cb41 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -1,6 +1,6 @@
 // Claworc dashboard: a small single-page app keyed on location.pathname.
 //
-// The server answers /, /login, /setup, /instances/<id>, /users, /account and /audit with
+// The server answers /, /login, /setup, /instances/<id>, /users, /account, /audit and /agent with
 // index.html; this module picks the page, checks the session (and the role, for admin pages)
 // and mounts it. Pages get a context whose AbortSignal fires when
 // the user navigates away, so their polls, requests and VNC connections end with them.
@@ -14,6 +14,7 @@ import { instancePage } from "./pages/instance.js";
 import { usersPage } from "./pages/users.js";
 import { accountPage } from "./pages/account.js";
 import { auditPage } from "./pages/audit.js";
+import { agentPage } from "./pages/agent.js";
 
 const root = document.getElementById("app");
 
@@ -25,6 +26,7 @@ const routes = [
     { path: /^\/instances\/(\d+)\/?$/, page: instancePage, auth: true, params: (m) => ({ id: Number(m[1]) }) },
     { path: /^\/users\/?$/, page: usersPage, auth: true, admin: true },
     { path: /^\/audit\/?$/, page: auditPage, auth: true, admin: true },
+    { path: /^\/agent\/?$/, page: agentPage, auth: true, admin: true },
     { path: /^\/account\/?$/, page: accountPage, auth: true },
     { path: /^\/login\/?$/, page: loginPage },
     { path: /^\/setup\/?$/, page: setupPage },
@@ -210,6 +212,7 @@ function navLinks(user) {
     const links = [
         { href: "/", id: "nav-instances", label: "Instances", here: (p) => p === "/" || p.startsWith("/instances/") },
         admin && { href: "/users", id: "nav-users", label: "Users" },
+        admin && { href: "/agent", id: "nav-agent", label: "Agent" },
         admin && { href: "/audit", id: "nav-audit", label: "Audit" },
         { href: "/account", id: "nav-account", label: "Account" },
     ].filter(Boolean);
