@@ -79,3 +79,29 @@ def test_default_model_and_per_instance_override(admin):
         r = admin.http.put(url, json=bad, timeout=30)
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_setting", (bad, r.text)
     assert admin.get(f"/api/v1/instances/{inst['id']}/settings").json()["overrides"]["model"] == "ollama/llama3.1"
+
+
+def test_an_instance_can_have_its_own_key(admin):
+    put(admin, "fake", {"api": "openai-completions", "base_url": "http://127.0.0.1:9/v1", "api_key": KEY, "models": ["m"]})
+    inst = admin.create("own-key")
+    url = admin.url(f"/api/v1/instances/{inst['id']}/settings")
+    own = "sk-instance-only-" + "k" * 12 + "LAST"
+    r = admin.http.put(url, json={"model": "fake/m", "provider_keys": {"fake": own}}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["provider_keys"] == [{"provider": "fake", "api_key_last4": "LAST"}]
+    assert "provider_keys" not in r.json()["overrides"]
+    assert admin.get(f"/api/v1/instances/{inst['id']}/settings").json()["provider_keys"][0]["api_key_last4"] == "LAST"
+    for f in admin.daemon.data_dir.glob("claworc.db*"):
+        assert own.encode() not in f.read_bytes()
+    # An unknown provider or a bad key refuses the whole change: the model stays as it was.
+    for bad, code in [({"model": "fake/other", "provider_keys": {"nope": "sk-x"}}, "unknown_provider"),
+                      ({"model": "fake/other", "provider_keys": {"fake": "bad key"}}, "invalid_api_key")]:
+        r = admin.http.put(url, json=bad, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+    settings = admin.get(f"/api/v1/instances/{inst['id']}/settings").json()
+    assert settings["overrides"]["model"] == "fake/m" and settings["provider_keys"][0]["api_key_last4"] == "LAST"
+    # null goes back to the provider's key; the defaults take no keys at all.
+    r = admin.http.put(url, json={"provider_keys": {"fake": None}}, timeout=30)
+    assert r.status_code == 200 and r.json()["provider_keys"] == []
+    r = admin.http.put(admin.url("/api/v1/settings/instance-defaults"), json={"provider_keys": {"fake": own}}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_setting"

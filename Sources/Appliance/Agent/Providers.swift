@@ -63,6 +63,51 @@ struct Providers: Sendable {
         return Self.view(record)
     }
 
+    /// An instance's own keys, as the settings API shows them.
+    struct InstanceKey: Encodable, Equatable {
+        var provider: String
+        var apiKeyLast4: String?
+        enum CodingKeys: String, CodingKey { case provider, apiKeyLast4 = "api_key_last4" }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(provider, forKey: .provider)
+            try c.encode(apiKeyLast4, forKey: .apiKeyLast4)
+        }
+    }
+
+    func instanceKeys(_ id: Int64) throws -> [InstanceKey] {
+        try store.instanceKeys(instanceID: id).map { InstanceKey(provider: $0.provider, apiKeyLast4: $0.last4) }
+    }
+
+    /// Checks every change first (known provider, well-formed key), then applies them together.
+    func setInstanceKeys(_ id: Int64, _ changes: [String: String?]) throws {
+        let known = Set(try store.providers().map(\.name))
+        var sealed: [(provider: String, sealed: String?, last4: String?)] = []
+        for (provider, key) in changes.sorted(by: { $0.key < $1.key }) {
+            guard known.contains(provider) else {
+                throw InvalidInput("unknown_provider", "provider_keys: there is no provider named \"\(provider)\".")
+            }
+            if let key {
+                try Self.validate(name: provider, baseURL: "https://x", apiKey: key, models: ["x"])
+                sealed.append((provider, try secrets.seal(key, for: Self.purpose(provider, instance: id)),
+                               key.count >= 12 ? String(key.suffix(4)) : nil))
+            } else {
+                sealed.append((provider, nil, nil))
+            }
+        }
+        try store.setInstanceKeys(instanceID: id, sealed)
+    }
+
+    /// The key an instance's requests to `provider` carry: its own, else the provider's.
+    func key(of provider: String, forInstance id: Int64) throws -> String? {
+        if let sealed = try store.instanceKey(instanceID: id, provider: provider) {
+            return try secrets.open(sealed, for: Self.purpose(provider, instance: id))
+        }
+        return try key(of: provider)
+    }
+
+    static func purpose(_ provider: String, instance: Int64) -> String { "instance:\(instance):provider:" + provider }
+
     func delete(name: String) throws {
         guard try store.deleteProvider(name: name) else { throw APIError.notFound("The provider") }
     }

@@ -48,8 +48,11 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         self.egressAllow = egressAllow
     }
 
-    /// Strict: a misspelt field is an error, not a silently ignored setting.
-    init(from decoder: any Decoder) throws {
+    /// Strict: a misspelt field is an error, not a silently ignored setting. `extraKeys` are
+    /// fields a wrapper decodes from the same object (an instance's `provider_keys`).
+    init(from decoder: any Decoder) throws { try self.init(from: decoder, extraKeys: []) }
+
+    init(from decoder: any Decoder, extraKeys: [String]) throws {
         struct AnyKey: CodingKey {
             var stringValue: String
             var intValue: Int? { nil }
@@ -57,7 +60,8 @@ struct InstanceSettings: Codable, Sendable, Equatable {
             init?(intValue: Int) { nil }
         }
         let known = Set(["memory_max_mib", "memory_high_mib", "cpus", "pids_max", "shm_mib", "tmp_mib",
-                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow", "model", "fallbacks"])
+                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow", "model", "fallbacks"]
+                        + extraKeys)
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }
         if let first = unknown.sorted().first {
             throw InvalidInput("unknown_setting", "Unknown setting \"\(first)\"; known: \(known.sorted().joined(separator: ", ")).")

@@ -32,11 +32,16 @@ struct SettingsLayers: Sendable {
     }
 
     /// Replaces an instance's overrides (shm, tmp and network take effect at its next start).
-    func setOverrides(_ id: Int64, _ new: InstanceSettings) throws -> InstanceRecord {
+    /// What `setOverrides` would refuse, without changing anything.
+    func checkOverrides(_ id: Int64, _ new: InstanceSettings) throws {
         try new.validate()
         guard var record = try instances.instance(id: id) else { throw InstanceError.notFound }
         record.limits = new.json
         try effective(record).validate()
+    }
+
+    func setOverrides(_ id: Int64, _ new: InstanceSettings) throws -> InstanceRecord {
+        try checkOverrides(id, new)
         try instances.setLimits(id, new.json)
         guard let stored = try instances.instance(id: id) else { throw InstanceError.notFound }
         return stored

@@ -90,5 +90,16 @@ enum Migrations {
                 updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
             )
             """),
+        // An instance's own key for a provider, sealed like the providers' (SecretBox), used
+        // instead of the provider's key for that instance's requests.
+        (5, """
+            CREATE TABLE instance_provider_keys (
+                instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+                provider TEXT NOT NULL,
+                api_key_sealed TEXT NOT NULL,
+                api_key_last4 TEXT,
+                PRIMARY KEY (instance_id, provider)
+            )
+            """),
     ]
 }

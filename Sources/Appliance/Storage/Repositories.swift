@@ -46,6 +46,12 @@ protocol ProviderRepository: Sendable {
     func provider(name: String) throws -> ProviderRecord?
     func saveProvider(_ provider: ProviderRecord) throws
     func deleteProvider(name: String) throws -> Bool
+
+    /// An instance's own keys: (provider, last four characters), and one sealed key.
+    func instanceKeys(instanceID: Int64) throws -> [(provider: String, last4: String?)]
+    func instanceKey(instanceID: Int64, provider: String) throws -> String?
+    /// Sets (sealed non-nil) or removes (nil) each given provider's key, in one transaction.
+    func setInstanceKeys(instanceID: Int64, _ changes: [(provider: String, sealed: String?, last4: String?)]) throws
 }
 
 /// The audit log: appended to, never changed (the table's triggers refuse it).

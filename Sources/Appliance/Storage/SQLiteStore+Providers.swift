@@ -33,4 +33,31 @@ extension SQLiteStore: ProviderRepository {
     func deleteProvider(name: String) throws -> Bool {
         try db.write("DELETE FROM providers WHERE name = ?", [.text(name)]).changes == 1
     }
+
+    func instanceKeys(instanceID: Int64) throws -> [(provider: String, last4: String?)] {
+        try db.query("SELECT provider, api_key_last4 FROM instance_provider_keys WHERE instance_id = ? ORDER BY provider",
+                     [.integer(instanceID)]).map { ($0["provider"]?.string ?? "", $0["api_key_last4"]?.string) }
+    }
+
+    func instanceKey(instanceID: Int64, provider: String) throws -> String? {
+        try db.query("SELECT api_key_sealed FROM instance_provider_keys WHERE instance_id = ? AND provider = ?",
+                     [.integer(instanceID), .text(provider)]).first?["api_key_sealed"]?.string
+    }
+
+    func setInstanceKeys(instanceID: Int64, _ changes: [(provider: String, sealed: String?, last4: String?)]) throws {
+        try db.transaction { tx in
+            for change in changes {
+                if let sealed = change.sealed {
+                    try tx.write("""
+                        INSERT INTO instance_provider_keys (instance_id, provider, api_key_sealed, api_key_last4) VALUES (?, ?, ?, ?)
+                        ON CONFLICT(instance_id, provider) DO UPDATE SET api_key_sealed = excluded.api_key_sealed,
+                            api_key_last4 = excluded.api_key_last4
+                        """, [.integer(instanceID), .text(change.provider), .text(sealed), change.last4.map { .text($0) } ?? .null])
+                } else {
+                    try tx.write("DELETE FROM instance_provider_keys WHERE instance_id = ? AND provider = ?",
+                                 [.integer(instanceID), .text(change.provider)])
+                }
+            }
+        }
+    }
 }
