@@ -49,6 +49,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("unsafe-test-first-slot"), help: .hidden)
     var unsafeTestFirstSlot: Int64?
 
+    /// Only for the terminal tests: how long a detached terminal session lives, in ms.
+    @Option(name: .customLong("unsafe-test-terminal-idle-ms"), help: .hidden)
+    var unsafeTestTerminalIdleMs: Int?
+
     /// Only for the conformance suite: request-head and keep-alive idle timeouts short enough
     /// to test, as HEAD_MS,IDLE_MS. Never documented for users.
     @Option(name: .customLong("unsafe-test-http-timeouts"), help: .hidden)
