@@ -11,8 +11,10 @@ import Supervisor
 /// `?user=root` (admins only) opens a root shell; `?session=S` re-attaches to a running
 /// session of the same user on the same instance, replaying its scrollback first.
 ///
-/// Unlike the VNC relay, refusals are HTTP statuses before the upgrade (the dashboard only
-/// needs to know that it failed; API clients get the reason).
+/// Refusals are close codes before anything is opened, as on the VNC relay: 4000 + the status
+/// the API would answer (4401, 4403 foreign origin or root for a non-admin, 4404 no such
+/// instance or session, 4409 not running, 4429 too many terminals). Hummingbird answers any
+/// refused upgrade with a bare 400, so an HTTP status before the upgrade cannot carry them.
 struct TerminalController {
     let policy: AccessPolicy
     let manager: InstanceManager
@@ -31,10 +33,7 @@ struct TerminalController {
     }
 
     func addRoutes(to router: Router<AppContext>) {
-        router.ws("/api/v1/instances/:id/terminal", shouldUpgrade: { request, context in
-            _ = try admit(request, context)
-            return .upgrade([:])
-        }, onUpgrade: { inbound, outbound, wsContext in
+        router.ws("/api/v1/instances/:id/terminal") { inbound, outbound, wsContext in
             let session: TerminalSession
             do {
                 switch try admit(wsContext.request, wsContext.requestContext) {
@@ -77,10 +76,13 @@ struct TerminalController {
                     }
                 }
                 group.addTask {
-                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                    for try await message in inbound.messages(maxSize: 64 << 10) {
                         switch message {
                         case .binary(let buffer):
-                            try await session.write(buffer)
+                            guard session.write(buffer) else {
+                                try await outbound.close(.init(codeNumber: 4429), reason: "input_overflow")
+                                return
+                            }
                         case .text(let text):
                             // Unknown or malformed control messages are ignored: newer clients may send more.
                             guard let control = try? JSONDecoder().decode(ControlMessage.self, from: Data(text.utf8)),
@@ -93,7 +95,7 @@ struct TerminalController {
                 try await group.next()
                 group.cancelAll()
             }
-        })
+        }
     }
 
     /// Every check, in the order the API's other routes make them: signed in, same-site

@@ -33,7 +33,11 @@ final class TerminalSession: @unchecked Sendable {
     private var clients: [Int: AsyncStream<TerminalOutput>.Continuation] = [:]
     private var nextClient = 0
     private var pty: (any Channel)?
-    private var writer: NIOAsyncChannelOutboundWriter<ByteBuffer>?
+    /// Keystrokes on their way to the pty, in order, whether or not its channel is up yet.
+    private let input: AsyncStream<ByteBuffer>
+    private let inputContinuation: AsyncStream<ByteBuffer>.Continuation
+    /// Input chunks (each at most one WebSocket message) waiting for a shell that does not read.
+    static let inputQueue = 64
     /// A duplicate of the master for TIOCSWINSZ, closed when the session ends.
     private var sizeFD: Int32
     private var ended: Int32??
@@ -48,6 +52,7 @@ final class TerminalSession: @unchecked Sendable {
         self.root = root
         self.terminal = terminal
         self.sizeFD = sizeFD
+        (input, inputContinuation) = AsyncStream<ByteBuffer>.makeStream(bufferingPolicy: .bufferingOldest(Self.inputQueue))
         pthread_mutex_init(&lock, nil)
     }
 
@@ -99,9 +104,11 @@ final class TerminalSession: @unchecked Sendable {
         return close
     }
 
-    func write(_ bytes: ByteBuffer) async throws {
-        guard let writer = locked({ writer }) else { return }
-        try await writer.write(bytes)
+    /// False when the shell is so far behind that the input was not queued: the caller
+    /// detaches rather than lose keystrokes silently.
+    func write(_ bytes: ByteBuffer) -> Bool {
+        if case .dropped = inputContinuation.yield(bytes) { return false }
+        return true
     }
 
     func resize(cols: Int, rows: Int) {
@@ -119,10 +126,16 @@ final class TerminalSession: @unchecked Sendable {
         do {
             let pty = try await FDRelay.pipeChannel(master)
             let live = adopt(pty.channel)
+            let input = self.input
             try await pty.executeThenClose { inbound, outbound in
                 guard live else { return }
-                locked { writer = outbound }
-                for try await buffer in inbound { output(buffer) }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await chunk in input { try await outbound.write(chunk) }
+                    }
+                    for try await buffer in inbound { output(buffer) }
+                    group.cancelAll()
+                }
             }
         } catch {
             // A pty that hangs up reads as EIO: the normal end of a shell.
@@ -135,7 +148,7 @@ final class TerminalSession: @unchecked Sendable {
         }
         let finished: [AsyncStream<TerminalOutput>.Continuation] = locked {
             ended = .some(code)
-            writer = nil
+            inputContinuation.finish()
             pty = nil
             if sizeFD >= 0 { close(sizeFD); sizeFD = -1 }
             let all = Array(clients.values)
