@@ -244,3 +244,16 @@ def test_a_detached_session_ends_after_the_idle_timeout(env):
         assert time.monotonic() < deadline, "the detached session's shell is still alive"
         time.sleep(0.2)
     assert refused(admin, iid, f"?session={t.sid}") == 404
+
+
+def test_stopping_the_instance_ends_its_sessions(env):
+    """Last in the module: it stops the shared instance."""
+    admin, iid = env["admin"], env["iid"]
+    t = Term(admin, iid)
+    t.run("echo before-stop-$((1+1))", rb"^before-stop-2\r?$")
+    assert admin.post(f"/api/v1/instances/{iid}/stop").status_code == 200
+    t.pump(lambda x: any(c.get("type") == "exit" for c in x.controls), timeout=60, what="exit on stop")
+    assert {"type": "exit", "code": None} in t.controls, t.controls
+    t.close()
+    assert refused(admin, iid, f"?session={t.sid}") == 404
+    assert refused(admin, iid) == 409, "a stopped instance opens no terminal"
