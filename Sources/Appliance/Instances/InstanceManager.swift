@@ -235,6 +235,11 @@ actor InstanceManager {
             if fd >= 0 { close(fd) }
             throw InstanceError.serviceUnreachable(response.error)
         }
+        // The init is untrusted: what it handed over must at least be a terminal.
+        guard isatty(fd) == 1 else {
+            close(fd)
+            throw InstanceError.serviceUnreachable("the instance's init handed over something that is not a terminal")
+        }
         return OpenedTerminal(terminal: terminal, master: fd, channel: channel)
     }
 
