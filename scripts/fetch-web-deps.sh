@@ -1,21 +1,68 @@
 #!/usr/bin/env bash
-# Fetch the browser-side third-party code the dashboard needs (noVNC) into vendor/web/.
+# Fetch the browser-side third-party code the dashboard needs (noVNC, xterm.js) into vendor/web/.
 #
 # noVNC comes from Debian's `novnc` package, pinned. We only download and unpack the .deb:
 # installing it would pull in nodejs and friends, and we need nothing but its ES modules.
+# xterm.js (4.x) and its fit addon come from the PyPI sdist of `webssh`, pinned by version and
+# sha256 (no npm): only the three minified files and the package's licence are unpacked.
 #
 # Result:
 #   vendor/web/novnc/core/...          (noVNC's RFB client, ES modules; core/rfb.js is the entry)
 #   vendor/web/novnc/vendor/pako/...   (zlib inflate used by core/)
 #   vendor/web/novnc/COPYING           (Debian's copyright/licence file for the package)
 #   vendor/web/novnc/.version          (the pinned version; makes re-runs a no-op)
+#   vendor/web/xterm/xterm.min.js, xterm-addon-fit.min.js, xterm.min.css, LICENSE, .version
 #
 # Idempotent; works from any cwd. vendor/ is gitignored: never commit what this fetches.
 set -euo pipefail
 
 NOVNC_VERSION="1:1.3.0-1"
+WEBSSH_VERSION="1.6.3"
+WEBSSH_SHA256="2bce5bbaf206ad345910c7e4dc8024b3c418e681c9f5ff098f1802beff76e100"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+fetch_xterm() {
+    local dest="$repo_root/vendor/web/xterm"
+    if [[ -f "$dest/.version" && "$(cat "$dest/.version")" == "webssh==$WEBSSH_VERSION" && -f "$dest/xterm.min.js" ]]; then
+        echo "fetch-web-deps: xterm.js (webssh $WEBSSH_VERSION) already in vendor/web/xterm"
+        return 0
+    fi
+    local python
+    python="$(command -v python3 || true)"
+    [[ -n "$python" ]] && "$python" -m pip --version >/dev/null 2>&1 \
+        || { echo "fetch-web-deps: python3 -m pip not found (scripts/install-deps.sh installs it)" >&2; exit 1; }
+    local work
+    work="$(mktemp -d)"
+    # The sdist only: no wheel, nothing installed, no dependency resolved.
+    "$python" -m pip download -q --no-deps --no-binary :all: "webssh==$WEBSSH_VERSION" -d "$work" >&2
+    local sdist="$work/webssh-$WEBSSH_VERSION.tar.gz"
+    [[ -f "$sdist" ]] || { echo "fetch-web-deps: webssh sdist was not downloaded" >&2; rm -rf "$work"; exit 1; }
+    local got
+    got="$(sha256sum "$sdist" | cut -d' ' -f1)"
+    if [[ "$got" != "$WEBSSH_SHA256" ]]; then
+        echo "fetch-web-deps: webssh-$WEBSSH_VERSION.tar.gz has sha256 $got, expected $WEBSSH_SHA256" >&2
+        rm -rf "$work"
+        exit 1
+    fi
+    local top="webssh-$WEBSSH_VERSION"
+    tar -xzf "$sdist" -C "$work" "$top/LICENSE" "$top/webssh/static/js/xterm.min.js" \
+        "$top/webssh/static/js/xterm-addon-fit.min.js" "$top/webssh/static/css/xterm.min.css"
+    mkdir -p "$repo_root/vendor/web"
+    local stage
+    stage="$(mktemp -d "$repo_root/vendor/web/.xterm.XXXXXX")"
+    cp "$work/$top/webssh/static/js/xterm.min.js" "$work/$top/webssh/static/js/xterm-addon-fit.min.js" \
+        "$work/$top/webssh/static/css/xterm.min.css" "$stage/"
+    cp "$work/$top/LICENSE" "$stage/LICENSE"
+    printf '%s\n' "webssh==$WEBSSH_VERSION" > "$stage/.version"
+    chmod -R u+rwX,go+rX "$stage"
+    rm -rf "$dest" "$work"
+    mv "$stage" "$dest"
+    echo "fetch-web-deps: xterm.js from webssh $WEBSSH_VERSION -> vendor/web/xterm"
+}
+
+fetch_xterm
+
 dest="$repo_root/vendor/web/novnc"
 
 if [[ -f "$dest/.version" && "$(cat "$dest/.version")" == "$NOVNC_VERSION" && -f "$dest/core/rfb.js" ]]; then

@@ -6,12 +6,13 @@ set -euo pipefail
 mode="${1:-run}"
 
 #   scripts/install-deps.sh bench  that, plus the peers the benchmarks compare against
+# python3-pip: the build fetches xterm.js from a pinned PyPI sdist (scripts/fetch-web-deps.sh).
 runtime=(libsqlite3-dev libssl-dev zlib1g-dev libseccomp-dev libstdc++-12-dev xvfb x11vnc chromium fonts-dejavu-core fonts-liberation
-         iproute2 nftables util-linux)
+         iproute2 nftables util-linux python3-pip)
 # user-mode-linux + busybox-static: real cgroup v2 limits are tested inside a UML guest
 # (Tests/uml); gcc builds the conformance probe statically.
 # xdotool: the take-control test reads the pointer position on an instance's X display
-testing=(chromium-driver sqlite3 xdotool python3-pip user-mode-linux busybox-static gcc libc6-dev)
+testing=(chromium-driver sqlite3 xdotool user-mode-linux busybox-static gcc libc6-dev)
 benchmarks=(bubblewrap hyperfine)
 packages=("${runtime[@]}")
 [[ "$mode" == "test" || "$mode" == "bench" ]] && packages+=("${testing[@]}")

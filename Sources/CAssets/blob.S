@@ -1,4 +1,4 @@
-/* assets.bin sha256: 9e15a5d9326e4e982766bf0deb477dc666d9bb7fa4c78be19a843c371255cb41 */
+/* assets.bin sha256: 28988f70c81eea7fbbee2e6cc3295a3fa52f46786a91492bce5ba8f95eb83f20 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

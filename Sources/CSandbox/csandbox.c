@@ -36,6 +36,11 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/vfs.h>
+#include <termios.h>
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
 
 const uint64_t CSBX_CLONE_NEWNS = CLONE_NEWNS;
 const uint64_t CSBX_CLONE_NEWPID = CLONE_NEWPID;
@@ -758,6 +763,8 @@ pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
             if (dup2(lifted[i], i) < 0) goto fail;
         }
         mark_cloexec_from((unsigned int)(3 + n_extra));
+        step = 12;
+        if (spec->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0) goto fail;
         step = 3;
         if (spec->drop_all_caps) {
             for (int cap = 0; cap < 64; cap++) {
@@ -806,6 +813,37 @@ pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err) {
         return -1;
     }
     return pid;
+}
+
+int csbx_pty_open(unsigned short cols, unsigned short rows, uid_t uid, gid_t gid, int *slave) {
+    *slave = -1;
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -1;
+    if (grantpt(master) < 0 || unlockpt(master) < 0) goto fail;
+    struct winsize ws = {.ws_row = rows, .ws_col = cols};
+    if (ioctl(master, TIOCSWINSZ, &ws) < 0) goto fail;
+    // TIOCGPTPEER opens the slave of this very master (no path lookup in /dev/pts).
+    int s = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) goto fail;
+    // The shell's user owns its terminal, as login would arrange (tty, mesg, ssh-agent want it).
+    if (fchown(s, uid, gid) < 0 || fchmod(s, 0620) < 0) {
+        int e = errno;
+        close(s);
+        errno = e;
+        goto fail;
+    }
+    *slave = s;
+    return master;
+fail:;
+    int e = errno;
+    close(master);
+    errno = e;
+    return -1;
+}
+
+int csbx_pty_resize(int master, unsigned short cols, unsigned short rows) {
+    struct winsize ws = {.ws_row = rows, .ws_col = cols};
+    return ioctl(master, TIOCSWINSZ, &ws);
 }
 
 int csbx_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve) {
@@ -872,7 +910,7 @@ int csbx_getrlimit_max(int resource, struct rlimit *out) { return getrlimit(reso
 const char *csbx_spawn_step_name(int err) {
     static const char *const names[] = {"?", "setsid", "fds", "capability bounding set", "setgroups",
                                         "setresgid", "setresuid", "capabilities", "chdir", "no_new_privs",
-                                        "seccomp", "exec"};
+                                        "seccomp", "exec", "controlling terminal"};
     int step = err >> 16;
     return step >= 0 && step < (int)(sizeof names / sizeof *names) ? names[step] : "?";
 }

@@ -34,23 +34,18 @@ final class CommandRunner {
         guard let argv = request.argv, let command = argv.first, !command.isEmpty else {
             return ControlResponse(id: request.id, ok: false, error: "run needs a command")
         }
-        let asRoot = request.user == "root"
-        guard asRoot || request.user == nil || request.user == "agent" else {
-            return ControlResponse(id: request.id, ok: false, error: "user must be agent or root")
-        }
         guard let path = Self.resolve(command) else {
             return ControlResponse(id: request.id, ok: false, error: "\(command): command not found")
+        }
+        let spec: ServiceSpec
+        switch Self.spec(name: "run", path: path, argv: argv, user: request.user) {
+        case .success(let s): spec = s
+        case .failure(let text): return ControlResponse(id: request.id, ok: false, error: text)
         }
         var pipeFDs: [Int32] = [-1, -1]
         guard csbx_notify_pipe(&pipeFDs) == 0 else {
             return ControlResponse(id: request.id, ok: false, error: "pipe: \(FileSystem.errorText(errno))")
         }
-        var env = ServiceCatalog.agentEnvironment
-        if asRoot { env = env.map { $0.hasPrefix("HOME=") ? "HOME=/root" : $0 } }
-        let spec = ServiceSpec(
-            name: "run", path: path, arguments: argv, environment: env, dependsOn: [], readiness: .notifyFD,
-            uid: asRoot ? 0 : ServiceCatalog.agentUID, gid: asRoot ? 0 : ServiceCatalog.agentGID,
-            workingDirectory: asRoot ? "/" : ServiceCatalog.home)
         var err: Int32 = 0
         let pid = SpawnCall.spawn(spec: spec, extraFDs: [], stdout: pipeFDs[1], stderr: pipeFDs[1], err: &err)
         close(pipeFDs[1])
@@ -61,6 +56,26 @@ final class CommandRunner {
         let limit = Int64(max(100, request.timeoutMs ?? 30_000))
         jobs.append(Job(requestID: request.id, pid: pid, outputFD: pipeFDs[0], deadline: now + limit))
         return nil
+    }
+
+    enum SpecResult { case success(ServiceSpec), failure(String) }
+
+    /// How a process the daemon asked for runs (`run` commands, terminals' shells): as the agent
+    /// (uid 1000, no capabilities, the services' seccomp profile, in its home) or as the root
+    /// of the instance's user namespace.
+    static func spec(name: String, path: String, argv: [String], user: String?, extraEnvironment: [String] = []) -> SpecResult {
+        let asRoot = user == "root"
+        guard asRoot || user == nil || user == "agent" else { return .failure("user must be agent or root") }
+        var env = ServiceCatalog.agentEnvironment
+        if asRoot {
+            env = env.map { $0.hasPrefix("HOME=") ? "HOME=/root" : $0.hasPrefix("USER=") ? "USER=root" : $0.hasPrefix("LOGNAME=") ? "LOGNAME=root" : $0 }
+        }
+        let replaced = Set(extraEnvironment.map { $0.prefix { $0 != "=" } })
+        env = env.filter { !replaced.contains($0.prefix { $0 != "=" }) } + extraEnvironment
+        return .success(ServiceSpec(
+            name: name, path: path, arguments: argv, environment: env, dependsOn: [], readiness: .notifyFD,
+            uid: asRoot ? 0 : ServiceCatalog.agentUID, gid: asRoot ? 0 : ServiceCatalog.agentGID,
+            workingDirectory: asRoot ? "/" : ServiceCatalog.home))
     }
 
     static func resolve(_ command: String) -> String? {

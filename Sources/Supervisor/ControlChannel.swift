@@ -7,7 +7,8 @@ import Glibc
 ///
 /// Everything the init sends is untrusted: code inside the instance may have taken it over.
 /// Only a reply to a call that waits for it (or gave up waiting) is accepted, a descriptor only
-/// on a successful `connect` reply, and all state is bounded. Anything else is closed at once
+/// on a successful `connect` or `openTerminal` reply, unasked only the hello and known events
+/// (`terminalExit`), and all state is bounded. Anything else is closed at once
 /// and counted; at `violationLimit` the channel is judged broken, stops reading and fails
 /// every call, and the daemon stops the instance.
 public final class ControlChannel: @unchecked Sendable {
@@ -28,6 +29,15 @@ public final class ControlChannel: @unchecked Sendable {
     private var replies: [UInt64: (ControlResponse, Int32)] = [:]
     private var abandoned: [UInt64: ControlRequest.Op] = [:]
     private var hello: ControlResponse?
+    /// Exit codes of terminals, by terminal id, until someone asks (bounded like `abandoned`).
+    private var terminalExits: [UInt64: Int32] = [:]
+    /// Told of every `terminalExit` as it is read, under the channel's lock: it must not call
+    /// back into the channel.
+    public var onTerminalExit: (@Sendable (UInt64, Int32) -> Void)? {
+        get { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return terminalHandler }
+        set { pthread_mutex_lock(&lock); terminalHandler = newValue; pthread_mutex_unlock(&lock) }
+    }
+    private var terminalHandler: (@Sendable (UInt64, Int32) -> Void)?
     private var violationCount = 0
     private var brokenReason: String?
     /// One packet; touched only by the caller that holds `reading`.
@@ -87,13 +97,25 @@ public final class ControlChannel: @unchecked Sendable {
     }
 
     /// Waits for the init's hello, which it sends once its supervisor loop runs.
+    /// An init of a protocol major version this daemon does not know is refused here.
     public func awaitHello(timeoutMs: Int) throws(Failure) -> ControlResponse {
-        try wait(timeoutMs: timeoutMs) { $0.hello }
+        let hello = try wait(timeoutMs: timeoutMs) { $0.hello }
+        let version = hello.version ?? "none"
+        guard let major = version.split(separator: ".").first.flatMap({ Int($0) }), major == ControlCodec.protocolMajor else {
+            throw Failure(description: "the instance's init speaks control protocol version \(version); "
+                          + "this daemon speaks \(ControlCodec.protocolVersion) (major \(ControlCodec.protocolMajor))")
+        }
+        return hello
+    }
+
+    /// The exit code the init reported for a terminal, waiting up to `timeoutMs` for it.
+    public func awaitTerminalExit(_ terminal: UInt64, timeoutMs: Int) throws(Failure) -> Int32 {
+        try wait(timeoutMs: timeoutMs) { $0.terminalExits.removeValue(forKey: terminal) }
     }
 
     /// Sends one request and returns the matching reply and any descriptor it carried.
     public func call(_ op: ControlRequest.Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil,
-                     service: String? = nil, timeoutMs: Int = 5000) throws(Failure) -> (ControlResponse, Int32) {
+                     service: String? = nil, cols: Int? = nil, rows: Int? = nil, timeoutMs: Int = 5000) throws(Failure) -> (ControlResponse, Int32) {
         pthread_mutex_lock(&lock)
         if let reason = brokenReason {
             pthread_mutex_unlock(&lock)
@@ -105,7 +127,7 @@ public final class ControlChannel: @unchecked Sendable {
         pthread_mutex_unlock(&lock)
         let runLimit = op == .run ? max(0, timeoutMs - 1000) : nil
         let bytes = ControlCodec.encode(ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: runLimit,
-                                                          service: service))
+                                                          service: service, cols: cols, rows: rows))
         let sent = bytes.withUnsafeBytes { csbx_send_with_fd(fd, $0.baseAddress, $0.count, -1) }
         guard sent == bytes.count else {
             pthread_mutex_lock(&lock)
@@ -200,20 +222,22 @@ public final class ControlChannel: @unchecked Sendable {
             let id = response.id
             var waiting = false, mayCarry = false
             var fault: String?
-            if id == 0 {
+            if id == 0, let event = response.event {
+                fault = filed(event: event, response)
+            } else if id == 0 {
                 if hello == nil { hello = response } else { fault = "a second hello" }
             } else if let op = pending.removeValue(forKey: id) {
                 waiting = true
-                mayCarry = op == .connect
+                mayCarry = Self.carriesDescriptor(op)
             } else if let op = abandoned.removeValue(forKey: id) {
-                mayCarry = op == .connect
+                mayCarry = Self.carriesDescriptor(op)
             } else {
                 fault = "a reply to id \(id), which no call waits for"
             }
             if received >= 0 && !(mayCarry && response.ok) {
                 close(received)
                 received = -1
-                fault = fault ?? (id == 0 ? "a descriptor on its hello" : "a descriptor on a reply that expects none")
+                fault = fault ?? (id == 0 ? "a descriptor on its hello or an event" : "a descriptor on a reply that expects none")
             }
             if let fault { violated(fault) }
             if waiting { replies[id] = (response, received) } else if received >= 0 { close(received) }
@@ -224,6 +248,20 @@ public final class ControlChannel: @unchecked Sendable {
         case .nothing:
             break
         }
+    }
+
+    /// The replies that hand over a descriptor: one mechanism for sockets and ptys alike.
+    static func carriesDescriptor(_ op: ControlRequest.Op) -> Bool { op == .connect || op == .openTerminal }
+
+    /// Keeps an event for whoever waits for it; returns a fault for anything unknown.
+    private func filed(event: String, _ response: ControlResponse) -> String? {
+        guard event == "terminalExit", let terminal = response.terminal, let code = response.code else {
+            return "an unknown or incomplete event"
+        }
+        terminalExits[terminal] = code
+        if terminalExits.count > Self.abandonedLimit, let oldest = terminalExits.keys.min() { terminalExits.removeValue(forKey: oldest) }
+        terminalHandler?(terminal, code)
+        return nil
     }
 
     private func violated(_ what: String) {

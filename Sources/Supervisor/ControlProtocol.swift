@@ -5,9 +5,11 @@ import FoundationEssentials
 /// The socket is a SOCK_SEQPACKET pair created by the daemon; the init holds its end as fd 3.
 /// Every message is one JSON document in one packet, so framing is the kernel's job. A
 /// `connect` reply carries the connected TCP socket as SCM_RIGHTS ancillary data: the daemon
-/// reaches ports inside the instance's network namespace without any port on the host.
+/// reaches ports inside the instance's network namespace without any port on the host; an
+/// `openTerminal` reply carries the master of a new pty the same way. docs/control-protocol.md
+/// describes every message.
 public struct ControlRequest: Codable, Sendable {
-    public enum Op: String, Codable, Sendable { case status, connect, shutdown, run, restartService }
+    public enum Op: String, Codable, Sendable { case status, connect, shutdown, run, restartService, openTerminal }
     public var id: UInt64
     public var op: Op
     public var port: Int?
@@ -18,10 +20,15 @@ public struct ControlRequest: Codable, Sendable {
     public var timeoutMs: Int?
     /// `restartService`: which service (it leaves `failed` and starts afresh).
     public var service: String?
+    /// `openTerminal`: the pty's initial size (`user` says whose shell it runs).
+    public var cols: Int?
+    public var rows: Int?
 
     public init(id: UInt64, op: Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil, timeoutMs: Int? = nil,
-                service: String? = nil) {
+                service: String? = nil, cols: Int? = nil, rows: Int? = nil) {
         self.service = service
+        self.cols = cols
+        self.rows = rows
         self.id = id
         self.op = op
         self.port = port
@@ -98,14 +105,27 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
 }
 
 public struct ControlResponse: Codable, Sendable {
-    /// 0 for the unsolicited hello the init sends once it runs.
+    /// 0 for what the init sends unasked: its hello, and events.
     public var id: UInt64
     public var ok: Bool
     public var error: String?
     public var services: [ServiceStatus]?
     public var run: RunResult?
+    /// The hello's protocol version, "major.minor" (ControlCodec.protocolVersion).
+    public var version: String?
+    /// An unsolicited event's kind ("terminalExit"); nil on replies and the hello.
+    public var event: String?
+    /// `openTerminal` reply and `terminalExit` event: which terminal.
+    public var terminal: UInt64?
+    /// `terminalExit`: the shell's exit status (128 + N for signal N).
+    public var code: Int32?
 
-    public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil, run: RunResult? = nil) {
+    public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil, run: RunResult? = nil,
+                version: String? = nil, event: String? = nil, terminal: UInt64? = nil, code: Int32? = nil) {
+        self.version = version
+        self.event = event
+        self.terminal = terminal
+        self.code = code
         self.id = id
         self.ok = ok
         self.error = error
@@ -115,6 +135,10 @@ public struct ControlResponse: Codable, Sendable {
 }
 
 public enum ControlCodec {
+    /// Sent in the init's hello. A daemon refuses an init of a major version it does not
+    /// know; minor versions only add (ops, optional fields, events) and are compatible.
+    public static let protocolVersion = "1.1"
+    public static let protocolMajor = 1
     public static let maxMessage = 256 * 1024
     /// Output a `run` returns, at most; JSON escaping keeps a reply under maxMessage.
     public static let maxRunOutput = 32 * 1024

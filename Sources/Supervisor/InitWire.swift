@@ -16,6 +16,10 @@ enum InitWire {
         w.open()
         w.key("id"); w.number(response.id)
         w.key("ok"); w.bool(response.ok)
+        if let version = response.version { w.key("version"); w.string(version) }
+        if let event = response.event { w.key("event"); w.string(event) }
+        if let terminal = response.terminal { w.key("terminal"); w.number(terminal) }
+        if let code = response.code { w.key("code"); w.number(Int64(code)) }
         if let error = response.error { w.key("error"); w.string(error) }
         if let services = response.services {
             w.key("services")
@@ -111,6 +115,8 @@ enum InitWire {
         var user: String?
         var timeoutMs: Int?
         var service: String?
+        var cols: Int?
+        var rows: Int?
         guard r.object({ key, r in
             switch key {
             case "id": guard let v = r.integer(), v >= 0 else { return false }; id = UInt64(v)
@@ -118,6 +124,8 @@ enum InitWire {
             case "port": if !r.null() { guard let v = r.integer(), let p = Int(exactly: v) else { return false }; port = p }
             case "user": if !r.null() { guard let v = r.string() else { return false }; user = v }
             case "service": if !r.null() { guard let v = r.string() else { return false }; service = v }
+            case "cols": if !r.null() { guard let v = r.integer(), let c = Int(exactly: v) else { return false }; cols = c }
+            case "rows": if !r.null() { guard let v = r.integer(), let c = Int(exactly: v) else { return false }; rows = c }
             case "timeoutMs": if !r.null() { guard let v = r.integer(), let t = Int(exactly: v) else { return false }; timeoutMs = t }
             case "argv":
                 if !r.null() {
@@ -133,7 +141,8 @@ enum InitWire {
             }
             return true
         }), r.atEnd, let id, let op else { return nil }
-        return ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: timeoutMs, service: service)
+        return ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: timeoutMs, service: service,
+                              cols: cols, rows: rows)
     }
 
     /// A strict reader for the subset of JSON the daemon's JSONEncoder produces (and any other

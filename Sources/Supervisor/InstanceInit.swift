@@ -62,8 +62,9 @@ public enum InstanceInit {
             memoryEventsPath: FileSystem.exists(memoryEvents) ? memoryEvents : nil,
             onEvent: { log($0.logLine) })
         let runner = CommandRunner()
+        let terminals = InitTerminals()
         var controlOpen = true
-        send(ControlResponse(id: 0, ok: true, services: supervisor.statuses), fd: -1)
+        send(ControlResponse(id: 0, ok: true, services: supervisor.statuses, version: ControlCodec.protocolVersion), fd: -1)
 
         while true {
             let now = monotonicMs()
@@ -73,6 +74,7 @@ public enum InstanceInit {
             due = min(due, runnerDue)
             if supervisor.shuttingDown && supervisor.allStopped {
                 runner.killAll()
+                terminals.killAll()
                 supervisor.closeLogs()
                 log("all services stopped; exiting")
                 exit(0)
@@ -88,11 +90,11 @@ public enum InstanceInit {
             let after = monotonicMs()
             for p in fds where p.revents != 0 {
                 if p.fd == sigFD {
-                    handleSignals(sigFD, supervisor, runner, now: after)
+                    handleSignals(sigFD, supervisor, runner, terminals, now: after)
                 } else if runnerFDs.contains(p.fd) {
                     runner.readable(p.fd)
                 } else if p.fd == controlFD {
-                    if !handleControl(supervisor, runner, now: after) {
+                    if !handleControl(supervisor, runner, terminals, now: after) {
                         // The daemon is gone: an instance never outlives its supervisor.
                         controlOpen = false
                         supervisor.beginShutdown(now: after)
@@ -120,32 +122,37 @@ public enum InstanceInit {
         chown(ServiceCatalog.browserHome, ServiceCatalog.browserUID, ServiceCatalog.browserGID)
     }
 
-    static func handleSignals(_ sigFD: Int32, _ supervisor: ServiceSupervisor, _ runner: CommandRunner, now: Int64) {
+    static func handleSignals(_ sigFD: Int32, _ supervisor: ServiceSupervisor, _ runner: CommandRunner,
+                              _ terminals: InitTerminals, now: Int64) {
         while case let signo = csbx_signalfd_next(sigFD), signo > 0 {
             switch signo {
             case SIGCHLD:
-                reapChildren(supervisor, runner, now: now)
+                reapChildren(supervisor, runner, terminals, now: now)
             default:
                 supervisor.beginShutdown(now: now)
             }
         }
         // Coalesced SIGCHLDs: always sweep.
-        reapChildren(supervisor, runner, now: now)
+        reapChildren(supervisor, runner, terminals, now: now)
     }
 
-    static func reapChildren(_ supervisor: ServiceSupervisor, _ runner: CommandRunner, now: Int64) {
+    static func reapChildren(_ supervisor: ServiceSupervisor, _ runner: CommandRunner, _ terminals: InitTerminals,
+                             now: Int64) {
         var status: Int32 = 0
         while true {
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { break }
-            if !runner.childExited(pid: pid, status: status) {
+            if let event = terminals.childExited(pid: pid, status: status) {
+                send(event, fd: -1)
+            } else if !runner.childExited(pid: pid, status: status) {
                 supervisor.childExited(pid: pid, status: status, now: now)
             }
         }
     }
 
     /// Answers one request; returns false when the daemon's end is closed.
-    static func handleControl(_ supervisor: ServiceSupervisor, _ runner: CommandRunner, now: Int64) -> Bool {
+    static func handleControl(_ supervisor: ServiceSupervisor, _ runner: CommandRunner, _ terminals: InitTerminals,
+                              now: Int64) -> Bool {
         var buffer = [UInt8](repeating: 0, count: ControlCodec.maxMessage)
         var stray: Int32 = -1
         let n = buffer.withUnsafeMutableBytes { csbx_recv_with_fd(controlFD, $0.baseAddress, $0.count, &stray) }
@@ -183,6 +190,10 @@ public enum InstanceInit {
             supervisor.beginShutdown(now: now)
         case .run:
             if let failure = runner.start(request, now: now) { send(failure, fd: -1) }
+        case .openTerminal:
+            let (reply, master) = terminals.open(request)
+            send(reply, fd: master)
+            if master >= 0 { close(master) }
         }
         return true
     }

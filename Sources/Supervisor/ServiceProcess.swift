@@ -53,7 +53,8 @@ enum SpawnCall {
         return step == 0 ? text : "\(String(cString: csbx_spawn_step_name(err))): \(text)"
     }
 
-    static func spawn(spec: ServiceSpec, extraFDs: [Int32], stdout: Int32 = 1, stderr: Int32 = 2,
+    /// `terminal`: a pty slave that becomes stdin, stdout, stderr and the controlling terminal.
+    static func spawn(spec: ServiceSpec, extraFDs: [Int32], stdout: Int32 = 1, stderr: Int32 = 2, terminal: Int32 = -1,
                       err: inout Int32) -> pid_t {
         var keep: [UnsafeMutablePointer<CChar>] = []
         defer { keep.forEach { free($0) } }
@@ -77,9 +78,10 @@ enum SpawnCall {
                             s.cwd = cwd
                             s.uid = spec.uid
                             s.gid = spec.gid
-                            s.stdin_fd = -1
-                            s.stdout_fd = stdout
-                            s.stderr_fd = stderr
+                            s.stdin_fd = terminal
+                            s.stdout_fd = terminal >= 0 ? terminal : stdout
+                            s.stderr_fd = terminal >= 0 ? terminal : stderr
+                            s.controlling_tty = terminal >= 0 ? 1 : 0
                             s.extra_fds = x.baseAddress
                             s.n_extra = Int32(x.count)
                             s.drop_all_caps = spec.uid == 0 ? 0 : 1

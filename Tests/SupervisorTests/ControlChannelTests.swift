@@ -178,7 +178,7 @@ import Testing
         let devNull = mark.fd
         defer { close(devNull) }
         let baseline = Self.openFDs(mark)
-        _ = fake.reply(ControlResponse(id: 0, ok: true, services: []), fd: devNull)
+        _ = fake.reply(ControlResponse(id: 0, ok: true, services: [], version: ControlCodec.protocolVersion), fd: devNull)
         _ = try channel.awaitHello(timeoutMs: 2000)
         #expect(channel.violations == 1, "a descriptor on the hello")
         #expect(Self.openFDs(mark) == baseline)
@@ -236,6 +236,56 @@ import Testing
         _ = again.join()
         #expect(channel.violations == 2)
         #expect(Self.openFDs(mark) == baseline)
+    }
+
+    @Test func terminalExitEventsReachTheirWaiterAndHandler() throws {
+        let fake = try FakeInit()
+        let channel = fake.channel
+        let seen = Box()
+        channel.onTerminalExit = { terminal, code in seen.append(terminal, code) }
+        _ = fake.reply(ControlResponse(id: 0, ok: true, services: [], version: ControlCodec.protocolVersion))
+        _ = try channel.awaitHello(timeoutMs: 2000)
+        _ = fake.reply(ControlResponse(id: 0, ok: true, event: "terminalExit", terminal: 7, code: 3))
+        #expect(try channel.awaitTerminalExit(7, timeoutMs: 2000) == 3)
+        #expect(seen.items.map(\.0) == [7] && seen.items.map(\.1) == [3])
+        #expect(channel.violations == 0)
+        // Unknown or incomplete events are violations, never a crash or a second hello.
+        _ = fake.reply(ControlResponse(id: 0, ok: true, event: "reboot"))
+        _ = fake.reply(ControlResponse(id: 0, ok: true, event: "terminalExit", terminal: 8))
+        let mark = Self.marker()
+        defer { close(mark.fd) }
+        let baseline = Self.openFDs(mark)
+        _ = fake.reply(ControlResponse(id: 0, ok: true, event: "terminalExit", terminal: 9, code: 0), fd: mark.fd)
+        #expect(try channel.awaitTerminalExit(9, timeoutMs: 2000) == 0)
+        #expect(channel.violations == 3, "unknown, incomplete, and a descriptor on an event")
+        #expect(Self.openFDs(mark) == baseline, "the descriptor on an event was closed")
+        if case .success = Result(catching: { try channel.awaitTerminalExit(8, timeoutMs: 200) }) {
+            Issue.record("an incomplete event was filed")
+        }
+    }
+
+    @Test func helloOfAnUnknownMajorVersionIsRefused() throws {
+        for version in ["2.0", "0.9", "x"] as [String?] + [nil] {
+            let fake = try FakeInit()
+            _ = fake.reply(ControlResponse(id: 0, ok: true, services: [], version: version))
+            do {
+                _ = try fake.channel.awaitHello(timeoutMs: 2000)
+                Issue.record("hello of version \(version ?? "none") accepted")
+            } catch {
+                #expect(error.description.contains("control protocol version"))
+            }
+        }
+        let fake = try FakeInit()
+        _ = fake.reply(ControlResponse(id: 0, ok: true, services: [], version: "1.9"))
+        #expect(try fake.channel.awaitHello(timeoutMs: 2000).version == "1.9", "a newer minor version is compatible")
+    }
+
+    final class Box: @unchecked Sendable {
+        private var lock = pthread_mutex_t()
+        private var stored: [(UInt64, Int32)] = []
+        init() { pthread_mutex_init(&lock, nil) }
+        func append(_ t: UInt64, _ c: Int32) { pthread_mutex_lock(&lock); stored.append((t, c)); pthread_mutex_unlock(&lock) }
+        var items: [(UInt64, Int32)] { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return stored }
     }
 
     @Test func waitingCallersDoNotSpin() throws {

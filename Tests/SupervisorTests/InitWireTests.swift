@@ -27,8 +27,8 @@ import Testing
     }
 
     @Test func helloIsCompactJSON() {
-        let hello = String(decoding: InitWire.encode(ControlResponse(id: 0, ok: true, services: [])), as: UTF8.self)
-        #expect(hello == #"{"id":0,"ok":true,"services":[]}"#)
+        let hello = String(decoding: InitWire.encode(ControlResponse(id: 0, ok: true, services: [], version: "1.1")), as: UTF8.self)
+        #expect(hello == #"{"id":0,"ok":true,"version":"1.1","services":[]}"#)
     }
 
     @Test func requestsFromJSONEncoderDecode() throws {
@@ -37,6 +37,7 @@ import Testing
             ControlRequest(id: 2, op: .connect, port: 5900),
             ControlRequest(id: UInt64(Int64.max), op: .shutdown),
             ControlRequest(id: 3, op: .restartService, service: "chromium"),
+            ControlRequest(id: 4, op: .openTerminal, user: "root", cols: 132, rows: 43),
         ] + Self.awkward.enumerated().map { i, text in
             ControlRequest(id: UInt64(10 + i), op: .run, argv: ["sh", "-c", text, ""], user: text, timeoutMs: 29_000)
         }
@@ -45,7 +46,17 @@ import Testing
             let decoded = try #require(InitWire.decodeRequest(bytes[...]))
             #expect(decoded.id == original.id && decoded.op == original.op && decoded.port == original.port)
             #expect(decoded.argv == original.argv && decoded.user == original.user && decoded.timeoutMs == original.timeoutMs)
-            #expect(decoded.service == original.service)
+            #expect(decoded.service == original.service && decoded.cols == original.cols && decoded.rows == original.rows)
+        }
+    }
+
+    @Test func terminalRepliesAndEventsDecodeWithJSONDecoder() throws {
+        for original in [ControlResponse(id: 5, ok: true, terminal: 3),
+                         ControlResponse(id: 0, ok: true, event: "terminalExit", terminal: 3, code: 130),
+                         ControlResponse(id: 0, ok: true, services: [], version: ControlCodec.protocolVersion)] {
+            let decoded = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(original)))
+            #expect(decoded.id == original.id && decoded.terminal == original.terminal && decoded.code == original.code)
+            #expect(decoded.event == original.event && decoded.version == original.version)
         }
     }
 

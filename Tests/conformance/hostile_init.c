@@ -29,7 +29,7 @@ static void leave(int sig) { (void)sig; _exit(0); }
 int main(void) {
     /* PID 1 of a namespace gets from outside only signals it handles: take SIGTERM. */
     signal(SIGTERM, leave);
-    if (send_with_fd(3, "{\"id\":0,\"ok\":true,\"services\":[]}", -1) < 0) return 1;
+    if (send_with_fd(3, "{\"id\":0,\"ok\":true,\"version\":\"1.1\",\"services\":[]}", -1) < 0) return 1;
     char text[64];
     for (int i = 0; i < 3000; i++) {
         snprintf(text, sizeof text, "{\"id\":%d,\"ok\":true}", 1000000 + i);

@@ -133,6 +133,9 @@ func buildApplication(configuration: Configuration, logger: Logger,
     webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens))
     webSocketRouter.middlewares.add(AuditMiddleware(audit: audit))
     VNCController(policy: policy, manager: manager, control: control).addRoutes(to: webSocketRouter)
+    TerminalController(policy: policy, manager: manager,
+                       sessions: TerminalSessions(idleTimeoutMs: unsafe.terminalIdleMs, logger: logger))
+        .addRoutes(to: webSocketRouter)
 
     let application = Application(
         router: router,

@@ -99,6 +99,8 @@ struct Serve {
     var unsafeTestInit: String?
     /// Only for test daemons running side by side: the lowest id slot to hand out.
     var unsafeTestFirstSlot: Int64?
+    /// Only for the terminal tests: how long a detached terminal session lives, in ms.
+    var unsafeTestTerminalIdleMs: Int?
     /// Only for the conformance suite: request-head and keep-alive idle timeouts short enough
     /// to test, as HEAD_MS,IDLE_MS.
     var unsafeTestHTTPTimeouts: String?
@@ -108,6 +110,7 @@ struct Serve {
             "listen", "data-dir", "default-network", "instance-services", "root-mode", "base-dir",
             "tls", "tls-cert", "tls-key", "http-redirect",
             "unsafe-test-disable", "unsafe-test-init", "unsafe-test-first-slot", "unsafe-test-http-timeouts",
+            "unsafe-test-terminal-idle-ms",
         ], flags: [])
         listen = try options.value("listen") ?? listen
         dataDir = try options.value("data-dir")
@@ -123,6 +126,7 @@ struct Serve {
         unsafeTestInit = try options.value("unsafe-test-init")
         unsafeTestFirstSlot = try options.integer("unsafe-test-first-slot").map(Int64.init)
         unsafeTestHTTPTimeouts = try options.value("unsafe-test-http-timeouts")
+        unsafeTestTerminalIdleMs = try options.integer("unsafe-test-terminal-idle-ms")
     }
 
     func run() async throws {

@@ -39,6 +39,8 @@ struct Configuration: Sendable {
         /// The lowest id slot this daemon hands out (1 in production). Test daemons running side
         /// by side get apart ranges: starting an instance kills what runs in its slot's range.
         var firstSlot: Int64 = 1
+        /// How long a terminal session lives with nobody attached (30 minutes in production).
+        var terminalIdleMs = 30 * 60 * 1000
     }
 
     var host: String
@@ -89,6 +91,12 @@ struct Configuration: Sendable {
                 throw UsageError("--unsafe-test-first-slot must be between 1 and \(InstanceIDs.maxSlot)")
             }
             unsafe.firstSlot = first
+        }
+        if let idle = options.unsafeTestTerminalIdleMs {
+            guard (100...86_400_000).contains(idle) else {
+                throw UsageError("--unsafe-test-terminal-idle-ms must be between 100 and 86400000")
+            }
+            unsafe.terminalIdleMs = idle
         }
         guard let network = Network(rawValue: options.defaultNetwork) else {
             throw UsageError("--default-network must be egress or none")

@@ -44,21 +44,11 @@ struct VNCController {
                 try await outbound.close(.init(codeNumber: code), reason: error.code)
                 return
             }
-            // NIO owns the descriptor once its channel exists and closes it on any later
-            // failure; the one step before that which can fail is making it non-blocking, so
-            // it is done here, where a failure is ours to clean up.
-            let flags = fcntl(fd, F_GETFL)
-            guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
-                close(fd)
+            let backend: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+            do { backend = try await FDRelay.socketChannel(fd) } catch {
                 try await outbound.close(.init(codeNumber: 4503), reason: "service_unavailable")
                 return
             }
-            let backend = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .withConnectedSocket(fd) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
             // Counted from here, where the screen is really being watched, to the end.
             let registry = control
             registry.connected(id, session: session)

@@ -144,6 +144,16 @@ export function logsURL(id, { service = "", tail, follow } = {}) {
 }
 
 /** The WebSocket URL of an instance's VNC stream, on this origin (ws: or wss:). */
+/** The terminal WebSocket; `session` re-attaches to a running shell. */
+export function terminalURL(id, { cols, rows, session } = {}) {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const query = new URLSearchParams();
+    if (cols) query.set("cols", String(cols));
+    if (rows) query.set("rows", String(rows));
+    if (session) query.set("session", session);
+    return `${scheme}//${location.host}/api/v1/instances/${encodeURIComponent(id)}/terminal?${query}`;
+}
+
 export function vncURL(id) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     return `${scheme}//${location.host}/api/v1/instances/${encodeURIComponent(id)}/vnc`;

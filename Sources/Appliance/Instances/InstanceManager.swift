@@ -216,6 +216,33 @@ actor InstanceManager {
         return fd
     }
 
+    struct OpenedTerminal: Sendable {
+        let terminal: UInt64
+        let master: Int32
+        /// The instance's control channel: it reports the shell's exit.
+        let channel: ControlChannel
+    }
+
+    /// A login shell on a new pty inside the instance (as its agent or its root); the master
+    /// is the caller's to close.
+    func openTerminal(_ id: Int64, user: String, cols: Int, rows: Int) async throws -> OpenedTerminal {
+        guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
+        let channel = runtime.channel
+        let (response, fd) = try await Blocking.run {
+            try channel.call(.openTerminal, user: user, cols: cols, rows: rows)
+        }
+        guard response.ok, fd >= 0, let terminal = response.terminal else {
+            if fd >= 0 { close(fd) }
+            throw InstanceError.serviceUnreachable(response.error)
+        }
+        // The init is untrusted: what it handed over must at least be a terminal.
+        guard isatty(fd) == 1 else {
+            close(fd)
+            throw InstanceError.serviceUnreachable("the instance's init handed over something that is not a terminal")
+        }
+        return OpenedTerminal(terminal: terminal, master: fd, channel: channel)
+    }
+
     /// The services of a running instance as its init reports them.
     func services(_ id: Int64) async throws -> [ServiceStatus] {
         guard let runtime = runtimes[id] else { throw InstanceError.notRunning }

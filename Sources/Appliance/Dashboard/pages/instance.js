@@ -7,6 +7,7 @@ import { VncView } from "../vnc.js";
 import { FilesPanel } from "./files.js";
 import { LogsPanel } from "./logs.js";
 import { ServicesPanel } from "./services.js";
+import { TerminalPanel } from "./terminal.js";
 
 const POLL_MS = 2000;
 
@@ -72,14 +73,16 @@ export async function instancePage(root, ctx) {
     // ---- the services, each with its own restart
     const services = new ServicesPanel(id, ctx.signal, () => poller.poke());
 
-    // ---- tabs: the live browser, the home's files, the services' logs
+    // ---- tabs: the live browser, the home's files, the services' logs, a shell
     const files = new FilesPanel(id, ctx.signal);
     files.element.hidden = true;
     const logs = new LogsPanel(id, ctx.signal);
     logs.element.hidden = true;
+    const terminal = new TerminalPanel(id, ctx.signal);
+    terminal.element.hidden = true;
     const tabs = h("div", { class: "tabs", role: "tablist" });
-    const panels = { browser: viewer, files: files.element, logs: logs.element };
-    for (const [name, label] of [["browser", "Browser"], ["files", "Files"], ["logs", "Logs"]]) {
+    const panels = { browser: viewer, files: files.element, logs: logs.element, terminal: terminal.element };
+    for (const [name, label] of [["browser", "Browser"], ["files", "Files"], ["logs", "Logs"], ["terminal", "Terminal"]]) {
         tabs.appendChild(h("button", {
             type: "button", role: "tab", class: "tab", id: `tab-${name}`, dataset: { tab: name },
             "aria-selected": name === "browser" ? "true" : "false",
@@ -88,6 +91,7 @@ export async function instancePage(root, ctx) {
                 for (const [key, panel] of Object.entries(panels)) panel.hidden = key !== name;
                 if (name === "files") files.load();
                 if (name === "logs") logs.show(); else logs.hide();
+                if (name === "terminal") terminal.show(); else terminal.hide();
             },
         }, label));
     }
@@ -107,7 +111,8 @@ export async function instancePage(root, ctx) {
         tabs,
         viewer,
         files.element,
-        logs.element);
+        logs.element,
+        terminal.element);
 
     const vnc = new VncView(screen, vncURL(id), {
         onStatus: (state, detail) => {
