@@ -119,6 +119,41 @@ struct InstanceLauncher: Sendable {
         return path
     }
 
+    /// Blocking: the launch of a prepared request as the daemon runs every start (and the
+    /// launch benchmark with it): the instance's cgroup (CLONE_INTO_CGROUP), its veth and
+    /// allow-list entries while the child waits for "go" (egress), the id-mapped base tree
+    /// (image mode), then the init's hello. On failure the child is killed and reaped; what
+    /// the host holds for the instance (cgroup, allow-list entries) is `release`d by the caller.
+    func start(_ request: LaunchRequest, record: InstanceRecord, settings: InstanceSettings,
+               host: InstanceHost) throws -> InstanceRuntime {
+        var request = request
+        var cgroupFD: Int32 = -1
+        defer { if cgroupFD >= 0 { close(cgroupFD) } }
+        if let cgroups = host.cgroups, cgroups.available {
+            cgroupFD = try cgroups.prepare(record.id, limits: settings.cgroupLimits(ioDevice: host.ioDevice))
+            request.cgroupFD = cgroupFD
+        }
+        let egress = settings.network == Configuration.Network.egress.rawValue ? host.network : nil
+        let allow = Self.allowList(settings)
+        let slot = record.idSlot
+        return try Self.launch(request, logPath: paths.log(record.id), egressAllow: egress == nil ? nil : allow,
+                               hasCgroup: cgroupFD >= 0,
+                               beforeGo: { pid in try egress?.attach(slot: slot, pid: pid, allow: allow) },
+                               passMount: baseRoot.map { base in { pid in try IdMappedTree.make(base, for: pid) } })
+    }
+
+    /// The allow-list entries an egress instance gets: the valid ones of its settings.
+    static func allowList(_ settings: InstanceSettings) -> [String] {
+        (settings.egressAllow ?? []).compactMap { IPv4CIDR($0)?.description }
+    }
+
+    /// What is left on the host of an instance whose init is gone or never ran: its cgroup
+    /// and its allow-list entries. Idempotent.
+    static func release(id: Int64, slot: Int64, allow: [String], host: InstanceHost) {
+        host.cgroups?.destroy(id)
+        host.network?.detach(slot: slot, allow: allow)
+    }
+
     /// Blocking: launch, then wait for the init's hello. On any failure the child is killed
     /// and reaped before the error is thrown.
     static func launch(_ base: LaunchRequest, logPath: String, egressAllow: [String]?, hasCgroup: Bool,
