@@ -6,9 +6,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
+#include <malloc.h>
 #include <linux/capability.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -126,3 +129,41 @@ unsigned long csbx_fs_magic(const char *path) {
     struct statfs fs;
     return statfs(path, &fs) == 0 ? (unsigned long)fs.f_type : 0;
 }
+
+// Drops this process's page-table entries for the read-only, never-written segments of every
+// loaded object (text, rodata; not the vDSO): the pages stay in the page cache (for the init,
+// the sealed memfd every init runs from) and those still used fault back in on next use.
+// Only PT_LOAD segments without PF_W, shrunk inward to whole pages, and only in objects
+// without text relocations: MADV_DONTNEED on a private mapping discards its written (copied)
+// pages, which would revert relocated data (RELRO lies in a writable PT_LOAD) or any other
+// state to the file's bytes. Anonymous memory is never touched.
+static int drop_readonly_segments(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    size_t *dropped = data;
+    const uintptr_t vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && ph->p_offset == 0 && info->dlpi_addr + ph->p_vaddr == vdso) return 0;
+        if (ph->p_type != PT_DYNAMIC) continue;
+        for (const ElfW(Dyn) *d = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr); d->d_tag != DT_NULL; d++) {
+            if (d->d_tag == DT_TEXTREL || (d->d_tag == DT_FLAGS && (d->d_un.d_val & DF_TEXTREL))) return 0;
+        }
+    }
+    const uintptr_t page = (uintptr_t)getpagesize();
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W)) continue;
+        uintptr_t start = (info->dlpi_addr + ph->p_vaddr + page - 1) & ~(page - 1);
+        uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
+        if (end > start && madvise((void *)start, end - start, MADV_DONTNEED) == 0) *dropped += end - start;
+    }
+    return 0;
+}
+
+size_t csbx_drop_readonly_pages(void) {
+    size_t dropped = 0;
+    dl_iterate_phdr(drop_readonly_segments, &dropped);
+    return dropped;
+}
+
+int csbx_malloc_trim(void) { return malloc_trim(0); }

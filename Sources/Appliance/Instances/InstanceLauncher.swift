@@ -101,12 +101,17 @@ struct InstanceLauncher: Sendable {
             environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)", "SWIFT_BACKTRACE=enable=no"]
                 + (disabled.contains(.seccomp) ? ["CLAWORC_UNSAFE_NO_SECCOMP=1"] : [])
                 + (plan.initRoot != nil ? ["CLAWORC_INIT_ROOT=1"] : [])
+                + Self.benchInitTrim
                 + ["CLAWORC_SERVICES=\(services.rawValue)"],
             controlFD: -1, stdioFD: -1,
             policy: SandboxPolicy(idBase: base, seccomp: seccomp))
         request.initRoot = plan.initRoot
         return request
     }
+
+    /// bench/init_memory.py compares the init's memory with and without its idle trim: the
+    /// daemon's CLAWORC_BENCH_INIT_TRIM (none, text, all) is passed on to every init.
+    static let benchInitTrim: [String] = getenv("CLAWORC_BENCH_INIT_TRIM").map { ["CLAWORC_INIT_TRIM=" + String(cString: $0)] } ?? []
 
     /// A directory of the instance's storage that only `owner` (one of the instance's host
     /// ids) may enter. The instance is not running here, so nothing of it races these calls.

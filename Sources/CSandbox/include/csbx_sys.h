@@ -59,6 +59,13 @@ int csbx_drop_capability(int cap);
 int csbx_set_dumpable(int on);
 int csbx_set_child_subreaper(void);
 
+// Unmaps (MADV_DONTNEED) this process's resident pages of read-only file segments (text,
+// rodata) of every loaded object; what is used again faults back in from the page cache.
+// Returns the bytes of address range released. Never touches written or anonymous memory.
+size_t csbx_drop_readonly_pages(void);
+// malloc_trim(0): the heap's free pages go back to the kernel.
+int csbx_malloc_trim(void);
+
 #ifdef __cplusplus
 }
 #endif
