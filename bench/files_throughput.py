@@ -8,6 +8,9 @@ writes; the daemon writes an O_TMPFILE, fsyncs it and links it in) and downloade
 download: `cat FILE > /dev/null` and `dd if=FILE of=/dev/null bs=1M`; upload: `dd if=FILE
 of=COPY bs=1M conv=fsync` (the API fsyncs too) and plain `cat FILE > COPY`.
 
+Also printed: the daemon's CPU time (utime + stime) per transfer, which a loaded machine
+disturbs far less than the rates.
+
 Usage (root): bench/files_throughput.py [--binary .build/release/claworc] [--size 200] [--runs 5]
 Traffic stays on loopback.
 """
@@ -65,6 +68,12 @@ def download(port, cookie, url, size):
     assert total == size, (total, size)
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds: its CPU cost, whatever else loads the machine."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def shell(cmd):
     subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -94,20 +103,29 @@ def main():
         rates = {k: [] for k in ("api upload", "dd upload (conv=fsync)", "cat upload (no fsync)",
                                  "api download", "cat download", "dd download")}
         src, dst = str(source), str(copy)
+        cpu = {"api upload": [], "api download": []}
         for _ in range(args.runs):
+            c0 = cpu_seconds(daemon.proc.pid)
             rates["api upload"].append(size / MiB / timed(lambda: upload(daemon.port, cookie, url, source, size)))
+            c1 = cpu_seconds(daemon.proc.pid)
+            cpu["api upload"].append(c1 - c0)
             assert stored.stat().st_size == size
             rates["dd upload (conv=fsync)"].append(size / MiB / timed(lambda: shell(f"dd if={src} of={dst} bs=1M conv=fsync")))
             os.unlink(copy)
             rates["cat upload (no fsync)"].append(size / MiB / timed(lambda: shell(f"cat {src} > {dst}")))
             os.unlink(copy)
+            c0 = cpu_seconds(daemon.proc.pid)
             rates["api download"].append(size / MiB / timed(lambda: download(daemon.port, cookie, url, size)))
+            cpu["api download"].append(cpu_seconds(daemon.proc.pid) - c0)
             rates["cat download"].append(size / MiB / timed(lambda: shell(f"cat {stored} > /dev/null")))
             rates["dd download"].append(size / MiB / timed(lambda: shell(f"dd if={stored} of=/dev/null bs=1M")))
         med = {k: statistics.median(v) for k, v in rates.items()}
         print(f"files API throughput, {args.size} MiB file, {args.runs} runs each (median MiB/s)")
         for k, v in med.items():
             print(f"  {k:<26} {v:8.0f}   runs {' '.join(f'{x:.0f}' for x in rates[k])}")
+        for k, v in cpu.items():
+            print(f"  daemon CPU per {k:<13} {statistics.median(v) * 1000:6.0f} ms = "
+                  f"{statistics.median(v) * 1000 / args.size:.2f} ms/MiB   runs {' '.join(f'{x * 1000:.0f}' for x in v)}")
         print(f"  ratio api / dd upload (conv=fsync): {med['api upload'] / med['dd upload (conv=fsync)']:.2f}")
         print(f"  ratio api / cat download:           {med['api download'] / med['cat download']:.2f}")
     finally:
