@@ -208,8 +208,3 @@ long csbx_seccomp_build(int profile, unsigned char **out) {
     seccomp_release(ctx);
     return rc < 0 ? rc : -EINVAL;
 }
-
-int csbx_syscall_number(const char *name) {
-    int nr = seccomp_syscall_resolve_name(name);
-    return nr == __NR_SCMP_ERROR ? -1 : nr;
-}

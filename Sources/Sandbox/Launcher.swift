@@ -81,7 +81,7 @@ public final class SandboxProcess: @unchecked Sendable {
 public enum Launcher {
     static let stageNames: [Int32: String] = [
         1: "clone", 2: "sync", 3: "mount-private", 4: "root-tmpfs", 5: "mounts", 6: "pivot_root",
-        7: "hostname", 8: "loopback", 9: "fds", 10: "signals", 11: "exec", 12: "userns-maps",
+        7: "hostname", 8: "loopback", 9: "fds", 11: "exec", 12: "userns-maps",
         13: "identity", 14: "rlimits", 15: "capabilities", 16: "no_new_privs", 17: "seccomp",
         18: "session", 19: "init-root",
     ]
@@ -190,6 +190,7 @@ public enum Launcher {
                               errno: result.err, detail: detail)
         }
         lastTimings = (result.clone_ns, result.setup_ns)
+        lastReturnedAt = result.exec_at
         if let stageClock {
             lastStages = (0..<Int(CSBX_CLOCK_POINTS.rawValue)).map { stageClock[$0] &- result.go_at }
             lastStages.append(result.exec_at &- result.go_at)
@@ -211,6 +212,8 @@ public enum Launcher {
     /// Nanoseconds of the last launch on this thread's behalf: clone3 + maps, child setup.
     /// For the benchmark only.
     nonisolated(unsafe) public static var lastTimings: (clone: UInt64, setup: UInt64) = (0, 0)
+    /// CLOCK_MONOTONIC nanoseconds when the last launch saw the init exec'd. Benchmark only.
+    nonisolated(unsafe) public static var lastReturnedAt: UInt64 = 0
 
     /// Benchmark only: a MAP_SHARED page the child stamps at each csbx_clock_point; then
     /// `lastStages` holds each point's nanoseconds after "go", and last the exec's EOF.

@@ -15,6 +15,10 @@ public enum InstanceInit {
         public var services = "standard"
         public var screen = "1280x800"
         public var seccomp = true
+        /// What the init gives back when idle (see `releaseIdleMemory`): "all" (default),
+        /// "text" (only the read-only pages of its binary and libraries), "none". Set only
+        /// by bench/init_memory.py, through the daemon.
+        public var trim = "all"
 
         /// Read with getenv: the init's path to its hello stays free of generic collections.
         public static func fromProcess() -> Environment {
@@ -22,6 +26,7 @@ public enum InstanceInit {
             if let v = getenv("CLAWORC_SERVICES") { env.services = String(cString: v) }
             if let v = getenv("CLAWORC_SCREEN") { env.screen = String(cString: v) }
             if let v = getenv("CLAWORC_UNSAFE_NO_SECCOMP"), strcmp(v, "1") == 0 { env.seccomp = false }
+            if let v = getenv("CLAWORC_INIT_TRIM") { env.trim = String(cString: v) }
             return env
         }
     }
@@ -65,9 +70,14 @@ public enum InstanceInit {
         let terminals = InitTerminals()
         var controlOpen = true
         send(ControlResponse(id: 0, ok: true, services: supervisor.statuses, version: ControlCodec.protocolVersion), fd: -1)
+        var nextTrim = monotonicMs() + firstTrimMs
 
         while true {
             let now = monotonicMs()
+            if now >= nextTrim {
+                releaseIdleMemory(environment.trim)
+                nextTrim = now + trimIntervalMs
+            }
             var due = supervisor.advance(now: now)
             let (finished, runnerDue) = runner.advance(now: now)
             for reply in finished { send(reply, fd: -1) }
@@ -104,6 +114,21 @@ public enum InstanceInit {
                 }
             }
         }
+    }
+
+    static let firstTrimMs: Int64 = 2_000
+    static let trimIntervalMs: Int64 = 10_000
+
+    /// Most of an init's resident memory is pages of the 20 MB binary it runs from (the
+    /// sealed memfd, shared by every init) that only its start-up touched: the Swift
+    /// runtime's and the services' set-up code. Dropping its mappings of read-only segments
+    /// lets only what the poll loop uses fault back in (minor faults from the page cache, no
+    /// I/O); malloc_trim returns the heap's free pages. Repeated, since a control request or a
+    /// service restart touches more code. Written and anonymous memory is never dropped.
+    static func releaseIdleMemory(_ mode: String) {
+        guard mode != "none" else { return }
+        _ = csbx_drop_readonly_pages()
+        if mode == "all" { _ = csbx_malloc_trim() }
     }
 
     /// Directories the X server and Chromium expect, owned as they need.

@@ -10,19 +10,23 @@ struct BenchLaunch {
           --runs N       timed launches (request to the init's acknowledgement), default 200
           --cycles N     launch/stop cycles for the leak check, default 500
           --egress       give each cycle a veth and allow-list entry, as an egress instance gets
+          --slot N       the id slot (and veth number) to use, default 16000 (far from test daemons')
         """
 
     var runs = 200
     var cycles = 500
     var dataDir: String
     var egress = false
+    /// The id slot (and veth number) of the benchmark's instance: far from the slots test daemons use.
+    var slot: Int64 = 16000
 
     init(arguments: ArraySlice<String>) throws(UsageError) {
-        let options = try CommandOptions(arguments, valued: ["runs", "cycles", "data-dir"], flags: ["egress"])
+        let options = try CommandOptions(arguments, valued: ["runs", "cycles", "data-dir", "slot"], flags: ["egress"])
         guard let dir = try options.value("data-dir") else { throw UsageError("--data-dir is required") }
         dataDir = dir
         runs = try options.integer("runs") ?? runs
         cycles = try options.integer("cycles") ?? cycles
+        slot = try options.integer("slot").map(Int64.init) ?? slot
         guard runs > 0, cycles >= 0 else { throw UsageError("--runs must be positive and --cycles not negative") }
         egress = options.flag("egress")
     }
@@ -30,50 +34,49 @@ struct BenchLaunch {
     func run() throws {
         let paths = DataPaths(root: dataDir)
         try paths.prepare()
+        // The daemon's own launch path: InstanceLauncher (the sealed init binary, the compiled
+        // filters, the mount plan of a record and its settings) and its start(), with the host
+        // parts a daemon acquires (cgroup tree, egress network).
+        let launcher = try InstanceLauncher(paths: paths, services: .none, baseRoot: nil, disabled: [], initProgram: nil)
         let cgroups = CgroupV2()
-        let seccomp = try SeccompProfile.instanceFilters()
-        let exe = try SealedExecutable.fromSelf()
-        let slot: Int64 = 1
-        let base = InstanceIDs.idBase(slot: slot)!
-        let home = paths.home(1)
-        FileSystem.makeDirectories(home, mode: 0o700)
-        chmod(paths.instanceDir(1), 0o711)
-        chown(home, base + 1000, base + 1000)
-        let log = open("/dev/null", O_WRONLY | O_CLOEXEC)
-        var plan = MountPlan(homeSource: home, extraReadOnly: MountPlan.loadedLibraryDirsOutsideSystem())
-        plan.stageDir = paths.stage
-        let template = LaunchRequest(
-            hostname: "bench", stageDir: paths.stage, mounts: plan.operations(), execFD: exe,
-            arguments: ["claworc-init", "__init"], environment: ["PATH=/usr/bin:/bin", "CLAWORC_SERVICES=none"],
-            controlFD: -1, stdioFD: log, policy: SandboxPolicy(idBase: base, seccomp: seccomp))
         let network = egress ? try EgressNetwork() : nil
+        let host = InstanceHost(cgroups: cgroups, network: network, networkError: nil, ioDevice: nil, ownsIDRanges: false)
+        let record = InstanceRecord(id: 1, idSlot: slot, name: "bench", state: .stopped, autostart: false,
+                                    createdAt: "", limits: "{}")
+        FileSystem.makeDirectories(paths.home(record.id), mode: 0o700)
+        chmod(paths.instanceDir(record.id), 0o711)
+        var quiet = InstanceSettings.builtIn
+        quiet.network = Configuration.Network.none.rawValue
+        var egressSettings = InstanceSettings.builtIn
+        egressSettings.egressAllow = ["192.0.2.1/32"]
 
-        var execNs: [UInt64] = [], cloneNs: [UInt64] = [], setupNs: [UInt64] = []
+        var execNs: [UInt64] = [], cloneNs: [UInt64] = [], setupNs: [UInt64] = [], requestNs: [UInt64] = []
         let clockPage = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
         if let clockPage, clockPage != MAP_FAILED {
             Launcher.stageClock = clockPage.bindMemory(to: UInt64.self, capacity: 512)
         }
         var stageNs: [[UInt64]] = []
+        // One start and stop as the daemon does them; returns request-prepared → hello in ms.
         func cycle(attachNetwork: Bool) throws -> Double {
+            let settings = attachNetwork && network != nil ? egressSettings : quiet
             let t0 = Self.nowNs()
-            var request = template
-            let (channel, initEnd) = try ControlChannel.makePair()
-            request.controlFD = initEnd
-            if cgroups.available { request.cgroupFD = try cgroups.prepare(1, limits: InstanceSettings.builtIn.cgroupLimits(ioDevice: nil)) }
-            let process = try Launcher.launch(request, beforeGo: { pid in
-                if attachNetwork { try network?.attach(slot: slot, pid: pid, allow: ["192.0.2.1/32"]) }
-            })
-            close(initEnd)
-            if request.cgroupFD >= 0 { close(request.cgroupFD) }
-            execNs.append(Self.nowNs() - t0)
+            let request = try launcher.request(for: record, settings: settings)
+            let t1 = Self.nowNs()
+            requestNs.append(t1 - t0)
+            let runtime: InstanceRuntime
+            do {
+                runtime = try launcher.start(request, record: record, settings: settings, host: host)
+            } catch {
+                InstanceLauncher.release(id: record.id, slot: record.idSlot, allow: InstanceLauncher.allowList(settings), host: host)
+                throw error
+            }
+            let elapsed = Double(Self.nowNs() - t1) / 1e6
+            execNs.append(Launcher.lastReturnedAt &- t1)
             cloneNs.append(Launcher.lastTimings.clone)
             setupNs.append(Launcher.lastTimings.setup)
             stageNs.append(Launcher.lastStages)
-            _ = try channel.awaitHello(timeoutMs: 10_000)
-            let elapsed = Double(Self.nowNs() - t0) / 1e6
-            _ = InstanceLauncher.terminate(process)
-            if cgroups.available { cgroups.destroy(1) }
-            if attachNetwork { network?.detach(slot: slot, allow: ["192.0.2.1/32"]) }
+            _ = InstanceLauncher.terminate(runtime.process)
+            InstanceLauncher.release(id: record.id, slot: record.idSlot, allow: runtime.egressAllow ?? [], host: host)
             return elapsed
         }
 
@@ -86,6 +89,7 @@ struct BenchLaunch {
         let execs = execNs.suffix(runs).sorted()
         func median(_ xs: [UInt64]) -> String { let s = xs.suffix(runs).sorted(); return Self.format(Double(s[s.count / 2]) / 1e6) }
         print("exec_ms median \(median(execs)) (launcher returned: the init is exec'd); of which clone3+maps \(median(cloneNs)), child setup to exec \(median(setupNs))")
+        print("request_ms median \(median(requestNs)) (InstanceLauncher.request: home adopted, mount plan; not in launch_ms)")
         let timed = stageNs.suffix(runs)
         if let width = timed.first?.count, width == Launcher.stageClockNames.count {
             var previous: UInt64 = 0
@@ -106,9 +110,10 @@ struct BenchLaunch {
         print("cycles \(cycles) in \(Self.format(seconds)) s = \(Self.format(Double(cycles) / seconds)) cycles/s (veth: \(egress))")
         let leakedMounts = (FileSystem.readText("/proc/self/mountinfo") ?? "") != mountsBefore
         let leakedProcesses = Self.children().subtracting(processesBefore)
-        let leakedCgroup = cgroups.instancePath(1).map(FileSystem.isDirectory) ?? false
+        let leakedCgroup = cgroups.instancePath(record.id).map(FileSystem.isDirectory) ?? false
         let links = (try? HostCommand.run(["ip", "-o", "link"])) ?? ""
-        let leakedVeth = links.contains(": cw-")
+        let veth = EgressNetwork.addresses(slot: slot).interface
+        let leakedVeth = links.contains(": \(veth)@") || links.contains(": \(veth):")
         // A namespace outlives its processes only if something pins it: a bind mount (seen in
         // the mount table) or an open nsfs descriptor, here.
         let leakedNamespaces = Self.namespaceDescriptors()

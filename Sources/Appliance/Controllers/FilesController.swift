@@ -16,7 +16,9 @@ struct FileListing: Encodable { var path: String; var entries: [FileEntry] }
 struct FilesController {
     let policy: AccessPolicy
     let paths: DataPaths
-    static let chunk = 256 * 1024
+    /// Bytes read per hop to the blocking-I/O pool on a download: each hop is a thread switch
+    /// there and back, a fixed cost per chunk (docs/performance.md, file transfers).
+    static let chunk = 1024 * 1024
 
     func addRoutes(to group: RouterGroup<AppContext>) {
         let files = group.group("/instances/:id/files")

@@ -101,12 +101,17 @@ struct InstanceLauncher: Sendable {
             environment: ["PATH=/usr/bin:/bin", "CLAWORC_INSTANCE=\(record.name)", "SWIFT_BACKTRACE=enable=no"]
                 + (disabled.contains(.seccomp) ? ["CLAWORC_UNSAFE_NO_SECCOMP=1"] : [])
                 + (plan.initRoot != nil ? ["CLAWORC_INIT_ROOT=1"] : [])
+                + Self.benchInitTrim
                 + ["CLAWORC_SERVICES=\(services.rawValue)"],
             controlFD: -1, stdioFD: -1,
             policy: SandboxPolicy(idBase: base, seccomp: seccomp))
         request.initRoot = plan.initRoot
         return request
     }
+
+    /// bench/init_memory.py compares the init's memory with and without its idle trim: the
+    /// daemon's CLAWORC_BENCH_INIT_TRIM (none, text, all) is passed on to every init.
+    static let benchInitTrim: [String] = getenv("CLAWORC_BENCH_INIT_TRIM").map { ["CLAWORC_INIT_TRIM=" + String(cString: $0)] } ?? []
 
     /// A directory of the instance's storage that only `owner` (one of the instance's host
     /// ids) may enter. The instance is not running here, so nothing of it races these calls.
@@ -117,6 +122,41 @@ struct InstanceLauncher: Sendable {
             throw StorageError("cannot secure \(path): \(FileSystem.errorText(errno))")
         }
         return path
+    }
+
+    /// Blocking: the launch of a prepared request as the daemon runs every start (and the
+    /// launch benchmark with it): the instance's cgroup (CLONE_INTO_CGROUP), its veth and
+    /// allow-list entries while the child waits for "go" (egress), the id-mapped base tree
+    /// (image mode), then the init's hello. On failure the child is killed and reaped; what
+    /// the host holds for the instance (cgroup, allow-list entries) is `release`d by the caller.
+    func start(_ request: LaunchRequest, record: InstanceRecord, settings: InstanceSettings,
+               host: InstanceHost) throws -> InstanceRuntime {
+        var request = request
+        var cgroupFD: Int32 = -1
+        defer { if cgroupFD >= 0 { close(cgroupFD) } }
+        if let cgroups = host.cgroups, cgroups.available {
+            cgroupFD = try cgroups.prepare(record.id, limits: settings.cgroupLimits(ioDevice: host.ioDevice))
+            request.cgroupFD = cgroupFD
+        }
+        let egress = settings.network == Configuration.Network.egress.rawValue ? host.network : nil
+        let allow = Self.allowList(settings)
+        let slot = record.idSlot
+        return try Self.launch(request, logPath: paths.log(record.id), egressAllow: egress == nil ? nil : allow,
+                               hasCgroup: cgroupFD >= 0,
+                               beforeGo: { pid in try egress?.attach(slot: slot, pid: pid, allow: allow) },
+                               passMount: baseRoot.map { base in { pid in try IdMappedTree.make(base, for: pid) } })
+    }
+
+    /// The allow-list entries an egress instance gets: the valid ones of its settings.
+    static func allowList(_ settings: InstanceSettings) -> [String] {
+        (settings.egressAllow ?? []).compactMap { IPv4CIDR($0)?.description }
+    }
+
+    /// What is left on the host of an instance whose init is gone or never ran: its cgroup
+    /// and its allow-list entries. Idempotent.
+    static func release(id: Int64, slot: Int64, allow: [String], host: InstanceHost) {
+        host.cgroups?.destroy(id)
+        host.network?.detach(slot: slot, allow: allow)
     }
 
     /// Blocking: launch, then wait for the init's hello. On any failure the child is killed

@@ -105,8 +105,7 @@ actor InstanceManager {
         }
         guard let record = try instances.instance(id: id) else { throw InstanceError.notFound }
         let settings = settings.effective(record)
-        let allow = (settings.egressAllow ?? []).compactMap { IPv4CIDR($0)?.description }
-        var cgroupFD: Int32 = -1
+        let allow = InstanceLauncher.allowList(settings)
         let survivors = await clearProcesses(record)
         do {
             if let survivors { throw InstanceLauncher.StorageError(survivors) }
@@ -115,32 +114,20 @@ actor InstanceManager {
                 throw InstanceLauncher.StorageError("instance networking is unavailable on this host: \(host.networkError ?? "unknown")")
             }
             let logger = self.logger
-            var request = try launcher.request(for: record, settings: settings) { link, aside in
+            let request = try launcher.request(for: record, settings: settings) { link, aside in
                 logger.warning("moved aside a symbolic link the instance put where the appliance mounts",
                                metadata: ["instance": "\(record.name)", "path": "\(link)", "now": "\(aside)"])
             }
-            if let cgroups = host.cgroups, cgroups.available {
-                cgroupFD = try cgroups.prepare(id, limits: settings.cgroupLimits(ioDevice: host.ioDevice))
-                request.cgroupFD = cgroupFD
-            }
-            let egress = settings.network == Configuration.Network.egress.rawValue ? host.network : nil
-            let (slot, hasCgroup, launchRequest, baseRoot, logPath) = (record.idSlot, cgroupFD >= 0, request, launcher.baseRoot, paths.log(id))
-            let runtime = try await Blocking.run {
-                try InstanceLauncher.launch(launchRequest, logPath: logPath, egressAllow: egress == nil ? nil : allow, hasCgroup: hasCgroup,
-                                            beforeGo: { pid in try egress?.attach(slot: slot, pid: pid, allow: allow) },
-                                            passMount: baseRoot.map { base in { pid in try IdMappedTree.make(base, for: pid) } })
-            }
-            if cgroupFD >= 0 { close(cgroupFD); cgroupFD = -1 }
+            let host = self.host
+            let runtime = try await Blocking.run { try launcher.start(request, record: record, settings: settings, host: host) }
             runtimes[id] = runtime
             try instances.setState(id, .running)
             try instances.setAutostart(id, true)
             logger.info("instance started", metadata: ["instance": "\(record.name)", "pid": "\(runtime.process.pid)"])
         } catch {
-            // Nothing of the attempt survives: launch() already killed and reaped its child;
+            // Nothing of the attempt survives: start() already killed and reaped its child;
             // its cgroup and allow-list entries go here.
-            if cgroupFD >= 0 { close(cgroupFD) }
-            host.cgroups?.destroy(id)
-            host.network?.detach(slot: record.idSlot, allow: allow)
+            InstanceLauncher.release(id: id, slot: record.idSlot, allow: allow, host: host)
             let reason = "\(error)"
             try? instances.setState(id, .stopped, lastError: reason)
             logger.error("instance start failed", metadata: ["instance": "\(record.name)", "error": "\(reason)"])

@@ -1,16 +1,22 @@
-// The syscall layer of Claworc's sandbox: the only code that runs between clone and exec.
+// The syscall layer of Claworc's sandbox: the only code that runs between clone and exec,
+// and the few calls Swift's Glibc module cannot make.
 //
 // Swift prepares every string, path and table in the parent; the child side only walks
 // those plain C structures with raw syscalls, because it is a copy of a multi-threaded
 // process where malloc, locks and the Swift runtime are off limits.
+//
+// One module, one header per concern: csbx_launch.h (the instance launch), csbx_spawn.h
+// (services started by the init), csbx_seccomp.h (the filters), csbx_sys.h (pidfds, fd
+// passing and other shims).
 #ifndef CSANDBOX_H
 #define CSANDBOX_H
 
-#include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
-#include <signal.h>
-#include <sys/resource.h>
+
+#include "csbx_launch.h"
+#include "csbx_seccomp.h"
+#include "csbx_spawn.h"
+#include "csbx_sys.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,244 +34,6 @@ extern const uint64_t CSBX_CLONE_NEWCGROUP;
 // open/link flags Swift's Glibc module does not see either.
 extern const int CSBX_O_TMPFILE;
 extern const int CSBX_AT_EMPTY_PATH;
-
-enum csbx_mount_kind {
-    CSBX_MKDIR = 1,      // mkdir -p target (mode)
-    CSBX_FILE,           // create an empty file at target (a bind target for a device node)
-    CSBX_SYMLINK,        // symlink(source, target)
-    CSBX_BIND,           // recursive bind of host source onto target, writable
-    CSBX_BIND_RO,        // recursive bind, then read-only on the whole subtree
-    CSBX_TMPFS,          // tmpfs with data options (size=, mode=)
-    CSBX_PROC,           // fresh procfs of the new pid namespace
-    CSBX_DEVPTS,         // private devpts instance
-    CSBX_MAKE_RO,        // make the mount at target read-only (after everything is mounted in it)
-    CSBX_MASK_FILE,      // bind /dev/null (of the new root) over a file: reads empty, writes fail
-    CSBX_MASK_DIR,       // an empty read-only tmpfs over a directory
-    CSBX_BIND_SELF_RO,   // bind target onto itself, then read-only (e.g. /proc/sys)
-    CSBX_SYSFS,          // a fresh read-only sysfs of the instance's net namespace; falls back
-                         // to a read-only recursive bind of the host's /sys
-    CSBX_CGROUP2,        // the cgroup2 hierarchy as seen from the instance's cgroup namespace
-    CSBX_OVERLAY,        // overlay at target; data = "lowerdir=..,upperdir=..,workdir=.."
-    CSBX_ATTACH_PASSED,  // attach the detached mount the parent passed with "go" (an
-                         // id-mapped base tree) at target
-};
-
-struct csbx_mount {
-    int kind;
-    const char *source;    // host path (bind) or link text (symlink); NULL otherwise
-    const char *target;    // absolute path inside the new root, e.g. "/usr"
-    const char *data;      // filesystem options for tmpfs/devpts; NULL otherwise
-    unsigned long flags;   // extra MS_* flags (MS_NOSUID, MS_NODEV, MS_NOEXEC)
-    unsigned int mode;     // for MKDIR and FILE
-    int optional;          // a failure of this op is ignored (e.g. cgroup2 on a v1 host)
-};
-
-struct csbx_rlimit {
-    int resource;
-    uint64_t soft;
-    uint64_t hard;
-};
-
-// Stages reported by a child that failed before exec (with errno).
-enum csbx_stage {
-    CSBX_STAGE_CLONE = 1,
-    CSBX_STAGE_SYNC,
-    CSBX_STAGE_MOUNT_PRIVATE,
-    CSBX_STAGE_ROOT_TMPFS,
-    CSBX_STAGE_MOUNTS,          // + index of the failing op in csbx_result.detail
-    CSBX_STAGE_PIVOT_ROOT,
-    CSBX_STAGE_HOSTNAME,
-    CSBX_STAGE_LOOPBACK,
-    CSBX_STAGE_FDS,
-    CSBX_STAGE_SIGNALS,
-    CSBX_STAGE_EXEC,
-    CSBX_STAGE_USERNS_MAPS,
-    CSBX_STAGE_IDENTITY,        // setresuid/setresgid/setgroups to root of the new user namespace
-    CSBX_STAGE_RLIMITS,
-    CSBX_STAGE_CAPS,
-    CSBX_STAGE_NO_NEW_PRIVS,
-    CSBX_STAGE_SECCOMP,
-    CSBX_STAGE_SESSION,         // setsid: the init's own session, no controlling terminal
-    CSBX_STAGE_INIT_ROOT,       // chroot into the read-only tree the init is loaded from
-};
-
-// One compiled seccomp filter (struct sock_filter[], from csbx_seccomp_build).
-struct csbx_bpf {
-    const void *code;
-    size_t len;                      // in bytes
-};
-
-struct csbx_launch_spec {
-    int exec_fd;                     // the init binary, run with execveat(AT_EMPTY_PATH)
-    char *const *argv;
-    char *const *envp;
-    const char *stage_dir;           // empty host directory the new root is assembled on
-    const struct csbx_mount *mounts;
-    int n_mounts;
-    const char *hostname;
-    int control_fd;                  // becomes fd 3 of the init
-    int stdio_fd;                    // becomes fds 1 and 2 of the init; fd 0 is /dev/null
-    uint64_t namespaces;             // CSBX_CLONE_NEW* flags
-    int cgroup_fd;                   // -1: stay in the caller's cgroup (else CLONE_INTO_CGROUP)
-    const char *uid_map;             // written by the parent before "go" when CLONE_NEWUSER
-    const char *gid_map;
-    const struct csbx_rlimit *rlimits;
-    int n_rlimits;
-    uint64_t keep_caps;              // capabilities the init keeps (bounding, permitted, effective)
-    int no_new_privs;
-    const struct csbx_bpf *filters;  // loaded in order (the kernel runs them all); may be empty
-    int n_filters;
-    // NULL, or a read-only directory of the new root holding only host system files: the init
-    // is exec'd with this as its root (and the new root as its working directory), so its
-    // loader and libraries never come from anything the instance can write. The init then
-    // chroots to its working directory. Needs CAP_SYS_CHROOT in keep_caps.
-    const char *init_root;
-    // Benchmark only (NULL otherwise): a MAP_SHARED page where the child stamps
-    // CLOCK_MONOTONIC nanoseconds as it passes each CSBX_CLOCK_* point.
-    uint64_t *stage_clock;
-};
-
-// Points of the child's way from "go" to exec, for csbx_launch_spec.stage_clock.
-enum csbx_clock_point {
-    CSBX_CLOCK_GO = 0,        // "go" received
-    CSBX_CLOCK_IDENTITY,      // root of the user namespace
-    CSBX_CLOCK_MOUNTS,        // every op of the mount table applied
-    CSBX_CLOCK_PIVOT,         // pivot_root done, old root detached
-    CSBX_CLOCK_NET,           // hostname set, loopback up
-    CSBX_CLOCK_FDS,           // fds arranged, rlimits set
-    CSBX_CLOCK_CAPS,          // capabilities and no_new_privs
-    CSBX_CLOCK_SECCOMP,       // filter loaded: the next call is execveat
-    CSBX_CLOCK_POINTS
-};
-
-struct csbx_result {
-    pid_t pid;
-    int pidfd;
-    int stage;      // 0 on success
-    int err;        // errno at that stage
-    int detail;     // e.g. failing mount op index
-    int sync_fd;    // between csbx_launch_begin and csbx_launch_finish
-    uint64_t clone_ns;   // clone3 + id maps, in the parent
-    uint64_t setup_ns;   // "go" to exec: the child's mounts, pivot_root, confinement and execve
-    uint64_t go_at;      // CLOCK_MONOTONIC ns when "go" was sent
-    uint64_t exec_at;    // ... and when the exec closed the child's end
-    // Held between begin and finish/abort: the child's stack, and the calling thread's
-    // signal mask (every signal stays blocked in that thread meanwhile).
-    void *child_stack;
-    sigset_t saved_mask;
-};
-
-// Launch in two steps so the parent can prepare the child's outside world (a veth into its
-// network namespace) between them. Both steps must run on the same thread, which keeps
-// every signal blocked in between:
-// begin: clone3 into new namespaces and write the id maps; the child waits for "go".
-// finish: send "go" and wait until the init is exec'd (the child's CLOEXEC sync socket
-//         closes) or the child reports (stage, errno). Both return 0 or -1; on -1 the child
-//         has been killed and reaped.
-int csbx_launch_begin(const struct csbx_launch_spec *spec, struct csbx_result *result);
-// pass_fd >= 0 travels with "go" (SCM_RIGHTS) for CSBX_ATTACH_PASSED; the caller keeps its copy.
-int csbx_launch_finish(struct csbx_result *result, int pass_fd);
-// Abandons a begun launch: kills and reaps the waiting child.
-void csbx_launch_abort(struct csbx_result *result);
-int csbx_launch(const struct csbx_launch_spec *spec, struct csbx_result *result);
-
-// Seccomp profiles, compiled with libseccomp in the caller into classic BPF.
-enum csbx_seccomp_profile {
-    // Every process of an instance: a default-deny allowlist (unknown syscalls: ENOSYS;
-    // known-dangerous ones: EPERM). Namespace creation is allowed here only because
-    // Chromium's own sandbox needs it; CSBX_SECCOMP_NO_NAMESPACES is stacked on top for
-    // every other service.
-    CSBX_SECCOMP_INSTANCE = 1,
-    // Add-on filter: clone with CLONE_NEW* flags, unshare and chroot fail with EPERM.
-    CSBX_SECCOMP_NO_NAMESPACES = 2,
-    // Argument checks stacked on the baseline for every process: socket families and
-    // netlink protocols nothing needs, TIOCSTI and TIOCLINUX fail with EPERM.
-    CSBX_SECCOMP_ARGUMENTS = 3,
-};
-// Returns the filter's length in bytes and stores a malloc'd copy in *out; -errno on failure.
-long csbx_seccomp_build(int profile, unsigned char **out);
-// Test-only: the syscall number libseccomp knows for name, or -1.
-int csbx_syscall_number(const char *name);
-
-// Process-control helpers over a pidfd.
-// A pidfd (CLOEXEC) for any process, child or not; -1 with errno on failure.
-int csbx_pidfd_open(pid_t pid);
-int csbx_pidfd_signal(int pidfd, int sig);
-// Waits up to timeout_ms (-1: forever) for the process to exit and reaps it.
-// Returns 1 when reaped (status in *wstatus as from waitpid), 0 on timeout, -1 on error.
-int csbx_pidfd_wait(int pidfd, int timeout_ms, int *wstatus);
-
-// SCM_RIGHTS over a connected Unix socket (SOCK_SEQPACKET keeps each message whole).
-ssize_t csbx_send_with_fd(int sock, const void *buf, size_t len, int fd);
-// Receives one message; *fd_out = received descriptor (CLOEXEC) or -1.
-ssize_t csbx_recv_with_fd(int sock, void *buf, size_t cap, int *fd_out);
-
-// Starting a service inside an instance (called by the single-threaded init).
-struct csbx_spawn_spec {
-    const char *path;
-    char *const *argv;
-    char *const *envp;
-    const char *cwd;
-    uid_t uid;
-    gid_t gid;
-    int stdin_fd;
-    int stdout_fd;
-    int stderr_fd;
-    const int *extra_fds;            // become fds 3, 4, ... in the child
-    int n_extra;
-    int drop_all_caps;               // empty bounding/ambient/inheritable sets before exec
-    const void *seccomp_filter;      // an add-on filter stacked on the inherited one; NULL: none
-    size_t seccomp_len;
-    int controlling_tty;             // make stdin (a pty slave) the new session's controlling terminal
-};
-// Returns the pid, or -1 with *err set: errno in the low 16 bits, the failing step of the
-// child above them (0 when the parent failed); csbx_spawn_step_name names it.
-pid_t csbx_spawn(const struct csbx_spawn_spec *spec, int *err);
-const char *csbx_spawn_step_name(int err);
-
-// A new pseudo-terminal of cols x rows: returns the master (CLOEXEC, O_NOCTTY) and stores
-// the slave (CLOEXEC, O_NOCTTY, owned by uid/gid) in *slave; -1 with errno on failure.
-int csbx_pty_open(unsigned short cols, unsigned short rows, uid_t uid, gid_t gid, int *slave);
-// TIOCSWINSZ on a pty master; 0 or -1 with errno.
-int csbx_pty_resize(int master, unsigned short cols, unsigned short rows);
-
-// signalfd (not exported by Swift's Glibc module): a CLOEXEC, non-blocking fd for mask.
-int csbx_signalfd(const sigset_t *mask);
-// Reads one queued signal; returns its number, or -1 when none is pending.
-int csbx_signalfd_next(int fd);
-
-// A readiness pipe: both ends close-on-exec, the read end (fds[0]) non-blocking.
-int csbx_notify_pipe(int fds[2]);
-
-// A memfd holding a copy of the file at source_fd, sealed against every change; CLOEXEC.
-// Returns the fd or -errno.
-int csbx_sealed_copy(int source_fd, const char *name);
-
-// getrlimit by number (Swift's Glibc types the resource as an enum).
-int csbx_getrlimit_max(int resource, struct rlimit *out);
-
-// A detached copy of the tree at path, id-mapped through the user namespace of pid (on-disk id
-// n appears as id n inside that namespace): the read-only base of an instance's overlay root.
-// Returns a mount fd or -errno.
-int csbx_idmapped_tree(const char *path, pid_t pid);
-
-// statfs(path).f_type, or 0 on error (Swift's Glibc module lacks statfs).
-unsigned long csbx_fs_magic(const char *path);
-
-// openat2(2) (no glibc wrapper): path resolved below dirfd under `resolve` (RESOLVE_* flags);
-// always O_CLOEXEC. Returns the fd or -errno.
-#define CSBX_RESOLVE_NO_XDEV 0x01
-#define CSBX_RESOLVE_NO_MAGICLINKS 0x02
-#define CSBX_RESOLVE_NO_SYMLINKS 0x04
-#define CSBX_RESOLVE_BENEATH 0x08
-#define CSBX_RESOLVE_IN_ROOT 0x10
-int csbx_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
-// Removes one capability from the bounding, permitted, effective and inheritable sets.
-int csbx_drop_capability(int cap);
-// prctl wrappers (prctl is variadic, so Swift cannot call it).
-int csbx_set_dumpable(int on);
-int csbx_set_child_subreaper(void);
-int csbx_set_pdeathsig(int sig);
 
 #ifdef __cplusplus
 }
