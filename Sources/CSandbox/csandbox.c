@@ -340,8 +340,9 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     int exec_hi = lift_fd(spec->exec_fd);
     int stdio_hi = lift_fd(spec->stdio_fd);
     int control_hi = lift_fd(spec->control_fd);
+    int listen_hi = lift_fd(spec->listen_fd);
     if (sync_hi < 0 || exec_hi < 0 || (spec->stdio_fd >= 0 && stdio_hi < 0) ||
-        (spec->control_fd >= 0 && control_hi < 0))
+        (spec->control_fd >= 0 && control_hi < 0) || (spec->listen_fd >= 0 && listen_hi < 0))
         report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 0);
     sync_fd = sync_hi;
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -350,9 +351,10 @@ __attribute__((noreturn)) static void child_main(const struct csbx_launch_spec *
     int out = stdio_hi >= 0 ? stdio_hi : null_fd;
     if (dup2(out, 1) < 0 || dup2(out, 2) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 3);
     if (control_hi >= 0 && dup2(control_hi, 3) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 4);
+    if (listen_hi >= 0 && dup2(listen_hi, 4) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 5);
     // Everything above the fds we hand over (the daemon's listeners, its database, other
     // instances' sockets) is closed by the exec.
-    mark_cloexec_from(control_hi >= 0 ? 4 : 3);
+    mark_cloexec_from(listen_hi >= 0 ? 5 : control_hi >= 0 ? 4 : 3);
 
     for (int i = 0; i < spec->n_rlimits; i++) {
         struct rlimit lim = {.rlim_cur = spec->rlimits[i].soft, .rlim_max = spec->rlimits[i].hard};

@@ -98,19 +98,29 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
 }
 
 public struct ControlResponse: Codable, Sendable {
-    /// 0 for the unsolicited hello the init sends once it runs.
+    /// What a daemon and an init must agree on; the init sends it in its hello.
+    public static let protocolVersion = 1
+
+    /// 0 for what the init sends unasked: its hello (once per connection) and events.
     public var id: UInt64
     public var ok: Bool
     public var error: String?
     public var services: [ServiceStatus]?
     public var run: RunResult?
+    /// The hello's protocol version (the hello also carries every service's state).
+    public var version: Int?
+    /// An unsolicited event (`id` 0): "services" carries the whole snapshot after a change.
+    public var event: String?
 
-    public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil, run: RunResult? = nil) {
+    public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil, run: RunResult? = nil,
+                version: Int? = nil, event: String? = nil) {
         self.id = id
         self.ok = ok
         self.error = error
         self.services = services
         self.run = run
+        self.version = version
+        self.event = event
     }
 }
 

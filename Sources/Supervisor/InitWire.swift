@@ -17,6 +17,8 @@ enum InitWire {
         w.key("id"); w.number(response.id)
         w.key("ok"); w.bool(response.ok)
         if let error = response.error { w.key("error"); w.string(error) }
+        if let version = response.version { w.key("version"); w.number(Int64(version)) }
+        if let event = response.event { w.key("event"); w.string(event) }
         if let services = response.services {
             w.key("services")
             w.bytes.append(UInt8(ascii: "["))

@@ -85,8 +85,13 @@ class Daemon:
 
         threading.Thread(target=pump, args=(self.proc.stdout, self._log), daemon=True).start()
 
-    def stop(self, timeout=60):
+    def stop(self, timeout=60, keep_instances=False):
+        """Stops the daemon. Instances outlive it (stopping one is an API action), so unless
+        `keep_instances`, its running instances are stopped through the API first: a test's
+        teardown leaves nothing running."""
         if self.proc and self.proc.poll() is None:
+            if not keep_instances:
+                self.stop_instances()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
@@ -94,6 +99,49 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def kill(self):
+        """SIGKILL: the daemon gets no chance to do anything; its instances run on."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def admin_session(self):
+        """A requests session of the first admin, minted in the daemon's database (as a login
+        would store it) so that teardown needs no password a test may have changed."""
+        import hashlib
+        import secrets
+        import sqlite3
+        db = sqlite3.connect(self.data_dir / "claworc.db", timeout=30)
+        try:
+            row = db.execute("SELECT id FROM users WHERE role = 'admin' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            token = secrets.token_hex(32)   # the daemon accepts only 64 hex digits
+            now = int(time.time())
+            db.execute("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                       (hashlib.sha256(token.encode()).hexdigest(), row[0], now, now + 3600))
+            db.commit()
+        finally:
+            db.close()
+        session = requests.Session()
+        session.cookies.set("claworc_session", token)
+        return session
+
+    def stop_instances(self):
+        """Stops every instance of this daemon that is not stopped, in parallel."""
+        import concurrent.futures
+        session = self.admin_session() if (self.data_dir / "claworc.db").exists() else None
+        if session is None:
+            return
+        r = session.get(self.base_url + "/api/v1/instances", timeout=30)
+        r.raise_for_status()
+        listed = r.json()
+        listed = listed.get("instances", listed) if isinstance(listed, dict) else listed
+        ids = [i["id"] for i in listed if i["state"] in ("running", "failed", "starting")]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda iid: session.post(f"{self.base_url}/api/v1/instances/{iid}/stop", timeout=60), ids))
 
     def setup_code(self):
         return (self.data_dir / "setup-code").read_text().strip()

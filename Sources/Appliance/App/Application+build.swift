@@ -13,8 +13,8 @@ struct BuiltApplication<App: ApplicationProtocol> {
     let setupCode: String?
     let manager: InstanceManager
 
-    /// Restarts the instances that were running, serves until SIGINT/SIGTERM, then stops every
-    /// instance (remembering which ran).
+    /// Re-attaches to the instances that run (starts those that should but do not), serves
+    /// until SIGINT/SIGTERM, and leaves the instances running.
     func run() async throws {
         await manager.resume()
         let manager = self.manager
@@ -26,7 +26,7 @@ struct BuiltApplication<App: ApplicationProtocol> {
         }
         try await application.runService()
         sweeper.cancel()
-        await manager.shutdownAll()
+        await manager.detachAll()
     }
 }
 
@@ -85,6 +85,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     SettingsController(policy: policy, layers: layers, manager: manager).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)
+    EventsController(policy: policy, manager: manager).addRoutes(to: api)
     ControlController(policy: policy, control: control).addRoutes(to: api)
     LogsController(policy: policy, paths: paths,
                    services: ServiceCatalog.named(configuration.instanceServices.rawValue).map(\.name)).addRoutes(to: api)

@@ -42,5 +42,11 @@ enum Migrations {
             ALTER TABLE instances ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
             CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """),
+        // The init a running instance was launched with (host pid and ProcessIdentity), so a
+        // restarted daemon re-attaches to that process and to nothing that reused its pid.
+        (3, """
+            ALTER TABLE instances ADD COLUMN init_pid INTEGER;
+            ALTER TABLE instances ADD COLUMN init_identity TEXT;
+            """),
     ]
 }
