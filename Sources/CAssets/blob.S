@@ -1,4 +1,4 @@
-/* assets.bin sha256: fb289c39263cdae019350207e1df9cf1fc4b7bd9561d86654282564d447093f2 */
+/* assets.bin sha256: f10256e67f5a7728900057320fb8705391b4d78c21aa96aa1ad72a334aeb1938 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -14,6 +14,32 @@ import time
 
 import requests
 
+def _become_subreaper():
+    """Instances outlive their daemon: an init whose daemon a test killed is reparented to the
+    nearest subreaper. Without one it goes to the host's PID 1, which may never reap it (as on
+    the build machines), so the test process takes them and reaps them (`reap_orphaned_inits`)."""
+    import ctypes
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+_become_subreaper()
+
+
+def reap_orphaned_inits():
+    """Reaps exited inits that came to this process when their daemon went (only those: other
+    children belong to subprocess handles that reap their own)."""
+    me = str(os.getpid()).encode()
+    for pid in host_pids():
+        stat = read_proc(pid, "stat") or b""
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if b"(memfd:claworc-i" in stat and len(fields) > 1 and fields[0] == b"Z" and fields[1] == me:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("CLAWORC_BIN", ROOT / ".build" / "debug" / "claworc"))
 LISTENING = re.compile(r"claworc listening on http://[^ ]*:(\d+)\s*$")
@@ -99,6 +125,7 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        reap_orphaned_inits()
 
     def kill(self):
         """SIGKILL: the daemon gets no chance to do anything; its instances run on."""

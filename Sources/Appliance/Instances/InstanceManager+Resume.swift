@@ -80,8 +80,8 @@ extension InstanceManager {
                 noAutostart.insert(record.id)
             }
         }
-        let ms = (ContinuousClock.now - began).components
-        let elapsed = ms.seconds * 1000 + ms.attoseconds / 1_000_000_000_000_000
+        let took = (ContinuousClock.now - began).components
+        let elapsed = ((Double(took.seconds) * 1000 + Double(took.attoseconds) / 1e15) * 10).rounded() / 10
         logger.info("re-attached running instances", metadata: [
             "count": "\(attached.count)", "instances": "\(attached.sorted().joined(separator: ", "))", "ms": "\(elapsed)"])
 
