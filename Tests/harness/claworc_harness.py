@@ -303,3 +303,26 @@ def processes_in_pidns(pidns_link: str):
         except OSError:
             pass
     return found
+
+
+def id_base(slot):
+    return 0x1000_0000 + slot * 65536   # InstanceIDs.idBase
+
+
+def inits_of(daemon: Daemon):
+    """{hostname: host pid} of every init in this daemon's id slots, whoever its parent is
+    (after a restart the inits are no longer the daemon's children)."""
+    first = int(daemon.extra_args[daemon.extra_args.index("--unsafe-test-first-slot") + 1])
+    found = {}
+    for pid in host_pids():
+        cmdline = read_proc(pid, "cmdline")
+        status = read_proc(pid, "status")
+        if not cmdline or not status or not cmdline.startswith(b"claworc-init\0__init"):
+            continue
+        uid = int(re.search(rb"Uid:\s+(\d+)", status).group(1))
+        if not id_base(first) <= uid < id_base(first + 64):
+            continue
+        hostname = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True,
+                                  text=True).stdout.strip()
+        found[hostname] = pid
+    return found
