@@ -73,9 +73,9 @@ def main():
             daemon.stop()
             shutil.rmtree(work, ignore_errors=True)
     harness.reap_orphaned_inits()
-    print(f"\n{'N':>4} {'reattach_ms':>12} {'restart_ms':>11} {'peer: start N again (ms)':>25} {'ratio restart/peer':>19}")
+    print(f"\n{'N':>4} {'reattach_ms':>12} {'restart_ms':>11} {'peer: start N again (ms)':>25} {'ratio reattach/peer':>20}")
     for n, reattach_ms, restart_ms, relaunch_ms in rows:
-        print(f"{n:>4} {reattach_ms:>12.1f} {restart_ms:>11.0f} {relaunch_ms:>25.0f} {restart_ms / relaunch_ms:>19.2f}")
+        print(f"{n:>4} {reattach_ms:>12.1f} {restart_ms:>11.0f} {relaunch_ms:>25.0f} {reattach_ms / relaunch_ms:>20.3f}")
 
 
 if __name__ == "__main__":
