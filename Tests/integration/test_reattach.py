@@ -4,6 +4,8 @@ listeners; an instance whose init died meanwhile is reported `failed` with the r
 Service changes reach the events stream as the init pushes them."""
 import json
 import os
+import pathlib
+import subprocess
 import queue
 import secrets
 import signal
@@ -208,3 +210,38 @@ def test_events_stream_is_access_checked(pair):
     # Another user's refusal (404, as for every instance route) is RouterTests' testEventsAreAccessChecked.
     r = admin.get(f"/api/v1/instances/{iid}/events")
     assert r.status_code == 406 and r.json()["error"]["code"] == "event_stream_required", r.text
+
+
+def test_egress_instance_keeps_its_veth_and_allow_list(data_dir):
+    """The restarted daemon replaces its nftables table in one transaction and puts the adopted
+    instance's allow-list elements back; the veth (in the instance's namespace) never went."""
+    daemon = Daemon(data_dir, extra_args=["--instance-services", "none"]).start()
+    try:
+        admin = bootstrap_admin(daemon)
+        iid = admin.create(f"net-{secrets.token_hex(3)}")["id"]
+        r = admin.http.put(admin.url(f"/api/v1/instances/{iid}/settings"),
+                           json={"network": "egress", "egress_allow": ["203.0.113.0/24"]}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+        address = admin.instance(iid)["network"]["address"]
+        slot = (int(address.split(".")[2]) * 256 + int(address.split(".")[3])) // 4
+        link = pathlib.Path(f"/sys/class/net/cw-{slot}/ifindex")
+        ifindex = link.read_text()
+
+        def element_present():
+            out = subprocess.run(["nft", "list", "set", "inet", "claworc", "allow4"], capture_output=True, text=True).stdout
+            return f'"cw-{slot}" . 203.0.113.0/24' in out
+
+        assert element_present()
+        daemon.kill()
+        daemon.start()
+        inst = admin.instance(iid)
+        assert inst["state"] == "running" and inst["network"]["address"] == address, inst
+        assert link.read_text() == ifindex, "the same veth"
+        assert element_present(), "the allow-list element is back"
+        r = admin.post(f"/api/v1/instances/{iid}/exec", {"argv": ["cat", "/sys/class/net/eth0/operstate"]})
+        assert r.status_code == 200 and r.json()["output"].strip() == "up", r.text
+    finally:
+        if daemon.proc is None:
+            daemon.start()
+        daemon.stop()
