@@ -1,4 +1,4 @@
-/* assets.bin sha256: 28988f70c81eea7fbbee2e6cc3295a3fa52f46786a91492bce5ba8f95eb83f20 */
+/* assets.bin sha256: 0567b7a7e48f3649c017f3726a426e6aadf3ea2ed093ac30b0196528e6f494fd */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -113,14 +113,16 @@ void csbx_child_main(const struct csbx_launch_spec *spec, int sync_fd) {
         report_and_die(sync_fd, CSBX_STAGE_LOOPBACK, errno, 0);
     stamp(spec, CSBX_CLOCK_NET);
 
-    // 6. Descriptors: 0 /dev/null, 1 and 2 the instance log, 3 the control socket. Every
-    // source is first lifted above 64 so no dup2 below clobbers another.
+    // 6. Descriptors: 0 /dev/null, 1 and 2 the instance log, 3 the control socket, 4 the
+    // control listener a restarted daemon connects to. Every source is first lifted above 64
+    // so no dup2 below clobbers another.
     int sync_hi = csbx_lift_fd(sync_fd);
     int exec_hi = csbx_lift_fd(spec->exec_fd);
     int stdio_hi = csbx_lift_fd(spec->stdio_fd);
     int control_hi = csbx_lift_fd(spec->control_fd);
+    int listen_hi = csbx_lift_fd(spec->listen_fd);
     if (sync_hi < 0 || exec_hi < 0 || (spec->stdio_fd >= 0 && stdio_hi < 0) ||
-        (spec->control_fd >= 0 && control_hi < 0))
+        (spec->control_fd >= 0 && control_hi < 0) || (spec->listen_fd >= 0 && listen_hi < 0))
         report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 0);
     sync_fd = sync_hi;
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -129,9 +131,10 @@ void csbx_child_main(const struct csbx_launch_spec *spec, int sync_fd) {
     int out = stdio_hi >= 0 ? stdio_hi : null_fd;
     if (dup2(out, 1) < 0 || dup2(out, 2) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 3);
     if (control_hi >= 0 && dup2(control_hi, 3) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 4);
+    if (listen_hi >= 0 && dup2(listen_hi, 4) < 0) report_and_die(sync_fd, CSBX_STAGE_FDS, errno, 5);
     // Everything above the fds we hand over (the daemon's listeners, its database, other
     // instances' sockets) is closed by the exec.
-    csbx_mark_cloexec_from(control_hi >= 0 ? 4 : 3);
+    csbx_mark_cloexec_from(listen_hi >= 0 ? 5 : control_hi >= 0 ? 4 : 3);
 
     // 7. Limits, lowered only: the parent capped them at the daemon's own hard limits.
     for (int i = 0; i < spec->n_rlimits; i++) {

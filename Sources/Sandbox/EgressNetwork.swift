@@ -45,9 +45,10 @@ public final class EgressNetwork: Sendable {
         guard Self.writeSysctl("/proc/sys/net/ipv4/ip_forward", "1") else {
             throw HostCommand.Failure(description: "cannot enable IPv4 forwarding: \(FileSystem.errorText(errno))")
         }
-        // Replace whatever an earlier run left: elements of instances that no longer run.
-        _ = try? HostCommand.run(["nft", "delete", "table", "inet", Self.table])
-        try HostCommand.run(["nft", "-f", "-"], input: ruleset)
+        // Replace whatever an earlier run left (elements of instances that no longer run) in
+        // one transaction: instances a restarted daemon adopts are never without the table.
+        // Their allow-list elements come back as each is adopted (`admit`).
+        try HostCommand.run(["nft", "-f", "-"], input: "table inet \(Self.table) {}\ndelete table inet \(Self.table)\n" + ruleset)
     }
 
     /// IPv4 nameservers other than loopback ones, strictly parsed: a line that is not
@@ -143,11 +144,21 @@ public final class EgressNetwork: Sendable {
             route add default via \(a.host)
 
             """)
+        try admit(slot: slot, allow: allow)
+    }
+
+    /// Adds an instance's allow-list entries (at launch, and when a restarted daemon adopts it).
+    public func admit(slot: Int64, allow: [String]) throws(HostCommand.Failure) {
         let allow = Self.applicable(allow)
         if !allow.isEmpty {
-            let elements = allow.map { "\"\(a.interface)\" . \($0)" }.joined(separator: ", ")
+            let elements = allow.map { "\"\(Self.addresses(slot: slot).interface)\" . \($0)" }.joined(separator: ", ")
             try HostCommand.run(["nft", "add", "element", "inet", Self.table, "allow4", "{ \(elements) }"])
         }
+    }
+
+    /// Whether the host end of the slot's veth exists (an adopted instance launched with egress).
+    public static func hasInterface(slot: Int64) -> Bool {
+        FileSystem.exists("/sys/class/net/\(addresses(slot: slot).interface)")
     }
 
     /// Forgets an instance's allow-list entries; its veth went away with its network namespace

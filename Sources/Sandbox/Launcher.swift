@@ -16,6 +16,9 @@ public struct LaunchRequest: Sendable {
     public var controlFD: Int32
     /// Becomes fds 1 and 2 of the init.
     public var stdioFD: Int32
+    /// Becomes fd 4 of the init, or -1: a listening SOCK_SEQPACKET socket bound on the host,
+    /// where a restarted daemon connects to take over the control channel.
+    public var listenFD: Int32 = -1
     /// nil: the host's user namespace, no filter (the first slice's behaviour, kept for tests
     /// that compare).
     public var policy: SandboxPolicy?
@@ -56,9 +59,27 @@ public final class SandboxProcess: @unchecked Sendable {
     public let pid: pid_t
     public let pidfd: Int32
 
-    init(pid: pid_t, pidfd: Int32) {
+    /// False for an init a previous daemon launched: its exit status went to whoever reaped
+    /// it, so `wait` reports `.exited(0)` for any end.
+    public let isChild: Bool
+
+    init(pid: pid_t, pidfd: Int32, isChild: Bool = true) {
         self.pid = pid
         self.pidfd = pidfd
+        self.isChild = isChild
+    }
+
+    /// Takes hold of a running process this daemon did not launch, if `pid` is still the
+    /// process `check` recognises. The check runs after the pidfd is open, so a pid recycled
+    /// in between is never mistaken for it.
+    public static func adopt(pid: pid_t, check: (pid_t) -> Bool) -> SandboxProcess? {
+        let fd = csbx_pidfd_open(pid)
+        guard fd >= 0 else { return nil }
+        guard check(pid) else {
+            close(fd)
+            return nil
+        }
+        return SandboxProcess(pid: pid, pidfd: fd, isChild: false)
     }
 
     deinit { close(pidfd) }
@@ -147,6 +168,7 @@ public enum Launcher {
                     spec.n_mounts = Int32(opsBuf.count)
                     spec.hostname = cString(request.hostname)
                     spec.control_fd = request.controlFD
+                    spec.listen_fd = request.listenFD
                     spec.stdio_fd = request.stdioFD
                     spec.namespaces = namespaces
                     spec.cgroup_fd = request.cgroupFD

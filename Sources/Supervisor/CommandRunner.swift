@@ -15,6 +15,8 @@ final class CommandRunner {
         var truncated = false
         var status: Int32?
         var timedOut = false
+        /// Asked for on a control connection that has since closed: nobody waits for its reply.
+        var orphaned = false
         let deadline: Int64
 
         init(requestID: UInt64, pid: pid_t, outputFD: Int32, deadline: Int64) {
@@ -126,10 +128,16 @@ final class CommandRunner {
             let result = RunResult(exitCode: exited ? (status >> 8) & 0xff : nil, signal: exited ? nil : status & 0x7f,
                                    output: String(decoding: job.output, as: UTF8.self), truncated: job.truncated,
                                    timedOut: job.timedOut)
-            replies.append(ControlResponse(id: job.requestID, ok: true, run: result))
+            if !job.orphaned { replies.append(ControlResponse(id: job.requestID, ok: true, run: result)) }
             return true
         }
         return (replies, next)
+    }
+
+    /// A new control connection: replies to the old one's requests would reach a daemon that
+    /// never sent them (and counts them against the init).
+    func orphanRequests() {
+        for job in jobs { job.orphaned = true }
     }
 
     func killAll() {

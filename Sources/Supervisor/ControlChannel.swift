@@ -38,6 +38,14 @@ public final class ControlChannel: @unchecked Sendable {
         set { pthread_mutex_lock(&lock); terminalHandler = newValue; pthread_mutex_unlock(&lock) }
     }
     private var terminalHandler: (@Sendable (UInt64, Int32) -> Void)?
+    /// The init's latest service snapshot (its hello's, then each `services` event's).
+    private var snapshot: [ServiceStatus]?
+    /// Told of each snapshot as it is filed, under the channel's lock: it must not call back.
+    private var onServices: (@Sendable ([ServiceStatus]) -> Void)?
+    /// Events within the current second; an honest init sends at most a handful.
+    private var eventWindow: (second: Int64, count: Int) = (0, 0)
+    static let eventsPerSecond = 20
+    private var pumpStopped = false
     private var violationCount = 0
     private var brokenReason: String?
     /// One packet; touched only by the caller that holds `reading`.
@@ -55,6 +63,60 @@ public final class ControlChannel: @unchecked Sendable {
             throw Failure(description: "socketpair: \(String(cString: strerror(errno)))")
         }
         return (ControlChannel(fd: sv[0]), sv[1])
+    }
+
+    /// A listening socket at `path` for an init to hold as fd 4 (the caller closes its copy
+    /// once the launch is done). Whatever was at `path` is replaced.
+    public static func listener(path: String) throws(Failure) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        unlink(path)
+        guard withAddress(path, { bind(fd, $0, $1) }) == 0, listen(fd, 4) == 0 else {
+            let e = errno
+            close(fd)
+            throw Failure(description: "cannot listen on \(path): \(String(cString: strerror(e)))")
+        }
+        return fd
+    }
+
+    /// Connects to an init's control listener; its hello comes first.
+    public static func connect(path: String) throws(Failure) -> ControlChannel {
+        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        guard withAddress(path, { Glibc.connect(fd, $0, $1) }) == 0 else {
+            let e = errno
+            close(fd)
+            throw Failure(description: "cannot connect to \(path): \(String(cString: strerror(e)))")
+        }
+        return ControlChannel(fd: fd)
+    }
+
+    /// `path` as a sockaddr_un. One longer than sun_path allows goes through a descriptor of
+    /// its directory (`/proc/self/fd/N/name`), so any data dir works.
+    private static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        var name = path
+        var dirFD: Int32 = -1
+        if path.utf8.count >= capacity, let slash = path.lastIndex(of: "/") {
+            dirFD = open(String(path[..<slash]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard dirFD >= 0 else { return -1 }
+            name = "/proc/self/fd/\(dirFD)" + path[slash...]
+        }
+        defer { if dirFD >= 0 { close(dirFD) } }
+        let bytes = Array(name.utf8)
+        guard bytes.count < capacity else {
+            errno = ENAMETOOLONG
+            return -1
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
     }
 
     init(fd: Int32) {
@@ -94,6 +156,48 @@ public final class ControlChannel: @unchecked Sendable {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         return replies.count
+    }
+
+    /// The init's latest service snapshot: its hello's, then each pushed change's.
+    public var services: [ServiceStatus]? {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return snapshot
+    }
+
+    /// Reads what the init sends whenever no caller is reading, until the socket closes, the
+    /// channel breaks or `stopPump` is called; `onServices` is told of each new snapshot.
+    /// Blocks: run it on a thread of its own.
+    public func pump(onServices: @escaping @Sendable ([ServiceStatus]) -> Void) {
+        pthread_mutex_lock(&lock)
+        self.onServices = onServices
+        while !closed && brokenReason == nil && !pumpStopped {
+            if reading {
+                var ts = Self.deadline(afterMs: 100)
+                pthread_cond_timedwait(&changed, &lock, &ts)
+                continue
+            }
+            reading = true
+            pthread_mutex_unlock(&lock)
+            let message = receive(timeoutMs: 250)
+            pthread_mutex_lock(&lock)
+            reading = false
+            file(message)
+            pthread_cond_broadcast(&changed)
+        }
+        self.onServices = nil
+        pthread_mutex_unlock(&lock)
+    }
+
+    public func stopPump() {
+        pthread_mutex_lock(&lock)
+        pumpStopped = true
+        pthread_mutex_unlock(&lock)
+    }
+
+    private static func deadline(afterMs ms: Int64) -> timespec {
+        let until = monotonicMs() + ms
+        return timespec(tv_sec: Int(until / 1000), tv_nsec: Int(until % 1000) * 1_000_000)
     }
 
     /// Waits for the init's hello, which it sends once its supervisor loop runs.
@@ -223,9 +327,18 @@ public final class ControlChannel: @unchecked Sendable {
             var waiting = false, mayCarry = false
             var fault: String?
             if id == 0, let event = response.event {
-                fault = filed(event: event, response)
+                let second = Self.monotonicMs() / 1000
+                eventWindow = eventWindow.second == second ? (second, eventWindow.count + 1) : (second, 1)
+                fault = eventWindow.count > Self.eventsPerSecond
+                    ? "more than \(Self.eventsPerSecond) events in a second" : filed(event: event, response)
             } else if id == 0 {
-                if hello == nil { hello = response } else { fault = "a second hello" }
+                if hello == nil {
+                    hello = response
+                    snapshot = response.services
+                    if let services = response.services { onServices?(services) }
+                } else {
+                    fault = "a second hello"
+                }
             } else if let op = pending.removeValue(forKey: id) {
                 waiting = true
                 mayCarry = Self.carriesDescriptor(op)
@@ -255,6 +368,11 @@ public final class ControlChannel: @unchecked Sendable {
 
     /// Keeps an event for whoever waits for it; returns a fault for anything unknown.
     private func filed(event: String, _ response: ControlResponse) -> String? {
+        if event == "services", let services = response.services {
+            snapshot = services
+            onServices?(services)
+            return nil
+        }
         guard event == "terminalExit", let terminal = response.terminal, let code = response.code else {
             return "an unknown or incomplete event"
         }

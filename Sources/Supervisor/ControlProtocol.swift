@@ -105,7 +105,8 @@ public struct ServiceStatus: Codable, Sendable, Equatable {
 }
 
 public struct ControlResponse: Codable, Sendable {
-    /// 0 for what the init sends unasked: its hello, and events.
+    /// 0 for what the init sends unasked: its hello (once per connection), and events
+    /// ("terminalExit"; "services" with the whole snapshot after a change).
     public var id: UInt64
     public var ok: Bool
     public var error: String?
@@ -131,6 +132,8 @@ public struct ControlResponse: Codable, Sendable {
         self.error = error
         self.services = services
         self.run = run
+        self.version = version
+        self.event = event
     }
 }
 

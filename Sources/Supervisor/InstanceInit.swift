@@ -9,6 +9,18 @@ import Sandbox
 /// concurrency, so nothing here races with fork.
 public enum InstanceInit {
     public static let controlFD: Int32 = 3
+    /// A listening socket bound on the host (the daemon's, passed at launch): a daemon started
+    /// after the one that launched this init connects there and the connection becomes fd 3.
+    public static let listenerFD: Int32 = 4
+    /// Service snapshots are pushed at most this often; changes in between are coalesced into
+    /// the next push, so a crash-looping service cannot flood the daemon.
+    static let eventIntervalMs: Int64 = 200
+
+    /// Whether a service changed since the last push, and when the next push may go.
+    final class EventPacer {
+        var dirty = false
+        var nextAt: Int64 = 0
+    }
 
     /// What the launcher put in the init's environment.
     public struct Environment {
@@ -61,15 +73,18 @@ public enum InstanceInit {
 
         let logDirectory = FileSystem.isDirectory(ServiceCatalog.logDirectory) ? ServiceCatalog.logDirectory : nil
         let memoryEvents = "/sys/fs/cgroup/memory.events"
-        // Events go to the init's own log for now (instance.log on the host).
+        // Each event goes to the init's own log (instance.log on the host) and marks the
+        // snapshot for the next push to the daemon.
+        let pacer = EventPacer()
         let supervisor = ServiceSupervisor(
             specs: ServiceCatalog.named(environment.services, screen: environment.screen), logDirectory: logDirectory,
             memoryEventsPath: FileSystem.exists(memoryEvents) ? memoryEvents : nil,
-            onEvent: { log($0.logLine) })
+            onEvent: { log($0.logLine); pacer.dirty = true })
         let runner = CommandRunner()
         let terminals = InitTerminals()
         var controlOpen = true
-        send(ControlResponse(id: 0, ok: true, services: supervisor.statuses, version: ControlCodec.protocolVersion), fd: -1)
+        let listening = isListener(listenerFD)
+        sendHello(supervisor)
         var nextTrim = monotonicMs() + firstTrimMs
 
         while true {
@@ -82,6 +97,15 @@ public enum InstanceInit {
             let (finished, runnerDue) = runner.advance(now: now)
             for reply in finished { send(reply, fd: -1) }
             due = min(due, runnerDue)
+            if controlOpen && pacer.dirty {
+                if now >= pacer.nextAt {
+                    pacer.dirty = false
+                    pacer.nextAt = now + eventIntervalMs
+                    send(ControlResponse(id: 0, ok: true, services: supervisor.statuses, event: "services"), fd: -1)
+                } else {
+                    due = min(due, pacer.nextAt)
+                }
+            }
             if supervisor.shuttingDown && supervisor.allStopped {
                 runner.killAll()
                 terminals.killAll()
@@ -91,6 +115,7 @@ public enum InstanceInit {
             }
             var fds = [pollfd(fd: sigFD, events: Int16(POLLIN), revents: 0)]
             if controlOpen { fds.append(pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)) }
+            if listening { fds.append(pollfd(fd: listenerFD, events: Int16(POLLIN), revents: 0)) }
             for fd in supervisor.pollFDs + runner.outputFDs { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             let runnerFDs = Set(runner.outputFDs)
             let timeout = Int32(max(0, min(due - monotonicMs(), 1000)))
@@ -98,6 +123,7 @@ public enum InstanceInit {
             if ready < 0 && errno != EINTR { log("poll: \(FileSystem.errorText(errno))"); exit(1) }
             guard ready > 0 else { continue }
             let after = monotonicMs()
+            var connecting = false
             for p in fds where p.revents != 0 {
                 if p.fd == sigFD {
                     handleSignals(sigFD, supervisor, runner, terminals, now: after)
@@ -105,13 +131,30 @@ public enum InstanceInit {
                     runner.readable(p.fd)
                 } else if p.fd == controlFD {
                     if !handleControl(supervisor, runner, terminals, now: after) {
-                        // The daemon is gone: an instance never outlives its supervisor.
                         controlOpen = false
-                        supervisor.beginShutdown(now: after)
+                        runner.orphanRequests()
+                        if listening {
+                            // The daemon stopped or died: the services run on until a daemon
+                            // connects again (or stops them).
+                            log("the daemon closed the control socket; services keep running, waiting for a daemon")
+                        } else {
+                            // Launched without a listener: no daemon could ever reach it again.
+                            supervisor.beginShutdown(now: after)
+                        }
                     }
+                } else if p.fd == listenerFD {
+                    connecting = true   // after fd 3's own events: they belong to the old connection
                 } else {
                     supervisor.readable(p.fd, now: after)
                 }
+            }
+            if connecting && takeConnection() {
+                // A newer connection supersedes an older one, whose daemon sees it close.
+                controlOpen = true
+                runner.orphanRequests()
+                sendHello(supervisor)
+                pacer.dirty = false
+                pacer.nextAt = after + eventIntervalMs
             }
         }
     }
@@ -129,6 +172,33 @@ public enum InstanceInit {
         guard mode != "none" else { return }
         _ = csbx_drop_readonly_pages()
         if mode == "all" { _ = csbx_malloc_trim() }
+    }
+
+    /// The hello opens every connection: the protocol version and the whole service snapshot,
+    /// so a daemon that connects later knows at once what it missed.
+    static func sendHello(_ supervisor: ServiceSupervisor) {
+        send(ControlResponse(id: 0, ok: true, services: supervisor.statuses, version: ControlCodec.protocolVersion), fd: -1)
+    }
+
+    static func isListener(_ fd: Int32) -> Bool {
+        var accepting: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) == 0 && accepting == 1
+    }
+
+    /// Accepts a daemon's connection as the new fd 3.
+    static func takeConnection() -> Bool {
+        // Single-threaded: nothing can fork between the accept and the close-on-exec flag.
+        let fd = accept(listenerFD, nil, nil)
+        guard fd >= 0 else { return false }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        defer { close(fd) }
+        guard dup2(fd, controlFD) == controlFD else {
+            log("cannot take a daemon's connection: \(FileSystem.errorText(errno))")
+            return false
+        }
+        log("a daemon connected to the control listener")
+        return true
     }
 
     /// Directories the X server and Chromium expect, owned as they need.

@@ -142,6 +142,19 @@ import Testing
                                      body: ByteBuffer(string: #"{"argv": []}"#)) { Self.expect($0, .badRequest, "invalid_argv") }
             try await client.execute(uri: "/api/v1/instances/1/exec", method: .post, headers: admin,
                                      body: ByteBuffer(string: #"{"argv": ["true"]}"#)) { Self.expect($0, .conflict, "not_running") }
+            // The events stream is checked like every instance route (and needs an SSE client).
+            let stream: HTTPFields = [.accept: "text/event-stream"]
+            var bobStream = bob
+            bobStream[.accept] = "text/event-stream"
+            try await client.execute(uri: "/api/v1/instances/1/events", method: .get, headers: stream) {
+                Self.expect($0, .unauthorized, "unauthorized")
+            }
+            try await client.execute(uri: "/api/v1/instances/1/events", method: .get, headers: bobStream) {
+                Self.expect($0, .notFound, "not_found")
+            }
+            try await client.execute(uri: "/api/v1/instances/1/events", method: .get, headers: admin) {
+                Self.expect($0, .notAcceptable, "event_stream_required")
+            }
             // Detached from the host, nothing can launch: the failure is the lifecycle's, mapped.
             try await client.execute(uri: "/api/v1/instances/1/start", method: .post, headers: admin) {
                 Self.expect($0, .internalServerError, "start_failed")

@@ -31,6 +31,17 @@ import Testing
         #expect(hello == #"{"id":0,"ok":true,"version":"1.1","services":[]}"#)
     }
 
+    @Test func helloVersionAndServicesEventDecodeWithJSONDecoder() throws {
+        let services = [ServiceStatus(name: "vnc", state: "backoff", pid: nil, restarts: 2, lastExit: "exit 1", error: nil)]
+        let hello = ControlResponse(id: 0, ok: true, services: services, version: ControlCodec.protocolVersion)
+        #expect(String(decoding: InitWire.encode(hello), as: UTF8.self).hasPrefix(#"{"id":0,"ok":true,"version":"1.1","services":["#))
+        let decodedHello = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(hello)))
+        #expect(decodedHello.version == ControlCodec.protocolVersion && decodedHello.event == nil && decodedHello.services == services)
+        let event = ControlResponse(id: 0, ok: true, services: services, event: "services")
+        let decoded = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(event)))
+        #expect(decoded.id == 0 && decoded.event == "services" && decoded.version == nil && decoded.services == services)
+    }
+
     @Test func requestsFromJSONEncoderDecode() throws {
         let requests = [
             ControlRequest(id: 1, op: .status),

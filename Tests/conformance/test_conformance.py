@@ -609,6 +609,7 @@ def test_36_fd_hygiene(inst):
     init_fds = fd_identities(inst.init)
     assert init_fds[0][3] == "/dev/null" and init_fds[1][3] == init_fds[2][3] == log_target, init_fds
     assert stat.S_ISSOCK(init_fds[3][2]), "fd 3 is the control socket"
+    assert stat.S_ISSOCK(init_fds[4][2]), "fd 4 is the control listener (for a restarted daemon)"
     init_anon = sorted(t for _, _, _, t in init_fds.values() if not real(t))
     assert init_anon == ["anon_inode:[signalfd]"], f"the init's own anon fds: {init_anon}"
     for pid in [inst.init] + [inst.service_host_pid(s) for s in SERVICES]:
@@ -624,6 +625,7 @@ def test_36_fd_hygiene(inst):
             assert fds[0][3] == "/dev/null" and fds[1][3].startswith("pipe:") and fds[2][3].startswith("pipe:"), (pid, fds)
             assert {fds[1][:2], fds[2][:2]} <= {(d, i) for d, i, _, _ in init_fds.values()}, (pid, fds, init_fds)
             assert init_fds[3][:2] not in {(d, i) for d, i, _, _ in fds.values()}, f"pid {pid} holds the control socket"
+            assert init_fds[4][:2] not in {(d, i) for d, i, _, _ in fds.values()}, f"pid {pid} holds the control listener"
 
 
 def test_37_init_executable_protected(inst):

@@ -14,6 +14,32 @@ import time
 
 import requests
 
+def _become_subreaper():
+    """Instances outlive their daemon: an init whose daemon a test killed is reparented to the
+    nearest subreaper. Without one it goes to the host's PID 1, which may never reap it (as on
+    the build machines), so the test process takes them and reaps them (`reap_orphaned_inits`)."""
+    import ctypes
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+_become_subreaper()
+
+
+def reap_orphaned_inits():
+    """Reaps exited inits that came to this process when their daemon went (only those: other
+    children belong to subprocess handles that reap their own)."""
+    me = str(os.getpid()).encode()
+    for pid in host_pids():
+        stat = read_proc(pid, "stat") or b""
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if b"(memfd:claworc-i" in stat and len(fields) > 1 and fields[0] == b"Z" and fields[1] == me:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("CLAWORC_BIN", ROOT / ".build" / "debug" / "claworc"))
 LISTENING = re.compile(r"claworc listening on http://[^ ]*:(\d+)\s*$")
@@ -85,8 +111,13 @@ class Daemon:
 
         threading.Thread(target=pump, args=(self.proc.stdout, self._log), daemon=True).start()
 
-    def stop(self, timeout=60):
+    def stop(self, timeout=60, keep_instances=False):
+        """Stops the daemon. Instances outlive it (stopping one is an API action), so unless
+        `keep_instances`, its running instances are stopped through the API first: a test's
+        teardown leaves nothing running."""
         if self.proc and self.proc.poll() is None:
+            if not keep_instances:
+                self.stop_instances()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
@@ -94,6 +125,51 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        reap_orphaned_inits()
+
+    def kill(self):
+        """SIGKILL: the daemon gets no chance to do anything; its instances run on."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def admin_session(self):
+        """A requests session of the first admin, minted in the daemon's database (as a login
+        would store it) so that teardown needs no password a test may have changed."""
+        import hashlib
+        import secrets
+        import sqlite3
+        db = sqlite3.connect(self.data_dir / "claworc.db", timeout=30)
+        try:
+            row = db.execute("SELECT id FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            token = secrets.token_hex(32)   # the daemon accepts only 64 hex digits
+            now = int(time.time())
+            db.execute("INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
+                       (hashlib.sha256(token.encode()).hexdigest(), row[0], now, now + 3600, now))
+            db.commit()
+        finally:
+            db.close()
+        session = requests.Session()
+        session.cookies.set("claworc_session", token)
+        session.headers["Origin"] = self.base_url   # cookie-authenticated changes need it
+        return session
+
+    def stop_instances(self):
+        """Stops every instance of this daemon that is not stopped, in parallel."""
+        import concurrent.futures
+        session = self.admin_session() if (self.data_dir / "claworc.db").exists() else None
+        if session is None:
+            return
+        r = session.get(self.base_url + "/api/v1/instances", timeout=30)
+        r.raise_for_status()
+        listed = r.json()
+        listed = listed.get("instances", listed) if isinstance(listed, dict) else listed
+        ids = [i["id"] for i in listed if i["state"] in ("running", "failed", "starting")]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda iid: session.post(f"{self.base_url}/api/v1/instances/{iid}/stop", timeout=60), ids))
 
     def setup_code(self):
         return (self.data_dir / "setup-code").read_text().strip()
@@ -113,6 +189,8 @@ class Client:
         self.http.headers["Origin"] = daemon.base_url
 
     def url(self, path):
+        # A restarted daemon listens on a new port: the pages' origin follows it.
+        self.http.headers["Origin"] = self.daemon.base_url
         return self.daemon.base_url + path
 
     def get(self, path, **kw):
@@ -230,4 +308,27 @@ def processes_in_pidns(pidns_link: str):
                 found.append(pid)
         except OSError:
             pass
+    return found
+
+
+def id_base(slot):
+    return 0x1000_0000 + slot * 65536   # InstanceIDs.idBase
+
+
+def inits_of(daemon: Daemon):
+    """{hostname: host pid} of every init in this daemon's id slots, whoever its parent is
+    (after a restart the inits are no longer the daemon's children)."""
+    first = int(daemon.extra_args[daemon.extra_args.index("--unsafe-test-first-slot") + 1])
+    found = {}
+    for pid in host_pids():
+        cmdline = read_proc(pid, "cmdline")
+        status = read_proc(pid, "status")
+        if not cmdline or not status or not cmdline.startswith(b"claworc-init\0__init"):
+            continue
+        uid = int(re.search(rb"Uid:\s+(\d+)", status).group(1))
+        if not id_base(first) <= uid < id_base(first + 64):
+            continue
+        hostname = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True,
+                                  text=True).stdout.strip()
+        found[hostname] = pid
     return found

@@ -20,8 +20,8 @@ struct BuiltApplication<App: ApplicationProtocol> {
     let manager: InstanceManager
     let logger: Logger
 
-    /// Restarts the instances that were running, serves until SIGINT/SIGTERM, then stops every
-    /// instance (remembering which ran).
+    /// Re-attaches to the instances that run (starts those that should but do not), serves
+    /// until SIGINT/SIGTERM, and leaves the instances running.
     func run() async throws {
         await manager.resume()
         let manager = self.manager
@@ -35,7 +35,7 @@ struct BuiltApplication<App: ApplicationProtocol> {
             services: [application] + (redirect.map { [$0] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
         sweeper.cancel()
-        await manager.shutdownAll()
+        await manager.detachAll()
     }
 }
 
@@ -123,6 +123,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     ProvidersController(policy: policy, providers: providers).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)
+    EventsController(policy: policy, manager: manager).addRoutes(to: api)
     ControlController(policy: policy, control: control).addRoutes(to: api)
     LogsController(policy: policy, paths: paths,
                    services: ServiceCatalog.named(configuration.instanceServices.rawValue).map(\.name)).addRoutes(to: api)

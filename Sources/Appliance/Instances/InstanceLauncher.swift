@@ -141,7 +141,8 @@ struct InstanceLauncher: Sendable {
         let egress = settings.network == Configuration.Network.egress.rawValue ? host.network : nil
         let allow = Self.allowList(settings)
         let slot = record.idSlot
-        return try Self.launch(request, logPath: paths.log(record.id), egressAllow: egress == nil ? nil : allow,
+        return try Self.launch(request, logPath: paths.log(record.id), socketPath: paths.controlSocket(record.id),
+                               egressAllow: egress == nil ? nil : allow,
                                hasCgroup: cgroupFD >= 0,
                                beforeGo: { pid in try egress?.attach(slot: slot, pid: pid, allow: allow) },
                                passMount: baseRoot.map { base in { pid in try IdMappedTree.make(base, for: pid) } })
@@ -160,22 +161,31 @@ struct InstanceLauncher: Sendable {
     }
 
     /// Blocking: launch, then wait for the init's hello. On any failure the child is killed
-    /// and reaped before the error is thrown.
-    static func launch(_ base: LaunchRequest, logPath: String, egressAllow: [String]?, hasCgroup: Bool,
+    /// and reaped before the error is thrown. The init also gets a listener at `socketPath`
+    /// (fd 4), where a daemon started later connects to take over its control.
+    static func launch(_ base: LaunchRequest, logPath: String, socketPath: String, egressAllow: [String]?, hasCgroup: Bool,
                        beforeGo: (pid_t) throws -> Void, passMount: ((pid_t) throws -> Int32)?) throws -> InstanceRuntime {
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard logFD >= 0 else { throw StorageError("cannot open \(logPath): \(FileSystem.errorText(errno))") }
         defer { close(logFD) }
         let (channel, initEnd) = try ControlChannel.makePair()
+        let listener: Int32
+        do { listener = try ControlChannel.listener(path: socketPath) } catch {
+            close(initEnd)
+            throw error
+        }
         var request = base
         request.controlFD = initEnd
+        request.listenFD = listener
         request.stdioFD = logFD
         let process: SandboxProcess
         do {
             process = try Launcher.launch(request, beforeGo: beforeGo, passMount: passMount)
             close(initEnd)
+            close(listener)
         } catch {
             close(initEnd)
+            close(listener)
             throw error
         }
         do {

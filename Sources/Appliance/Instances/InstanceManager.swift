@@ -17,12 +17,15 @@ actor InstanceManager {
     let services: Configuration.InstanceServices
     /// The id slots this daemon hands out (1...maxSlot but for test daemons side by side).
     let slots: ClosedRange<Int64>
-    private var runtimes: [Int64: InstanceRuntime] = [:]
+    /// State changes and service snapshots, for the events stream.
+    let events: InstanceEvents
+    var runtimes: [Int64: InstanceRuntime] = [:]
 
     init(instances: any InstanceRepository, settings: SettingsLayers, paths: DataPaths, logger: Logger,
          host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices,
-         slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot) {
+         slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot, events: InstanceEvents = InstanceEvents()) {
         self.slots = slots
+        self.events = events
         self.instances = instances
         self.settings = settings
         self.paths = paths
@@ -32,9 +35,21 @@ actor InstanceManager {
         self.services = services
     }
 
+    /// Every state change goes through these two, so the events stream sees it.
+    func setState(_ id: Int64, _ state: InstanceState, lastError: String? = nil) throws {
+        try instances.setState(id, state, lastError: lastError)
+        events.publish(id, .state(state, lastError: lastError))
+    }
+
+    private func transition(_ id: Int64, from: [InstanceState], to: InstanceState) throws -> Bool {
+        guard try instances.transition(id, from: from, to: to) else { return false }
+        events.publish(id, .state(to, lastError: nil))
+        return true
+    }
+
     /// Kills what is left of the instance's id range on the host; the names of the survivors
     /// if some would not go (its storage must not be touched then).
-    private func clearProcesses(_ record: InstanceRecord) async -> String? {
+    func clearProcesses(_ record: InstanceRecord) async -> String? {
         guard host.ownsIDRanges, let base = InstanceIDs.idBase(slot: record.idSlot) else { return nil }
         let left = (try? await Blocking.run { InstanceProcesses(idBase: base).killAll() }) ?? []
         guard !left.isEmpty else { return nil }
@@ -58,8 +73,7 @@ actor InstanceManager {
     func view(_ record: InstanceRecord) async -> InstanceView {
         var services: [ServiceStatus] = []
         if let runtime = runtimes[record.id], record.state == .running {
-            let channel = runtime.channel
-            services = (try? await Blocking.run { try channel.call(.status, timeoutMs: 2000).0.services ?? [] }) ?? []
+            services = (try? await Self.services(of: runtime.channel)) ?? []
         } else {
             services = ServiceCatalog.named(self.services.rawValue).map {
                 ServiceStatus(name: $0.name, state: "stopped", pid: nil, restarts: 0, lastExit: nil, error: nil)
@@ -99,7 +113,7 @@ actor InstanceManager {
     }
 
     func start(_ id: Int64) async throws -> InstanceRecord {
-        guard try instances.transition(id, from: [.stopped, .failed], to: .starting) else {
+        guard try transition(id, from: [.stopped, .failed], to: .starting) else {
             guard let current = try instances.instance(id: id) else { throw InstanceError.notFound }
             throw InstanceError.invalidState(current: current.state, action: .start)
         }
@@ -121,15 +135,18 @@ actor InstanceManager {
             let host = self.host
             let runtime = try await Blocking.run { try launcher.start(request, record: record, settings: settings, host: host) }
             runtimes[id] = runtime
-            try instances.setState(id, .running)
+            try instances.setInit(id, pid: runtime.process.pid, identity: ProcessIdentity.of(runtime.process.pid))
+            try setState(id, .running)
             try instances.setAutostart(id, true)
+            watch(id, runtime)
             logger.info("instance started", metadata: ["instance": "\(record.name)", "pid": "\(runtime.process.pid)"])
         } catch {
             // Nothing of the attempt survives: start() already killed and reaped its child;
             // its cgroup and allow-list entries go here.
             InstanceLauncher.release(id: id, slot: record.idSlot, allow: allow, host: host)
+            unlink(paths.controlSocket(id))
             let reason = "\(error)"
-            try? instances.setState(id, .stopped, lastError: reason)
+            try? setState(id, .stopped, lastError: reason)
             logger.error("instance start failed", metadata: ["instance": "\(record.name)", "error": "\(reason)"])
             throw InstanceError.startFailed(reason)
         }
@@ -137,8 +154,20 @@ actor InstanceManager {
         return started
     }
 
+    /// Reads what the init pushes for as long as its channel lives, and publishes its
+    /// service snapshots.
+    func watch(_ id: Int64, _ runtime: InstanceRuntime) {
+        let (channel, events) = (runtime.channel, self.events)
+        Task.detached {
+            _ = try? await Blocking.run { channel.pump { events.publish(id, .services($0)) } }
+        }
+    }
+
     /// What is left of an instance on the host once its init is gone.
-    private func release(_ id: Int64, _ runtime: InstanceRuntime) {
+    func release(_ id: Int64, _ runtime: InstanceRuntime) {
+        runtime.channel.stopPump()
+        unlink(paths.controlSocket(id))
+        try? instances.setInit(id, pid: nil, identity: nil)
         if runtime.hasCgroup { host.cgroups?.destroy(id) }
         if let allow = runtime.egressAllow, let record = try? instances.instance(id: id) {
             host.network?.detach(slot: record.idSlot, allow: allow)
@@ -148,7 +177,7 @@ actor InstanceManager {
     /// `failure`: the instance is stopped because of what its init did, and ends `failed`
     /// with this as its last error.
     func stop(_ id: Int64, keepAutostart: Bool = false, failure: String? = nil) async throws -> InstanceRecord {
-        guard try instances.transition(id, from: [.running, .failed], to: .stopping) else {
+        guard try transition(id, from: [.running, .failed], to: .stopping) else {
             guard let current = try instances.instance(id: id) else { throw InstanceError.notFound }
             if current.state == .stopped { return current }
             throw InstanceError.invalidState(current: current.state, action: .stop)
@@ -163,7 +192,7 @@ actor InstanceManager {
         if let record = try instances.instance(id: id), let survivors = await clearProcesses(record) {
             failure = [failure, survivors].compactMap { $0 }.joined(separator: "; ")
         }
-        if let failure { try instances.setState(id, .failed, lastError: failure) } else { try instances.setState(id, .stopped) }
+        if let failure { try setState(id, .failed, lastError: failure) } else { try setState(id, .stopped) }
         guard let stopped = try instances.instance(id: id) else { throw InstanceError.notFound }
         return stopped
     }
@@ -230,10 +259,15 @@ actor InstanceManager {
         return OpenedTerminal(terminal: terminal, master: fd, channel: channel)
     }
 
-    /// The services of a running instance as its init reports them.
+    /// The services of a running instance as its init reports them: the snapshot it pushed
+    /// last (it pushes every change), asked for only when there is none.
     func services(_ id: Int64) async throws -> [ServiceStatus] {
         guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
-        let channel = runtime.channel
+        return try await Self.services(of: runtime.channel)
+    }
+
+    private static func services(of channel: ControlChannel) async throws -> [ServiceStatus] {
+        if let snapshot = channel.services { return snapshot }
         return try await Blocking.run { try channel.call(.status, timeoutMs: 2000).0.services ?? [] }
     }
 
@@ -263,28 +297,6 @@ actor InstanceManager {
 
     // MARK: daemon lifecycle
 
-    /// Called once at startup: rows left in transient states by a crash are reset, and the
-    /// instances that were running when the daemon stopped are started again.
-    func resume() async {
-        guard let all = try? instances.allInstances() else { return }
-        // A previous daemon's instances may still be shutting down (their inits saw its end of
-        // the control socket close): nothing of them may run on into this daemon's walks.
-        var blocked: Set<Int64> = []
-        for record in all {
-            if let survivors = await clearProcesses(record) {
-                blocked.insert(record.id)
-                try? instances.setState(record.id, .failed, lastError: survivors)
-            } else if record.state != .stopped {
-                try? instances.setState(record.id, .stopped, lastError: record.state == .failed ? record.lastError : nil)
-            }
-        }
-        for record in all where record.autostart && !blocked.contains(record.id) {
-            do { _ = try await start(record.id) } catch {
-                logger.error("autostart failed", metadata: ["instance": "\(record.name)", "error": "\(error)"])
-            }
-        }
-    }
-
     /// Notices inits that died on their own (crash, OOM, kill from outside) and inits that
     /// broke the control protocol, which are stopped: a hostile init gets no further calls.
     func sweep() async {
@@ -298,8 +310,10 @@ actor InstanceManager {
             }
             runtimes.removeValue(forKey: id)
             release(id, runtime)
-            let reason = "the instance's init exited unexpectedly (\(result))"
-            try? instances.setState(id, .failed, lastError: reason)
+            // An adopted init's status went to whoever reaped it.
+            let how = runtime.process.isChild ? "\(result)" : "launched by an earlier daemon; exit status unknown"
+            let reason = "the instance's init exited unexpectedly (\(how))"
+            try? setState(id, .failed, lastError: reason)
             logger.error("instance failed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
         }
         for (id, violation) in broken {
@@ -311,10 +325,12 @@ actor InstanceManager {
         }
     }
 
-    /// Daemon shutdown: stop everything but remember what was running.
-    func shutdownAll() async {
-        for id in Array(runtimes.keys) {
-            _ = try? await stop(id, keepAutostart: true)
-        }
+    /// Daemon shutdown: the instances run on (stopping one is an API action); a daemon
+    /// started later re-attaches to them.
+    func detachAll() {
+        guard !runtimes.isEmpty else { return }
+        let names = runtimes.keys.sorted().map { String($0) }.joined(separator: ", ")
+        logger.info("daemon stopping; instances keep running", metadata: ["instances": "\(names)"])
+        for runtime in runtimes.values { runtime.channel.stopPump() }
     }
 }

@@ -15,6 +15,10 @@ struct DataPaths: Sendable {
     /// The empty mount point every launch assembles its root on (inside its own mount namespace).
     var stage: String { root + "/run/stage" }
 
+    /// Each running instance's control listener: root only, never mounted into an instance.
+    var control: String { root + "/run/control" }
+    func controlSocket(_ id: Int64) -> String { "\(control)/\(id).sock" }
+
     func instanceDir(_ id: Int64) -> String { "\(instances)/\(id)" }
     func home(_ id: Int64) -> String { instanceDir(id) + "/home" }
     /// Chromium's home (profile, NSS database), owned by the instance's browser uid.
@@ -35,6 +39,11 @@ struct DataPaths: Sendable {
         for dir in [root, instances, root + "/run"] { chmod(dir, 0o711) }
         // Only a mount point: the launcher's tmpfs covers it before anything looks inside.
         chmod(stage, 0o700)
+        // Whoever can connect to an init's listener controls the instance.
+        let rc = FileSystem.makeDirectories(control, mode: 0o700)
+        if rc != 0 { throw StartupError("cannot create \(control): \(FileSystem.errorText(rc))") }
+        chown(control, 0, 0)
+        chmod(control, 0o700)
         // Older versions created these with the default umask; the database holds the
         // password hashes.
         for file in [database, database + "-wal", database + "-shm", setupCode] where FileSystem.exists(file) {

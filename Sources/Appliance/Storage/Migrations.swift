@@ -101,5 +101,11 @@ enum Migrations {
                 PRIMARY KEY (instance_id, provider)
             )
             """),
+        // The init a running instance was launched with (host pid and ProcessIdentity), so a
+        // restarted daemon re-attaches to that process and to nothing that reused its pid.
+        (6, """
+            ALTER TABLE instances ADD COLUMN init_pid INTEGER;
+            ALTER TABLE instances ADD COLUMN init_identity TEXT
+            """),
     ]
 }

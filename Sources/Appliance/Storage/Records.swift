@@ -62,6 +62,9 @@ struct InstanceRecord: Sendable, Equatable {
     var createdAt: String
     /// JSON of the per-instance setting overrides.
     var limits: String
+    /// The init of a running instance: its host pid and `ProcessIdentity`.
+    var initPID: Int32? = nil
+    var initIdentity: String? = nil
 }
 
 /// The wire protocols the key proxy speaks to providers.

@@ -89,6 +89,8 @@ protocol InstanceRepository: Sendable {
     /// Moves to `to` only from one of `from`; false if another request got there first.
     func transition(_ id: Int64, from: [InstanceState], to: InstanceState) throws -> Bool
     func setAutostart(_ id: Int64, _ on: Bool) throws
+    /// Records the init a running instance was launched with (nil, nil: none).
+    func setInit(_ id: Int64, pid: Int32?, identity: String?) throws
     func setLimits(_ id: Int64, _ json: String) throws
     func deleteInstance(_ id: Int64) throws
 }

@@ -31,14 +31,15 @@ final class SQLiteStore: UserRepository, TokenRepository, InstanceRepository, Se
 
     // MARK: instances
 
-    static let instanceColumns = "id, id_slot, name, state, autostart, last_error, created_at, limits"
+    static let instanceColumns = "id, id_slot, name, state, autostart, last_error, created_at, limits, init_pid, init_identity"
 
     private static func instance(_ row: Row) -> InstanceRecord {
         InstanceRecord(id: row["id"]?.int ?? 0, idSlot: row["id_slot"]?.int ?? 0, name: row["name"]?.string ?? "",
                        state: InstanceState(rawValue: row["state"]?.string ?? "") ?? .failed,
                        autostart: (row["autostart"]?.int ?? 0) != 0,
                        lastError: row["last_error"]?.string, createdAt: row["created_at"]?.string ?? "",
-                       limits: row["limits"]?.string ?? "{}")
+                       limits: row["limits"]?.string ?? "{}",
+                       initPID: row["init_pid"]?.int.flatMap { Int32(exactly: $0) }, initIdentity: row["init_identity"]?.string)
     }
 
     func allInstances() throws -> [InstanceRecord] {
@@ -110,6 +111,11 @@ final class SQLiteStore: UserRepository, TokenRepository, InstanceRepository, Se
 
     func setAutostart(_ id: Int64, _ on: Bool) throws {
         try db.write("UPDATE instances SET autostart = ? WHERE id = ?", [.integer(on ? 1 : 0), .integer(id)])
+    }
+
+    func setInit(_ id: Int64, pid: Int32?, identity: String?) throws {
+        try db.write("UPDATE instances SET init_pid = ?, init_identity = ? WHERE id = ?",
+                     [pid.map { .integer(Int64($0)) } ?? .null, identity.map { .text($0) } ?? .null, .integer(id)])
     }
 
     func setLimits(_ id: Int64, _ json: String) throws {

@@ -87,6 +87,7 @@ struct csbx_launch_spec {
     int n_mounts;
     const char *hostname;
     int control_fd;                  // becomes fd 3 of the init
+    int listen_fd;                   // -1, or becomes fd 4 of the init (its control listener)
     int stdio_fd;                    // becomes fds 1 and 2 of the init; fd 0 is /dev/null
     uint64_t namespaces;             // CSBX_CLONE_NEW* flags
     int cgroup_fd;                   // -1: stay in the caller's cgroup (else CLONE_INTO_CGROUP)

@@ -1,6 +1,7 @@
 // /instances/<id>: one instance, its controls, and the live browser view (noVNC).
 import { api, vncURL } from "../api.js";
 import { formatTime, h, replaceChildren, setText, showError } from "../dom.js";
+import { subscribeInstanceEvents } from "../events.js";
 import { Poller } from "../poller.js";
 import { allowedActions, displayReady, stateBadge, updateServiceChips, updateStateBadge } from "../status.js";
 import { VncView } from "../vnc.js";
@@ -262,6 +263,18 @@ export async function instancePage(root, ctx) {
     applyControl(null);
     const poller = new Poller(refresh, POLL_MS, ctx.signal);
     poller.schedule(POLL_MS);
+    // State and services as they change; the poll still brings usage and who controls the screen.
+    subscribeInstanceEvents(id, ctx.signal, {
+        onState: (state, lastError) => {
+            if (!ctx.alive || pending) return;
+            const changed = state !== inst.state;
+            apply({ ...inst, state, last_error: lastError });
+            if (changed) poller.poke();   // the services of a stopped instance, its usage
+        },
+        onServices: (list) => {
+            if (ctx.alive && inst.state === "running") apply({ ...inst, services: list });
+        },
+    });
 }
 
 function notFound(main) {

@@ -1,7 +1,7 @@
 // The services panel of an instance page: each service's state, uptime (from started_at),
 // restarts, last exit and reason, with a Restart button that asks the init to restart just
-// that service (the way back from "failed"). Fed by the instance page's poll; a restart
-// asks for a poll at once.
+// that service (the way back from "failed"). Fed by the instance's events stream (each change
+// the init pushes) and the page's poll; a restart asks for a poll at once.
 import { api } from "../api.js";
 import { h, replaceChildren, setText, showError } from "../dom.js";
 
