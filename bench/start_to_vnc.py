@@ -5,7 +5,8 @@ Claworc: POST /api/v1/instances/{id}/start, then RFB over the daemon's WebSocket
 shows Chromium painted (>= 16 distinct colours: its tab strip, toolbar and text; fewer are
 reached before Chromium paints, see bench/xwatch.py). Peer, run side by side on the same
 machine: the same three programs (Xvfb, x11vnc, Chromium with a fresh profile) started directly on the host with
-no sandbox, polled over plain TCP the same way. The ratio is the cost of the sandbox path.
+no sandbox, polled over plain TCP the same way; the ratio is the cost of the sandbox path. A
+second peer runs x11vnc with its defaults instead of the service's options (what they save).
 
 Usage (root): bench/start_to_vnc.py [--binary .build/release/claworc] [--runs 5]
 Traffic stays on loopback and inside the instance's own network namespace.
@@ -139,11 +140,11 @@ def claworc_runs(binary, runs, watch=True):
 
 
 # ServiceCatalog.vncArguments after the display and port (Sources/Supervisor/ServiceSpec.swift).
-X11VNC_TUNING = ["-localhost", "-forever", "-shared", "-nopw", "-quiet",
-                 "-nonap", "-speeds", "lan", "-threads", "-wait", "10", "-defer", "10"]
+X11VNC_BASE = ["-localhost", "-forever", "-shared", "-nopw", "-quiet"]
+X11VNC_TUNING = X11VNC_BASE + ["-nonap", "-speeds", "lan", "-threads", "-wait", "10", "-defer", "10"]
 
 
-def bare_runs(runs):
+def bare_runs(runs, x11vnc_options):
     times = []
     for _ in range(runs):
         profile = tempfile.mkdtemp(prefix="bench-profile-")
@@ -156,7 +157,7 @@ def bare_runs(runs):
                                            "-displayfd", str(w)], pass_fds=(w,), stderr=subprocess.DEVNULL))
             os.close(w)
             os.read(r, 16)   # the display is ready
-            procs.append(subprocess.Popen(["x11vnc", "-display", ":97", "-rfbport", "5997", *X11VNC_TUNING],
+            procs.append(subprocess.Popen(["x11vnc", "-display", ":97", "-rfbport", "5997", *x11vnc_options],
                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             procs.append(subprocess.Popen(["/usr/lib/chromium/chromium", f"--user-data-dir={profile}/chrome",
                                            "--no-first-run", "--no-default-browser-check", "--password-store=basic",
@@ -186,13 +187,15 @@ def main():
     args = ap.parse_args()
     timelines, idle, running = claworc_runs(args.binary, args.runs, watch=not args.no_xwatch)
     claworc = [t["rfb"] for t in timelines]
-    bare = bare_runs(args.runs)
-    mc, mb = statistics.median(claworc), statistics.median(bare)
+    bare = bare_runs(args.runs, X11VNC_TUNING)
+    untuned = bare_runs(args.runs, X11VNC_BASE)
+    mc, mb, mu = statistics.median(claworc), statistics.median(bare), statistics.median(untuned)
     print(f"binary: {args.binary} ({os.path.getsize(args.binary) / 2**20:.2f} MiB)")
     print(f"start -> VNC shows Chromium, {args.runs} runs each (seconds):")
     print(f"  claworc (sandboxed, via daemon WebSocket): median {mc:.3f}  runs {' '.join(f'{t:.3f}' for t in claworc)}")
     print(f"  bare host processes (no sandbox, TCP):     median {mb:.3f}  runs {' '.join(f'{t:.3f}' for t in bare)}")
-    print(f"  ratio claworc/bare: {mc / mb:.2f}")
+    print(f"  bare, x11vnc with its defaults:            median {mu:.3f}  runs {' '.join(f'{t:.3f}' for t in untuned)}")
+    print(f"  ratio claworc/bare: {mc / mb:.2f}; bare tuned/defaults: {mb / mu:.2f}")
     print("claworc timeline, seconds after the start request (median of the runs; per run):")
     for label, key in STAGES:
         values = [t.get(key) for t in timelines]

@@ -18,8 +18,9 @@ Measures, per path:
   p99 of --pings); "added" latency is the path's median minus the direct path's.
 - --viewers (20) concurrent viewers, one process each, all asking for full frames for
   --seconds: aggregate throughput, per-request latency median/p99 over all viewers, and the
-  relay's CPU (user+system seconds per second of wall time, the whole process tree) and RSS
-  (max sampled; the sum over the tree for websockify, which forks per connection).
+  relay's CPU (user+system seconds per second of wall time: the daemon process alone, its
+  children being the instance; websockify with every fork, live or reaped) and memory (max
+  sampled PSS, summed over websockify's forks so shared pages count once).
 
 Usage (root): bench/vnc_relay.py [--binary .build/release/claworc] [--viewers 20] [--seconds 5]
 Traffic stays on loopback and inside the instance's own network namespace.
@@ -196,6 +197,15 @@ def single(path, target, init_pid, seconds, pings, out):
     out.put((rate, lat))
 
 
+def port_open(init_pid, port, out):
+    enter_netns(init_pid)
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+        out.put(True)
+    except OSError:
+        out.put(False)
+
+
 def in_process(fn, *args):
     q = multiprocessing.Queue()
     p = multiprocessing.Process(target=fn, args=(*args, q))
@@ -224,23 +234,26 @@ def tree(pid):
 
 
 def cpu_seconds(pids):
+    """User+system seconds of `pids`, each with its reaped children's (a connection websockify
+    forked and already reaped counts; a live process's time is in nobody's child totals)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for p in pids:
         try:
             f = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(f[11]) + int(f[12])) / tick
+            total += sum(int(x) for x in f[11:15]) / tick
         except OSError:
             pass
     return total
 
 
-def rss_mib(pids):
+def pss_mib(pids):
+    """Proportional set size summed: forks sharing pages are not counted once each."""
     total = 0
     for p in pids:
         try:
-            for line in pathlib.Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in pathlib.Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -258,7 +271,7 @@ def concurrent(path, target, init_pid, relay_pids, viewers, seconds):
         time.sleep(0.01)
     cpu0, peak = cpu_seconds(relay_pids()), 0.0
     while time.time() < start_at + seconds:
-        peak = max(peak, rss_mib(relay_pids()))
+        peak = max(peak, pss_mib(relay_pids()))
         time.sleep(0.25)
     cpu = (cpu_seconds(relay_pids()) - cpu0) / seconds
     results = [q.get(timeout=120) for _ in procs]
@@ -300,14 +313,10 @@ def main():
                                  f"127.0.0.1:{WEBSOCKIFY_PORT}", f"127.0.0.1:{VNC_PORT}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while True:   # websockify's port, asked from inside the namespace
-            try:
-                in_process(lambda q: (enter_netns(init), socket.create_connection(("127.0.0.1", WEBSOCKIFY_PORT), 1).close(), q.put(1)))
-                break
-            except Exception:
-                if time.monotonic() > deadline or wsfy.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        while not in_process(port_open, init, WEBSOCKIFY_PORT):   # asked from inside the namespace
+            if time.monotonic() > deadline or wsfy.poll() is not None:
+                raise RuntimeError("websockify did not listen in the instance's namespace")
+            time.sleep(0.1)
         target = (url, cookie)
         size = connect("claworc", target, init)
         print(f"binary: {args.binary}; screen {size.width}x{size.height}, {size.bpp * 8} bpp raw; "
@@ -332,7 +341,7 @@ def main():
             rate, lat, cpu, rss = rows[path]
             print(f"  {path:10s} aggregate {rate / 2**20:8.1f} MiB/s   per-request latency median "
                   f"{1000 * statistics.median(lat):7.1f} ms  p99 {1000 * pct(lat, 0.99):7.1f} ms   "
-                  f"relay CPU {cpu:.2f} s/s   relay RSS max {rss:.1f} MiB")
+                  f"relay CPU {cpu:.2f} s/s   relay PSS max {rss:.1f} MiB")
         c, w = rows["claworc"], rows["websockify"]
         print(f"  ratio claworc/websockify: throughput {c[0] / w[0]:.2f}, latency median "
               f"{statistics.median(c[1]) / statistics.median(w[1]):.2f}, CPU {c[2] / w[2]:.2f}")
