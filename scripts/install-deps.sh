@@ -13,7 +13,8 @@ runtime=(libsqlite3-dev libssl-dev zlib1g-dev libseccomp-dev libstdc++-12-dev xv
 # (Tests/uml); gcc builds the conformance probe statically.
 # xdotool: the take-control test reads the pointer position on an instance's X display
 testing=(chromium-driver sqlite3 xdotool user-mode-linux busybox-static gcc libc6-dev)
-benchmarks=(bubblewrap hyperfine)
+# websockify: the peer bench/vnc_relay.py compares the daemon's VNC relay with
+benchmarks=(bubblewrap hyperfine websockify)
 packages=("${runtime[@]}")
 [[ "$mode" == "test" || "$mode" == "bench" ]] && packages+=("${testing[@]}")
 [[ "$mode" == "bench" ]] && packages+=("${benchmarks[@]}")

@@ -1,4 +1,4 @@
-/* assets.bin sha256: 0567b7a7e48f3649c017f3726a426e6aadf3ea2ed093ac30b0196528e6f494fd */
+/* assets.bin sha256: 3e353037866795b3910c632d6431f95d72c82d4f9ad4e4bc1ee83266bb1b27a0 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

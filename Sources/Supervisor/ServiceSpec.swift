@@ -161,6 +161,18 @@ public enum ServiceCatalog {
         "XDG_RUNTIME_DIR=\(runtimeDir)",
     ]
 
+    /// x11vnc's defaults cost seconds before a viewer sees the first Chromium frame (measured,
+    /// docs/performance.md): it starts "napping" (long sleeps between screen polls while
+    /// nothing happened), times the first full update to guess the link speed (a viewer that
+    /// reads 4 MB slowly looks like a modem and gets throttled), and serves clients from the
+    /// polling loop. `-nonap`, `-speeds lan` and `-threads` (a thread per client) remove those;
+    /// `-wait`/`-defer` 10 ms halve the poll and update delays (default 20).
+    public static let vncArguments = [
+        "x11vnc", "-display", display, "-rfbport", String(vncPort), "-localhost",
+        "-forever", "-shared", "-nopw", "-quiet",
+        "-nonap", "-speeds", "lan", "-threads", "-wait", "10", "-defer", "10",
+    ]
+
     /// The service set an instance runs: "standard", or "none" for an instance of only its
     /// init; "standard+idle" adds a fourth, trivial service (used to measure the init).
     public static func named(_ set: String, screen: String = "1280x800") -> [ServiceSpec] {
@@ -197,8 +209,7 @@ public enum ServiceCatalog {
                 uid: agentUID, gid: agentGID, workingDirectory: home),
             ServiceSpec(
                 name: "vnc", path: "/usr/bin/x11vnc",
-                arguments: ["x11vnc", "-display", display, "-rfbport", String(vncPort), "-localhost",
-                            "-forever", "-shared", "-nopw", "-quiet"],
+                arguments: vncArguments,
                 environment: agentEnvironment,
                 dependsOn: ["xvfb"], readiness: .tcp(port: vncPort), readinessTimeoutMs: 30_000,
                 restart: .always, stopSignal: SIGTERM, stopTimeoutMs: 5000,

@@ -4,7 +4,9 @@ import Sandbox
 
 /// Timings of the supervisor itself (each service's own are in its ServiceSpec).
 enum SupervisorTiming {
-    static let probeIntervalMs: Int64 = 100
+    /// Between readiness probes (a loopback connect: a refused one costs the service nothing,
+    /// and whoever waits for readiness waits up to this much longer than needed).
+    static let probeIntervalMs: Int64 = 20
     /// After SIGKILL, how often it is repeated until the process is reaped.
     static let killRepeatMs: Int64 = 1000
 }

@@ -242,7 +242,7 @@ final class ServiceSupervisor {
         s.startedAt = now
         s.startedWallMs = Timestamp.wallMs()
         s.readyAt = 0
-        s.nextProbeAt = now + 50
+        s.nextProbeAt = now + SupervisorTiming.probeIntervalMs
         s.stopIntent = .none
         set(s, .starting, reason: nil)
         if s.spec.readiness == .started { markReady(s, now: now) }

@@ -44,13 +44,17 @@ class RFBClient:
         (name_len,) = struct.unpack(">I", self._read(4))
         self.name = self._read(name_len).decode(errors="replace")
         self._send(struct.pack(">BxHi", 2, 1, 0))   # SetEncodings: raw only
+        self.fb = None
         return self
 
-    def frame(self) -> bytes:
-        """Requests and returns one full framebuffer in the server's pixel format."""
-        self._send(struct.pack(">BBHHHH", 3, 0, 0, 0, self.width, self.height))
+    def frame(self, incremental: bool = False) -> bytes:
+        """Requests and returns one full framebuffer in the server's pixel format. Incremental
+        (after a first frame): the server answers once something changed, with only the
+        changes, applied here to the previous frame (what a viewer like noVNC asks for)."""
+        incremental = incremental and self.fb is not None
+        self._send(struct.pack(">BBHHHH", 3, 1 if incremental else 0, 0, 0, self.width, self.height))
         bytes_per_pixel = self.bpp // 8
-        fb = bytearray(self.width * self.height * bytes_per_pixel)
+        fb = bytearray(self.fb) if incremental else bytearray(self.width * self.height * bytes_per_pixel)
         while True:
             (kind,) = struct.unpack("B", self._read(1))
             if kind == 2:            # Bell
@@ -75,7 +79,8 @@ class RFBClient:
                 for row in range(h):
                     start = ((y + row) * self.width + x) * bytes_per_pixel
                     fb[start:start + w * bytes_per_pixel] = data[row * w * bytes_per_pixel:(row + 1) * w * bytes_per_pixel]
-            return bytes(fb)
+            self.fb = bytes(fb)
+            return self.fb
 
     def pointer(self, x: int, y: int, buttons: int = 0):
         """PointerEvent: move to (x, y) with the given button mask."""

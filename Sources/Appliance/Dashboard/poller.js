@@ -1,4 +1,5 @@
-// Run an async function every `interval` ms while a page is mounted and the tab is visible.
+// Run an async function every `interval` ms (a number, or a function asked after each run)
+// while a page is mounted and the tab is visible.
 // Runs never overlap; poke() asks for an immediate run (after the current one, if any).
 
 export class Poller {
@@ -49,7 +50,7 @@ export class Poller {
             this.again = false;
             this.schedule(0);
         } else {
-            this.schedule(this.interval);
+            this.schedule(typeof this.interval === "function" ? this.interval() : this.interval);
         }
     }
 }

@@ -11,6 +11,9 @@ import { ServicesPanel } from "./services.js";
 import { TerminalPanel } from "./terminal.js";
 
 const POLL_MS = 2000;
+// While the instance starts or runs without a ready VNC server yet (the first second after
+// a start), the screen connects on the poll that sees it ready: poll often then.
+const DISPLAY_WAIT_POLL_MS = 150;
 
 const NOT_RUNNING = {
     stopped: "The instance is stopped. Start it to see its browser.",
@@ -261,7 +264,8 @@ export async function instancePage(root, ctx) {
 
     apply(inst);
     applyControl(null);
-    const poller = new Poller(refresh, POLL_MS, ctx.signal);
+    const displayComing = () => inst && (inst.state === "starting" || (inst.state === "running" && !displayReady(inst)));
+    const poller = new Poller(refresh, () => (displayComing() ? DISPLAY_WAIT_POLL_MS : POLL_MS), ctx.signal);
     poller.schedule(POLL_MS);
     // State and services as they change; the poll still brings usage and who controls the screen.
     subscribeInstanceEvents(id, ctx.signal, {
