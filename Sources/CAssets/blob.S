@@ -1,4 +1,4 @@
-/* assets.bin sha256: fb289c39263cdae019350207e1df9cf1fc4b7bd9561d86654282564d447093f2 */
+/* assets.bin sha256: b7a5f95c5777cd974f748958c3b6ec31a05c4e0d3f6d5b15d0fb5eedd0a444ef */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -108,6 +108,12 @@ func buildApplication(configuration: Configuration, logger: Logger,
     HealthController().addRoutes(to: router.group())
     let api = router.group("/api/v1")
     AuthController(accounts: accounts, policy: policy).addRoutes(to: api)
+    let passkeys = Passkeys(store: store, throttle: accounts.throttle, secure: tls != nil, rpID: configuration.rpID,
+                            challengeLifetimeMs: unsafe.passkeyChallengeMs ?? 120_000)
+    if let ttl = unsafe.passkeyChallengeMs {
+        logger.critical("UNSAFE: passkey challenge lifetime set for testing", metadata: ["ms": "\(ttl)"])
+    }
+    PasskeysController(passkeys: passkeys, accounts: accounts, policy: policy).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
     SettingsController(policy: policy, layers: layers, manager: manager).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)

@@ -1,6 +1,6 @@
 // Claworc dashboard: a small single-page app keyed on location.pathname.
 //
-// The server answers /, /login, /setup and /instances/<id> with index.html; this module picks
+// The server answers /, /login, /setup, /account and /instances/<id> with index.html; this module picks
 // the page, checks the session and mounts it. Pages get a context whose AbortSignal fires when
 // the user navigates away, so their polls, requests and VNC connections end with them.
 
@@ -10,6 +10,7 @@ import { setupPage } from "./pages/setup.js";
 import { loginPage } from "./pages/login.js";
 import { instancesPage } from "./pages/instances.js";
 import { instancePage } from "./pages/instance.js";
+import { accountPage } from "./pages/account.js";
 
 const root = document.getElementById("app");
 
@@ -19,6 +20,7 @@ export const session = { user: null };
 const routes = [
     { path: /^\/$/, page: instancesPage, auth: true },
     { path: /^\/instances\/(\d+)\/?$/, page: instancePage, auth: true, params: (m) => ({ id: Number(m[1]) }) },
+    { path: /^\/account\/?$/, page: accountPage, auth: true },
     { path: /^\/login\/?$/, page: loginPage },
     { path: /^\/setup\/?$/, page: setupPage },
 ];
@@ -172,7 +174,7 @@ function shell(ctx, content) {
         h("a", { href: "/", class: "brand" },
             h("img", { src: "/static/logo.svg", alt: "", width: 24, height: 24 }),
             h("span", {}, "Claworc")),
-        h("nav", { class: "topnav" }, h("a", { href: "/" }, "Instances")),
+        h("nav", { class: "topnav" }, h("a", { href: "/" }, "Instances"), h("a", { href: "/account", id: "nav-account" }, "Account")),
         h("div", { class: "spacer" }),
         logoutError,
         h("span", { class: "whoami", id: "current-user", title: user.role ? `role: ${user.role}` : "" },

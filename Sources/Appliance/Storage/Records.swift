@@ -21,3 +21,16 @@ struct InstanceRecord: Sendable, Equatable {
     /// JSON of the per-instance setting overrides.
     var limits: String
 }
+
+/// A passkey as stored: `credentialID` is base64url, `publicKey` the COSE key's bytes.
+struct PasskeyRecord: Sendable, Equatable {
+    var id: Int64
+    var userID: Int64
+    var credentialID: String
+    var publicKey: [UInt8]
+    var algorithm: Int64
+    var signCount: UInt32
+    var name: String
+    var createdAt: String
+    var lastUsedAt: String?
+}
