@@ -22,6 +22,18 @@ struct PasskeysController {
             created_at = record.createdAt
             last_used_at = record.lastUsedAt
         }
+
+        private enum CodingKeys: String, CodingKey { case id, name, algorithm, created_at, last_used_at }
+
+        /// `last_used_at` is null until the first sign-in, never left out.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(id, forKey: .id)
+            try container.encode(name, forKey: .name)
+            try container.encode(algorithm, forKey: .algorithm)
+            try container.encode(created_at, forKey: .created_at)
+            try container.encode(last_used_at, forKey: .last_used_at)
+        }
     }
     struct RegisterBody: Decodable { var name: String?; var credential: Passkeys.Credential }
     struct LoginBody: Decodable { var credential: Passkeys.Credential }
