@@ -16,7 +16,7 @@ import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("CLAWORC_BIN", ROOT / ".build" / "debug" / "claworc"))
-LISTENING = re.compile(r"claworc listening on http://[^ ]*:(\d+)\s*$")
+LISTENING = re.compile(r"claworc listening on https?://[^ ]*:(\d+)\s*$")
 ADMIN = ("admin", "correct-horse-battery")
 
 

@@ -296,3 +296,84 @@ def test_an_expired_challenge_is_refused():
     finally:
         daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- the RP ID and HTTPS -----------------------------------------------------------------------
+
+def test_over_https_the_origin_is_https_and_the_cookie_secure():
+    import requests
+    import urllib3
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    base = fresh_base()
+    daemon = Daemon(base / "data", ["--tls", "on"]).start()
+    try:
+        url = f"https://127.0.0.1:{daemon.port}"
+        host = {"Host": f"localhost:{daemon.port}"}
+        owner = requests.Session()
+        owner.verify, owner.trust_env = False, False   # a self-signed certificate; no CA bundle from the environment
+        owner.headers.update(host)
+        assert owner.post(url + "/api/v1/setup", json={"code": daemon.setup_code(), "username": ADMIN[0],
+                                                       "password": ADMIN[1]}).status_code == 200
+        options = owner.post(url + "/api/v1/auth/passkeys/register/options").json()["publicKey"]
+        key = SoftKey()
+        origin = f"https://localhost:{daemon.port}"
+        r = owner.post(url + "/api/v1/auth/passkeys/register", json={
+            "name": "tls", "credential": registration(key, options["challenge"], origin, "localhost")})
+        assert r.status_code == 201, r.text
+
+        visitor = requests.Session()
+        visitor.verify, visitor.trust_env = False, False
+        visitor.headers.update(host)
+        r = visitor.post(url + "/api/v1/auth/passkeys/login/options")
+        cookie = r.headers["Set-Cookie"]
+        assert "claworc_passkey_login=" in cookie and "Secure" in cookie and "HttpOnly" in cookie, cookie
+        assert "SameSite=Strict" in cookie, cookie
+        # The plain-HTTP origin of the same name is another origin.
+        refused(visitor.post(url + "/api/v1/auth/passkeys/login", json={"credential": assertion(
+            key, r.json()["publicKey"]["challenge"], f"http://localhost:{daemon.port}", "localhost", None)}),
+            400, "origin_mismatch")
+        challenge = visitor.post(url + "/api/v1/auth/passkeys/login/options").json()["publicKey"]["challenge"]
+        r = visitor.post(url + "/api/v1/auth/passkeys/login", json={"credential": assertion(
+            key, challenge, origin, "localhost", None)})
+        assert r.status_code == 200, r.text
+        assert "Secure" in r.headers["Set-Cookie"]
+    finally:
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_rp_id_option_binds_passkeys_to_that_name():
+    base = fresh_base()
+    daemon = Daemon(base / "data", ["--rp-id", "Claworc.Test"]).start()
+    try:
+        bootstrap_admin(daemon)
+        owner = Client(daemon)
+        owner.http.headers["Host"] = f"box.claworc.test:{daemon.port}"
+        owner.login()
+        options = owner.post("/api/v1/auth/passkeys/register/options").json()["publicKey"]
+        assert options["rp"]["id"] == "claworc.test"
+        key = SoftKey()
+        origin = f"http://box.claworc.test:{daemon.port}"
+        assert owner.post("/api/v1/auth/passkeys/register", {"name": "n", "credential": registration(
+            key, options["challenge"], origin, "claworc.test")}).status_code == 201
+        visitor = Client(daemon)
+        visitor.http.headers["Host"] = f"box.claworc.test:{daemon.port}"
+        options = visitor.post("/api/v1/auth/passkeys/login/options").json()["publicKey"]
+        assert options["rpId"] == "claworc.test"
+        assert visitor.post("/api/v1/auth/passkeys/login", {"credential": assertion(
+            key, options["challenge"], origin, "claworc.test", None)}).status_code == 200
+        # A name outside the RP ID cannot start a ceremony.
+        other = PasskeyClient(daemon)   # Host: localhost
+        refused(other.post("/api/v1/auth/passkeys/login/options"), 400, "rp_id_mismatch")
+    finally:
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_rp_id_must_be_a_name():
+    import subprocess
+    from claworc_harness import BINARY
+    out = subprocess.run([str(BINARY), "serve", "--rp-id", "192.168.1.10", "--data-dir", "/nonexistent"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 64, out
+    assert "--rp-id" in out.stderr + out.stdout
