@@ -230,6 +230,20 @@ def test_a_challenge_of_another_session_or_ceremony_is_refused(passkey_daemon, o
         400, "wrong_ceremony")
 
 
+def test_one_address_keeps_at_most_32_sign_ins_pending(passkey_daemon, owner):
+    key = registered_key(owner)
+    first = anonymous(passkey_daemon)
+    first_challenge = first.login_options()["challenge"]
+    for _ in range(32):   # each from a fresh browser (a fresh pre-login cookie), all from 127.0.0.1
+        anonymous(passkey_daemon).login_options()
+    refused(first.post("/api/v1/auth/passkeys/login", {"credential": assertion(
+        key, first_challenge, first.origin, "localhost", None)}), 400, "challenge_unknown")
+    latest = anonymous(passkey_daemon)
+    challenge = latest.login_options()["challenge"]
+    assert latest.post("/api/v1/auth/passkeys/login", {"credential": assertion(
+        key, challenge, latest.origin, "localhost", None)}).status_code == 200
+
+
 def test_missing_user_presence_is_refused(passkey_daemon, owner):
     key = registered_key(owner)
     visitor = anonymous(passkey_daemon)

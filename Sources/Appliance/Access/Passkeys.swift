@@ -12,6 +12,9 @@ final class Passkeys: Sendable {
     static let maxPerUser = 25
     /// Ceremonies pending at once per owner; a new one beyond this drops the owner's oldest.
     static let maxPendingPerOwner = 8
+    /// Sign-ins pending at once per client address (each gets a fresh cookie, so the owner cap
+    /// alone would not stop one address from filling the table).
+    static let maxPendingPerAddress = 32
     /// Ceremonies pending at once in all: anonymous sign-in options must not grow memory unbounded.
     static let maxPending = 10_000
 
@@ -22,6 +25,8 @@ final class Passkeys: Sendable {
         /// A session id (registration) or a pre-login cookie's value (sign-in).
         var owner: String
         var userID: Int64?
+        /// The client address of an anonymous sign-in.
+        var address: String?
         var expectation: PasskeyExpectation
         var issued: Int64
         var expires: Int64
@@ -92,35 +97,46 @@ final class Passkeys: Sendable {
 
     // MARK: - challenges
 
-    private func issue(_ ceremony: Ceremony, owner: String, userID: Int64?, expectation: PasskeyExpectation) throws(PasskeyError) -> String {
+    private func issue(_ ceremony: Ceremony, owner: String, userID: Int64?, address: String?,
+                       expectation: PasskeyExpectation) throws(PasskeyError) -> String {
         let challenge = Base64URL.encode(Secrets.randomBytes(32))
         let t = now()
-        let entry = Pending(ceremony: ceremony, owner: owner, userID: userID, expectation: expectation, issued: t,
-                            expires: t + challengeLifetimeMs)
+        let entry = Pending(ceremony: ceremony, owner: owner, userID: userID, address: address, expectation: expectation,
+                            issued: t, expires: t + challengeLifetimeMs)
         try pending.withLock { (table: inout [String: Pending]) throws(PasskeyError) in
             if table.count >= Self.maxPending { table = table.filter { $0.value.expires > t } }
             guard table.count < Self.maxPending else { throw .busy }
-            let mine = table.filter { $0.value.owner == owner }
-            if mine.count >= Self.maxPendingPerOwner, let oldest = mine.min(by: { $0.value.issued < $1.value.issued }) {
-                table[oldest.key] = nil
+            // Over a cap, the group's oldest ceremony makes room: the newest request is the one
+            // a person is waiting on.
+            func dropOldest(over cap: Int, of group: (Pending) -> Bool) {
+                let members = table.filter { group($0.value) }
+                if members.count >= cap, let oldest = members.min(by: { $0.value.issued < $1.value.issued }) {
+                    table[oldest.key] = nil
+                }
             }
+            dropOldest(over: Self.maxPendingPerOwner) { $0.owner == owner }
+            if let address { dropOldest(over: Self.maxPendingPerAddress) { $0.address == address } }
             table[challenge] = entry
         }
         return challenge
     }
 
     /// Takes the challenge the client data names, if it is this owner's, for this ceremony and
-    /// still valid. Someone else's is left alone (guessing one must not cancel it); every
-    /// other outcome uses it up.
+    /// still valid. Someone else's live one is left alone (guessing one must not cancel it);
+    /// every other outcome uses it up. Expiry is judged first: a late answer is told so even
+    /// when its pre-login cookie has lapsed in the browser too.
     private func redeem(_ challenge: String, _ ceremony: Ceremony, owner: String?, userID: Int64?) throws(PasskeyError) -> PasskeyExpectation {
         let t = now()
         return try pending.withLock { (table: inout [String: Pending]) throws(PasskeyError) -> PasskeyExpectation in
             guard let entry = table[challenge] else { throw .challengeUnknown }
+            guard t < entry.expires else {
+                table[challenge] = nil
+                throw .challengeExpired
+            }
             guard let owner, Secrets.constantTimeEqual(entry.owner, owner), entry.ceremony == ceremony, entry.userID == userID else {
                 throw .challengeNotYours
             }
             table[challenge] = nil
-            guard t < entry.expires else { throw .challengeExpired }
             return entry.expectation
         }
     }
@@ -152,7 +168,7 @@ final class Passkeys: Sendable {
         let expectation = try expectation(host: host)
         let existing = try store.passkeys(userID: user.id)
         guard existing.count < Self.maxPerUser else { throw PasskeyError.tooManyPasskeys }
-        let challenge = try issue(.registration, owner: session, userID: user.id, expectation: expectation)
+        let challenge = try issue(.registration, owner: session, userID: user.id, address: nil, expectation: expectation)
         return CreationOptions(
             challenge: challenge, rp: .init(id: expectation.rpID, name: "Claworc"),
             user: .init(id: Base64URL.encode(Self.userHandle(user.id)), name: user.username, displayName: user.username),
@@ -204,11 +220,12 @@ final class Passkeys: Sendable {
     }
 
     /// Options and the pre-login cookie their challenge is bound to.
-    func loginOptions(host: String?) throws -> (RequestOptions, Cookie) {
+    func loginOptions(host: String?, client: String) throws -> (RequestOptions, Cookie) {
         let expectation = try expectation(host: host)
         let token = Hex.encode(Secrets.randomBytes(32))
-        let challenge = try issue(.login, owner: token, userID: nil, expectation: expectation)
-        let cookie = Cookie(name: Self.loginCookieName, value: token, maxAge: Int(challengeLifetimeMs / 1000) + 1,
+        let challenge = try issue(.login, owner: token, userID: nil, address: client, expectation: expectation)
+        // Outlives the challenge by a minute: the appliance, not the browser's clock, judges expiry.
+        let cookie = Cookie(name: Self.loginCookieName, value: token, maxAge: Int(challengeLifetimeMs / 1000) + 60,
                             path: "/api/v1/auth/passkeys", secure: secure, httpOnly: true, sameSite: .strict)
         return (RequestOptions(challenge: challenge, rpId: expectation.rpID, timeout: challengeLifetimeMs), cookie)
     }

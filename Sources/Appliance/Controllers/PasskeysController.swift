@@ -92,7 +92,7 @@ struct PasskeysController {
     }
 
     @Sendable func loginOptions(_ request: Request, context: AppContext) async throws -> Response {
-        let (options, cookie) = try passkeys.loginOptions(host: Self.host(request))
+        let (options, cookie) = try passkeys.loginOptions(host: Self.host(request), client: context.clientAddress)
         var response = JSON.response(Options(publicKey: options))
         response.setCookie(cookie)
         return response
