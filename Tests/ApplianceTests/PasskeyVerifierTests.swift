@@ -101,7 +101,7 @@ enum PasskeyVectors {
         #expect(throws: PasskeyError.unsupportedAlgorithm) { try key.verify(signature: V.getSignature, over: V.message) }
     }
 
-    @Test func cborRefusesWhatAuthenticatorsNeverSend() {
+    @Test func cborRefusesWhatAuthenticatorsNeverSend() throws {
         #expect(throws: CBORError.self) { try CBOR.decode([0x5f, 0x41, 0x00, 0xff]) }           // indefinite bytes
         #expect(throws: CBORError.self) { try CBOR.decode([0x5a, 0xff, 0xff, 0xff, 0xff]) }     // length beyond the data
         #expect(throws: CBORError.self) { try CBOR.decode([UInt8](repeating: 0x81, count: 20) + [0x00]) }  // too deep

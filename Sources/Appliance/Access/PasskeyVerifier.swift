@@ -26,8 +26,6 @@ enum PasskeyError: Error, Equatable, Sendable {
     case invalidName
     /// The request reached the appliance by an IP address, which cannot be an RP ID.
     case needsHostName
-    /// The user of the passkey may not sign in (removed or disabled).
-    case userUnavailable
     /// Too many ceremonies pending at once (the in-memory store is bounded).
     case busy
 }

@@ -70,7 +70,6 @@ extension APIError {
         case .needsHostName:
             return .badRequest("needs_host_name",
                                "Passkeys need the appliance to be reached by a name (such as claworc.local or localhost), not an IP address.")
-        case .userUnavailable: return APIError(status: .forbidden, code: "account_disabled", message: "This account cannot sign in.")
         case .busy:
             return APIError(status: .serviceUnavailable, code: "busy", message: "Too many passkey requests are pending; try again shortly.",
                             retryAfter: 2)
