@@ -1,4 +1,4 @@
-/* assets.bin sha256: 3e353037866795b3910c632d6431f95d72c82d4f9ad4e4bc1ee83266bb1b27a0 */
+/* assets.bin sha256: b9afbe0ec043a008c70df4e77475dd5a5caeeb76f7669e7e8a829b15a2fa1da1 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -42,7 +42,7 @@ def reap_orphaned_inits():
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("CLAWORC_BIN", ROOT / ".build" / "debug" / "claworc"))
-LISTENING = re.compile(r"claworc listening on http://[^ ]*:(\d+)\s*$")
+LISTENING = re.compile(r"claworc listening on (https?)://[^ ]*:(\d+)\s*$")
 ADMIN = ("admin", "correct-horse-battery")
 
 
@@ -69,7 +69,7 @@ class Daemon:
 
     @property
     def base_url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{getattr(self, 'scheme', 'http')}://127.0.0.1:{self.port}"
 
     def start(self, timeout=30):
         log = open(self.log_path, "ab")
@@ -95,7 +95,7 @@ class Daemon:
             for line in buf.decode(errors="replace").splitlines():
                 m = LISTENING.search(line)
                 if m:
-                    self.port = int(m.group(1))
+                    self.scheme, self.port = m.group(1), int(m.group(2))
                     self._drain_in_background()
                     return self
         raise RuntimeError(f"daemon did not start; output:\n{buf.decode(errors='replace')}")
@@ -153,6 +153,7 @@ class Daemon:
         finally:
             db.close()
         session = requests.Session()
+        session.verify, session.trust_env = False, False   # a test daemon's own self-signed certificate
         session.cookies.set("claworc_session", token)
         session.headers["Origin"] = self.base_url   # cookie-authenticated changes need it
         return session

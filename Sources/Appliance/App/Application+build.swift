@@ -113,6 +113,12 @@ func buildApplication(configuration: Configuration, logger: Logger,
     HealthController().addRoutes(to: router.group())
     let api = router.group("/api/v1")
     AuthController(accounts: accounts, policy: policy, audit: audit).addRoutes(to: api)
+    let passkeys = Passkeys(store: store, throttle: accounts.throttle, secure: tls != nil, rpID: configuration.rpID,
+                            challengeLifetimeMs: unsafe.passkeyChallengeMs ?? 120_000)
+    if let ttl = unsafe.passkeyChallengeMs {
+        logger.critical("UNSAFE: passkey challenge lifetime set for testing", metadata: ["ms": "\(ttl)"])
+    }
+    PasskeysController(passkeys: passkeys, accounts: accounts, policy: policy, audit: audit).addRoutes(to: api)
     AccountController(policy: policy, administration: administration, tokens: tokens, audit: audit).addRoutes(to: api)
     UsersController(policy: policy, administration: administration, instances: store, audit: audit).addRoutes(to: api)
     AuditController(policy: policy, store: store).addRoutes(to: api)

@@ -80,6 +80,8 @@ struct Serve {
           --tls-cert FILE             PEM certificate chain to serve HTTPS with (default: a self-signed
           --tls-key FILE              ECDSA certificate made on first start in <data-dir>/tls)
           --http-redirect HOST:PORT   also listen with plain HTTP there, only redirecting to HTTPS
+          --rp-id NAME                the name passkeys are bound to (default: the host name the browser
+                                      used; an IP address cannot have passkeys)
         """
 
     var listen = "127.0.0.1:8080"
@@ -92,6 +94,9 @@ struct Serve {
     var tlsCertificate: String?
     var tlsKey: String?
     var httpRedirect: String?
+    var rpID: String?
+    /// Only for the passkey tests: how long a ceremony's challenge lives, in milliseconds.
+    var unsafeTestPasskeyTTL: Int?
     /// Only for the conformance suite's negative control: proves a check goes red when its
     /// protection is off. Never documented for users (nor are the other `unsafe-test` options).
     var unsafeTestDisable: [String] = []
@@ -108,9 +113,10 @@ struct Serve {
     init(arguments: ArraySlice<String>) throws(UsageError) {
         let options = try CommandOptions(arguments, valued: [
             "listen", "data-dir", "default-network", "instance-services", "root-mode", "base-dir",
-            "tls", "tls-cert", "tls-key", "http-redirect",
+            "tls", "tls-cert", "tls-key", "http-redirect", "rp-id",
             "unsafe-test-disable", "unsafe-test-init", "unsafe-test-first-slot", "unsafe-test-http-timeouts",
             "unsafe-test-terminal-idle-ms",
+            "unsafe-test-passkey-ttl",
         ], flags: [])
         listen = try options.value("listen") ?? listen
         dataDir = try options.value("data-dir")
@@ -122,6 +128,8 @@ struct Serve {
         tlsCertificate = try options.value("tls-cert")
         tlsKey = try options.value("tls-key")
         httpRedirect = try options.value("http-redirect")
+        rpID = try options.value("rp-id")
+        unsafeTestPasskeyTTL = try options.integer("unsafe-test-passkey-ttl")
         unsafeTestDisable = options.all("unsafe-test-disable")
         unsafeTestInit = try options.value("unsafe-test-init")
         unsafeTestFirstSlot = try options.integer("unsafe-test-first-slot").map(Int64.init)

@@ -41,6 +41,8 @@ struct Configuration: Sendable {
         var firstSlot: Int64 = 1
         /// How long a terminal session lives with nobody attached (30 minutes in production).
         var terminalIdleMs = 30 * 60 * 1000
+        /// A passkey challenge's lifetime in milliseconds (2 minutes in production).
+        var passkeyChallengeMs: Int64?
     }
 
     var host: String
@@ -53,6 +55,8 @@ struct Configuration: Sendable {
     var transport: Transport = .plain
     /// A plain-HTTP listener that only redirects to the HTTPS one.
     var redirect: (host: String, port: Int)?
+    /// The WebAuthn RP ID; nil: the host name each request came by.
+    var rpID: String?
     var unsafe = UnsafeTestSwitches()
 
     init(host: String = "127.0.0.1", port: Int = 8080, dataDir: String) {
@@ -70,6 +74,17 @@ struct Configuration: Sendable {
             guard case .https = transport else { throw UsageError("--http-redirect needs HTTPS (see --tls)") }
             let (redirectHost, redirectPort) = try Self.parse(listen: listen, option: "--http-redirect")
             redirect = (redirectHost, redirectPort)
+        }
+        if let name = options.rpID {
+            let lowered = name.lowercased()
+            guard Passkeys.isName(lowered) else {
+                throw UsageError("--rp-id must be a host name (such as claworc.local), not an IP address")
+            }
+            rpID = lowered
+        }
+        if let ttl = options.unsafeTestPasskeyTTL {
+            guard ttl > 0 else { throw UsageError("--unsafe-test-passkey-ttl takes milliseconds") }
+            unsafe.passkeyChallengeMs = Int64(ttl)
         }
         if let text = options.unsafeTestHTTPTimeouts {
             guard let timeouts = ConnectionLimits.testTimeouts(text) else {

@@ -78,6 +78,14 @@ export const api = {
     logout: (o) => request("POST", "/auth/logout", undefined, { allow401: true, ...o }),
     me: (o) => request("GET", "/auth/me", undefined, { allow401: true, ...o }),
 
+    passkeyLoginOptions: (o) => request("POST", "/auth/passkeys/login/options", {}, { allow401: true, ...o }),
+    passkeyLogin: (credential, o) => request("POST", "/auth/passkeys/login", { credential }, { allow401: true, ...o }),
+    passkeyRegisterOptions: (o) => request("POST", "/auth/passkeys/register/options", {}, o),
+    registerPasskey: (name, credential, o) => request("POST", "/auth/passkeys/register", { name, credential }, o),
+    listPasskeys: (o) => request("GET", "/auth/passkeys", undefined, o),
+    renamePasskey: (id, name, o) => request("PATCH", `/auth/passkeys/${encodeURIComponent(id)}`, { name }, o),
+    deletePasskey: (id, o) => request("DELETE", `/auth/passkeys/${encodeURIComponent(id)}`, undefined, o),
+
     listInstances: (o) => request("GET", "/instances", undefined, o),
     createInstance: (name, o) => request("POST", "/instances", { name }, o),
     getInstance: (id, o) => request("GET", `/instances/${encodeURIComponent(id)}`, undefined, o),

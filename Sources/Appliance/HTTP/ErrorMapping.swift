@@ -25,6 +25,7 @@ extension APIError {
         case let error as FileError: self = Self.map(error)
         case let error as ControlRegistry.Failure: self = Self.map(error)
         case let error as LogError: self = Self.map(error)
+        case let error as PasskeyError: self = Self.map(error)
         default: return nil
         }
     }
@@ -54,6 +55,44 @@ extension APIError {
         case .busy:
             return APIError(status: .serviceUnavailable, code: "busy",
                             message: "The appliance is busy checking passwords; try again shortly.", retryAfter: 2)
+        }
+    }
+
+    private static func map(_ error: PasskeyError) -> APIError {
+        let unauthorized = HTTPResponse.Status.unauthorized
+        switch error {
+        case .malformed(let why): return .badRequest("invalid_credential", "The passkey response cannot be read: \(why).")
+        case .challengeUnknown:
+            return .badRequest("challenge_unknown", "This passkey request is unknown or was already used; start again.")
+        case .challengeExpired: return .badRequest("challenge_expired", "This passkey request has expired; start again.")
+        case .challengeNotYours:
+            return APIError(status: .forbidden, code: "challenge_mismatch",
+                            message: "This passkey request was issued to another session or for another step.")
+        case .wrongCeremony: return .badRequest("wrong_ceremony", "The passkey response is for the other step (registration or sign-in).")
+        case .originMismatch(let expected, let got):
+            return .badRequest("origin_mismatch", "The passkey response comes from \(got), not \(expected).")
+        case .rpIDMismatch:
+            return .badRequest("rp_id_mismatch", "The passkey is for another site name than this appliance's (see serve --rp-id).")
+        case .userNotPresent: return .badRequest("user_not_present", "The authenticator did not confirm that a person was present.")
+        case .unsupportedAlgorithm:
+            return .badRequest("unsupported_algorithm", "The passkey's key type is not supported (ES256, EdDSA or RS256 of 2048 bits or more).")
+        case .unsupportedAttestation(let format):
+            return .badRequest("unsupported_attestation", "The attestation format '\(format)' is not accepted.")
+        case .unknownCredential: return APIError(status: unauthorized, code: "unknown_passkey", message: "This passkey is not registered here.")
+        case .badSignature: return APIError(status: unauthorized, code: "invalid_signature", message: "The passkey's signature is not valid.")
+        case .signCountNotIncreased:
+            return APIError(status: unauthorized, code: "sign_count_not_increased",
+                            message: "The passkey's signature counter did not increase: the response was replayed or the key was copied.")
+        case .credentialExists: return .conflict("passkey_exists", "This passkey is already registered.")
+        case .tooManyPasskeys: return .conflict("too_many_passkeys", "An account can have at most \(Passkeys.maxPerUser) passkeys.")
+        case .notFound: return APIError(status: .notFound, code: "not_found", message: "The passkey does not exist.")
+        case .invalidName: return .badRequest("invalid_name", "A passkey name is 1 to 64 characters, without control characters.")
+        case .needsHostName:
+            return .badRequest("needs_host_name",
+                               "Passkeys need the appliance to be reached by a name (such as claworc.local or localhost), not an IP address.")
+        case .busy:
+            return APIError(status: .serviceUnavailable, code: "busy", message: "Too many passkey requests are pending; try again shortly.",
+                            retryAfter: 2)
         }
     }
 

@@ -106,6 +106,23 @@ enum Migrations {
         (6, """
             ALTER TABLE instances ADD COLUMN init_pid INTEGER;
             ALTER TABLE instances ADD COLUMN init_identity TEXT
+
+            """),
+        // Passkeys (WebAuthn credentials): the id as base64url (what browsers send back), the
+        // COSE public key as hex, its COSE algorithm, and the authenticator's last counter.
+        (7, """
+            CREATE TABLE passkeys (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                credential_id TEXT NOT NULL UNIQUE,
+                public_key TEXT NOT NULL,
+                algorithm INTEGER NOT NULL,
+                sign_count INTEGER NOT NULL DEFAULT 0,
+                name TEXT NOT NULL,
+                created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+                last_used_at TEXT
+            );
+            CREATE INDEX passkeys_user ON passkeys(user_id);
             """),
     ]
 }

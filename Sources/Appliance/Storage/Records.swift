@@ -83,3 +83,16 @@ struct ProviderRecord: Sendable, Equatable {
     var sealedKey: String?
     var keyLast4: String?
 }
+
+/// A passkey as stored: `credentialID` is base64url, `publicKey` the COSE key's bytes.
+struct PasskeyRecord: Sendable, Equatable {
+    var id: Int64
+    var userID: Int64
+    var credentialID: String
+    var publicKey: [UInt8]
+    var algorithm: Int64
+    var signCount: UInt32
+    var name: String
+    var createdAt: String
+    var lastUsedAt: String?
+}

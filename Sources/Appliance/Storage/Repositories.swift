@@ -107,3 +107,21 @@ protocol SettingsRepository: Sendable {
     func setting(_ key: String) throws -> String?
     func setSetting(_ key: String, _ value: String) throws
 }
+
+/// The passkeys of users. Every call that names a passkey by row id also names its user: one
+/// user can never read or change another's.
+protocol PasskeyRepository: Sendable {
+    func passkeys(userID: Int64) throws -> [PasskeyRecord]
+    func passkeyCount(userID: Int64) throws -> Int
+    /// Throws `PasskeyError.credentialExists` for a credential id already registered (to anyone).
+    func addPasskey(userID: Int64, credentialID: String, publicKey: [UInt8], algorithm: Int64, signCount: UInt32,
+                    name: String) throws -> PasskeyRecord
+    /// The passkey with this credential id and the user it signs in, if that user may sign in.
+    func passkeyForSignIn(credentialID: String) throws -> (PasskeyRecord, User)?
+    /// Stores the new counter and the time of use, only if the stored counter is still
+    /// `expectedCount` (two racing sign-ins with one assertion: one wins). False otherwise.
+    func recordUse(id: Int64, expectedCount: UInt32, newCount: UInt32) throws -> Bool
+    /// False when the user has no passkey with that id.
+    func renamePasskey(id: Int64, userID: Int64, name: String) throws -> Bool
+    func deletePasskey(id: Int64, userID: Int64) throws -> Bool
+}

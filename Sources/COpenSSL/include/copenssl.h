@@ -31,6 +31,21 @@ int cossl_aes256gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const u
 int cossl_aes256gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
                          const uint8_t *ciphertext, size_t len, const uint8_t tag[16], uint8_t *plaintext);
 
+// ---- WebAuthn signatures ---------------------------------------------------------------------
+
+// COSE algorithm numbers of the signatures passkeys use.
+enum { COSSL_COSE_ES256 = -7, COSSL_COSE_EDDSA = -8, COSSL_COSE_RS256 = -257 };
+enum { COSSL_SIG_VALID = 1, COSSL_SIG_INVALID = 0, COSSL_SIG_BAD_KEY = -1 };
+
+// Verifies `sig` over `msg` with a public key given by its COSE parts:
+//   ES256: a = x, b = y (32 bytes each, P-256); sig is DER, as WebAuthn sends it; SHA-256.
+//   EdDSA: a = the 32-byte Ed25519 key, b unused; sig is the raw 64 bytes.
+//   RS256: a = n, b = e (big-endian; n of at least 2048 bits); PKCS#1 v1.5 with SHA-256.
+// COSSL_SIG_VALID, COSSL_SIG_INVALID, or COSSL_SIG_BAD_KEY (no such key: a point off the curve,
+// a short RSA modulus, an unknown algorithm, or the library is missing).
+int cossl_verify_signature(int cose_alg, const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
+                           const uint8_t *msg, size_t msg_len, const uint8_t *sig, size_t sig_len);
+
 // ---- certificates ----------------------------------------------------------------------------
 
 // Writes a new self-signed certificate (ECDSA P-256, SHA-256, serverAuth) for the given DNS

@@ -1,13 +1,14 @@
-// /account (everyone): one's own password, sessions and API tokens. Each section is its own
+// /account (everyone): one's own password, passkeys, sessions and API tokens. Each section is its own
 // module exporting `(ctx, page) => element`; `page` is an EventTarget the sections talk over
-// ("sessions-changed" when a password change ended the other sessions). A new section (say,
-// passkeys) is one more entry in SECTIONS.
+// ("sessions-changed" when a password change ended the other sessions). A new section is one
+// more entry in SECTIONS.
 import { h, replaceChildren } from "../dom.js";
 import { passwordSection } from "./account-password.js";
 import { sessionsSection } from "./account-sessions.js";
 import { tokensSection } from "./account-tokens.js";
+import { passkeysSection } from "./account-passkeys.js";
 
-const SECTIONS = [passwordSection, sessionsSection, tokensSection];
+const SECTIONS = [passwordSection, passkeysSection, sessionsSection, tokensSection];
 
 export async function accountPage(root, ctx) {
     document.title = "Account · Claworc";

@@ -8,6 +8,7 @@ const PAGE = 50;
 const TEXT_FILTERS = [["actor", "Actor", "username"], ["action", "Action", "e.g. login"], ["target", "Target", "e.g. instance:3"]];
 // What the daemon records today (a suggestion list; any text may be typed).
 const ACTIONS = ["login", "logout", "setup", "password.change", "session.revoke", "token.create", "token.revoke",
+    "passkey.add", "passkey.remove", "agent.install", "agent.activate", "agent.delete", "provider.save", "provider.delete",
     "user.create", "user.update", "user.delete", "instance.assign", "instance.unassign", "instance.create",
     "instance.delete", "instance.start", "instance.stop", "instance.restart", "instance.settings", "instance.exec",
     "settings.defaults", "service.restart", "control.take", "control.release", "terminal.open",

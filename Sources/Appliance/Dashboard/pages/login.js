@@ -1,6 +1,7 @@
-// /login: sign in with username and password.
+// /login: sign in with username and password, or with a passkey alone.
 import { api } from "../api.js";
 import { h, showError } from "../dom.js";
+import { getPasskey, passkeyErrorMessage, passkeysSupported } from "../webauthn.js";
 import { authFrame, busy, field } from "./auth-layout.js";
 
 export async function loginPage(root, ctx) {
@@ -61,9 +62,41 @@ export async function loginPage(root, ctx) {
         }
     });
 
+    // Discoverable credentials: the authenticator offers the passkeys it holds for this
+    // appliance, so no username is asked for.
+    const passkeyBtn = h("button", { id: "login-passkey", class: "btn btn-secondary btn-block", type: "button" },
+        "Sign in with a passkey");
+    passkeyBtn.addEventListener("click", async () => {
+        showError(error, "");
+        const label = passkeyBtn.textContent;
+        passkeyBtn.disabled = submit.disabled = true;
+        passkeyBtn.textContent = "Waiting for your passkey…";
+        try {
+            const options = await api.passkeyLoginOptions({ signal: ctx.signal });
+            let credential;
+            try {
+                credential = await getPasskey(options.publicKey, ctx.signal);
+            } catch (e) {
+                if (!ctx.alive) return;
+                throw new Error(passkeyErrorMessage(e));
+            }
+            const res = await api.passkeyLogin(credential, { signal: ctx.signal });
+            if (!ctx.alive) return;
+            ctx.session.user = res.user;
+            ctx.navigate(ctx.nextPath(), { replace: true });
+        } catch (e) {
+            if (e.aborted || !ctx.alive) return;
+            showError(error, e.message);
+        } finally {
+            passkeyBtn.disabled = submit.disabled = false;
+            passkeyBtn.textContent = label;
+        }
+    });
+
     authFrame(root,
         h("h1", {}, "Sign in"),
         h("p", { class: "lead" }, "Sign in to manage your Claworc instances."),
-        form);
+        form,
+        passkeysSupported() ? h("div", { class: "auth-alt" }, h("p", { class: "auth-or muted" }, "or"), passkeyBtn) : null);
     username.focus();
 }
