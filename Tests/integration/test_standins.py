@@ -36,6 +36,7 @@ def start(tmp_path, llm):
         started.append(gw)
         return gw.wait_listening()
     yield run
+    Client.close_all()
     for gw in started:
         gw.stop()
 
@@ -297,3 +298,14 @@ def test_a_bad_config_exits_78(tmp_path, cfg, why):
     gw = GatewayProcess(tmp_path, cfg)
     assert gw.finish() == 78
     assert why in gw.stderr, gw.stderr
+
+
+def test_noise_mode_sends_what_a_dashboard_must_ignore(start, device):
+    gw = start(NOISE=1)
+    c = Client(gw.port, device=device)
+    c.request("chat.send", {"sessionKey": "main", "message": "hi", "idempotencyKey": "n1"})
+    assert c.run_events("n1")[-1]["payload"]["data"]["phase"] == "end"
+    others = [e for e in c.seen if e["event"] in ("agent", "chat") and e["payload"]["runId"] != "n1"]
+    assert {e["payload"]["sessionKey"] for e in others} == {"agent:main:elsewhere"}
+    assert any(e["event"] == "agent" and e["payload"]["stream"] == "standin-unknown" for e in others)
+    assert any(e["event"] == "standin.unknown-event" for e in c.seen)

@@ -232,7 +232,7 @@ class FakeLLM:
         self.gate.set()
 
     def start(self):
-        threading.Thread(target=self.server.serve_forever, name="fake-llm", daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.1,), name="fake-llm", daemon=True).start()
         return self
 
     def stop(self):

@@ -122,10 +122,17 @@ ALL_SCOPES = ["operator.read", "operator.write", "operator.admin", "operator.app
 
 class Client:
     """One gateway socket. Events are queued while calls wait for their `res`."""
+    opened = []  # so a fixture can close them all before stopping the gateway
+
+    @classmethod
+    def close_all(cls):
+        while cls.opened:
+            cls.opened.pop().close()
 
     def __init__(self, port, token="tok", device=None, scopes=ALL_SCOPES, caps=("tool-events",), protocol=(3, 4),
                  client=None, extra=None, tamper=None, headers=None, sign="v3"):
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/gateway", timeout=10, header=headers or [])
+        Client.opened.append(self)
         self.challenge = json.loads(self.ws.recv())
         self.events = queue.Queue()
         self.seen = []  # every event looked at by event(), in arrival order

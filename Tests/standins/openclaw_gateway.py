@@ -411,7 +411,7 @@ def main(argv, defaults_path=None):
         return 1
     gateway = Gateway(config, settings, version, auth_mode, token, password, path)
     server.gateway = gateway
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="http", daemon=True).start()
     threading.Thread(target=gateway.tick_forever, name="ticks", daemon=True).start()
     try:
         model = "/".join(resolve_model(config)[:2])
