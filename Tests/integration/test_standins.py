@@ -309,3 +309,36 @@ def test_noise_mode_sends_what_a_dashboard_must_ignore(start, device):
     assert {e["payload"]["sessionKey"] for e in others} == {"agent:main:elsewhere"}
     assert any(e["event"] == "agent" and e["payload"]["stream"] == "standin-unknown" for e in others)
     assert any(e["event"] == "standin.unknown-event" for e in c.seen)
+
+
+def test_websocket_framing(start, device):
+    import websocket
+    from websocket import ABNF
+    gw = start()
+    raw = websocket.create_connection(f"ws://127.0.0.1:{gw.port}/", timeout=10)
+    raw.recv()
+    raw.send("x" * (70 * 1024))  # before connect, frames are capped at 64 KiB
+    opcode, data = raw.recv_data(control_frame=True)
+    assert opcode == ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
+    c = Client(gw.port, device=device)
+    c.ws.ping("are you there")
+    assert c.ws.recv_data(control_frame=True) == (ABNF.OPCODE_PONG, b"are you there")
+    # One request in three fragments, with a ping between them.
+    text = json.dumps({"type": "req", "id": "frag", "method": "health"})
+    c.ws.send_frame(ABNF.create_frame(text[:10], ABNF.OPCODE_TEXT, fin=0))
+    c.ws.send_frame(ABNF.create_frame(text[10:20], ABNF.OPCODE_CONT, fin=0))
+    c.ws.ping("mid")
+    c.ws.send_frame(ABNF.create_frame(text[20:], ABNF.OPCODE_CONT, fin=1))
+    assert c.ws.recv_data(control_frame=True) == (ABNF.OPCODE_PONG, b"mid")
+    res = c.next_frame()
+    assert res["id"] == "frag" and res["ok"] is True
+    # Messages over 64 KiB (64-bit lengths) both ways once connected.
+    big = "y" * 100_000
+    c.request("chat.send", {"sessionKey": "big", "message": big, "idempotencyKey": "b1"})
+    final = c.run_events("b1")[-2]["payload"]
+    assert final["state"] == "final" and final["message"]["content"][0]["text"] == answer_for(big)
+    assert c.request("chat.history", {"sessionKey": "big"})["payload"]["messages"][0]["content"] == big
+    # Client frames must be masked.
+    d = Client(gw.port, device=device)
+    d.ws.sock.sendall(b"\x81\x02hi")
+    assert d.wait_close() == 1002

@@ -16,7 +16,7 @@ import os
 import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["openclaw_gateway.py", "gateway_config.py", "gateway_connect.py", "gateway_runs.py", "schema.py",
+SOURCES = ["openclaw_gateway.py", "gateway_config.py", "gateway_connect.py", "gateway_methods.py", "gateway_runs.py", "schema.py",
            "ed25519.py", "ws.py", "protocol.schema.json"]
 MODES = {
     "v4": {"protocol": 4},

@@ -116,7 +116,8 @@ class WebSocket:
         self.close(code, reason)
         raise Closed(code, reason)
 
-    def _send(self, opcode, payload):
+    @staticmethod
+    def _encode(opcode, payload):
         n = len(payload)
         if n < 126:
             head = struct.pack("!BB", 0x80 | opcode, n)
@@ -124,11 +125,14 @@ class WebSocket:
             head = struct.pack("!BBH", 0x80 | opcode, 126, n)
         else:
             head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+        return head + payload
+
+    def _send(self, opcode, payload):
         with self._send_lock:
-            if self.closed and opcode != CLOSE:
+            if self.closed:
                 raise Closed(self.close_code or 1006, "already closed")
             try:
-                self.sock.sendall(head + payload)
+                self.sock.sendall(self._encode(opcode, payload))
             except OSError:
                 self.closed = True
                 raise Closed(1006, "connection lost")
@@ -141,8 +145,8 @@ class WebSocket:
         with self._send_lock:
             if self.closed:
                 return
-        try:
-            self._send(CLOSE, struct.pack("!H", code) + reason.encode("utf-8")[:120])
-        except Closed:
-            pass
-        self.closed, self.close_code = True, code
+            self.closed, self.close_code = True, code
+            try:
+                self.sock.sendall(self._encode(CLOSE, struct.pack("!H", code) + reason.encode("utf-8")[:120]))
+            except OSError:
+                pass
