@@ -207,8 +207,11 @@ def test_provider_failure_is_a_run_error(start, device):
     final = [e["payload"] for e in events if e["event"] == "chat"][-1]
     assert final["state"] == "error" and "HTTP 401" in final["errorMessage"] and final["errorKind"] == "unknown"
     assert events[-1]["payload"]["data"]["phase"] == "error"
-    c.request("chat.send", {"sessionKey": "main", "message": "please [429]", "idempotencyKey": "r2"})
-    assert [e for e in c.run_events("r2") if e["event"] == "chat"][-1]["payload"]["errorKind"] == "unknown"
+    ok = Client(start().port, device=device)
+    ok.request("chat.send", {"sessionKey": "main", "message": "please [429]", "idempotencyKey": "r2"})
+    final = [e for e in ok.run_events("r2") if e["event"] == "chat"][-1]["payload"]
+    assert final["state"] == "error" and final["errorKind"] == "rate_limit" and "HTTP 429" in final["errorMessage"]
+    assert [m["role"] for m in ok.request("chat.history", {"sessionKey": "main"})["payload"]["messages"]] == ["user"]
 
 
 def test_abort_in_flight_and_reset(start, llm, device):
