@@ -5,6 +5,7 @@ import json
 import pathlib
 import signal
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -228,10 +229,10 @@ def test_abort_in_flight_and_reset(start, llm, device):
     c.event(lambda f: f["event"] == "agent" and f["payload"]["stream"] == "lifecycle" and f["payload"]["data"]["phase"] == "end")
     llm.release()
     # The partial answer lands in the transcript once the provider stream has ended.
-    for _ in range(200):
-        messages = c.request("chat.history", {"sessionKey": "s1"})["payload"]["messages"]
-        if len(messages) == 2:
-            break
+    deadline = time.monotonic() + 10
+    while len(messages := c.request("chat.history", {"sessionKey": "s1"})["payload"]["messages"]) < 2:
+        assert time.monotonic() < deadline, messages
+        time.sleep(0.02)  # polling a state the protocol announces nowhere
     assert messages[1]["stopReason"] == "aborted"
     assert not any(e["event"] == "chat" and e["payload"]["state"] == "final" for e in c.seen)
     assert c.request("chat.abort", {"sessionKey": "s1"})["payload"] == {"ok": True, "aborted": False, "runIds": []}
@@ -323,6 +324,7 @@ def test_websocket_framing(start, device):
     raw.send("x" * (70 * 1024))  # before connect, frames are capped at 64 KiB
     opcode, data = raw.recv_data(control_frame=True)
     assert opcode == ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
+    raw.close()
     c = Client(gw.port, device=device)
     c.ws.ping("are you there")
     assert c.ws.recv_data(control_frame=True) == (ABNF.OPCODE_PONG, b"are you there")

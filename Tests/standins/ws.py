@@ -3,6 +3,7 @@ fragmentation and 16/64-bit lengths, ping/pong and close codes. One blocking rea
 connection; sends are serialised by a lock because events are broadcast from other threads."""
 import base64
 import hashlib
+import socket
 import struct
 import threading
 
@@ -114,7 +115,19 @@ class WebSocket:
 
     def _fail(self, code, reason):
         self.close(code, reason)
+        self._linger()
         raise Closed(code, reason)
+
+    def _linger(self):
+        """After a protocol error the rest of the peer's data is read and dropped: closing with
+        unread data would reset the connection and could destroy our close frame in flight."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(1)
+            while self.rfile.read1(65536):
+                pass
+        except OSError:
+            pass
 
     @staticmethod
     def _encode(opcode, payload):
