@@ -197,3 +197,28 @@ def test_the_bundle_layout_runs_and_installs(tmp_path, admin):
     installed = admin.daemon.data_dir / "agent" / "bundles" / "2026.11.30-standin"
     assert os.readlink(installed / "bin/openclaw") == "../lib/node_modules/openclaw/openclaw.mjs"
     assert stat.S_IMODE((installed / "lib/node_modules/openclaw/openclaw.mjs").stat().st_mode) == 0o755
+
+
+def test_chunk_delay_spaces_the_stream_and_the_provider_runs_as_a_process(tmp_path):
+    import time
+    slow = FakeLLM(api_key="k", chunk_delay=0.03).start()
+    try:
+        conn, response = open_stream(slow, "/v1/chat/completions", OPENAI_BODY, {"Authorization": "Bearer k"})
+        arrivals = [time.monotonic() for _ in sse_events(response)]
+        conn.close()
+    finally:
+        slow.stop()
+    # One sleep before each event but the last: a lower bound however the reader is scheduled.
+    assert len(arrivals) > 5 and arrivals[-1] - arrivals[0] >= 0.03 * (len(arrivals) - 3)
+    proc = subprocess.Popen([*PYTHON, str(STANDINS / "fake_llm.py"), "--port", "0", "--key", "k2"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        req = urllib.request.Request(url + "/v1/chat/completions", json.dumps(OPENAI_BODY).encode(),
+                                     {"Content-Type": "application/json", "Authorization": "Bearer k2"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["choices"][0]["message"]["content"] == answer_for("Hello there")
+    finally:
+        proc.terminate()
+        proc.wait(10)
