@@ -347,3 +347,11 @@ def test_websocket_framing(start, device):
     d = Client(gw.port, device=device)
     d.ws.sock.sendall(b"\x81\x02hi")
     assert d.wait_close() == 1002
+
+
+def test_pairing_required_mode(start, device):
+    gw = start(PAIRING="required")
+    error, code = refused(Client(gw.port, device=device))
+    assert error["code"] == "NOT_PAIRED" and error["details"]["reason"] == "not-paired" and code == 1008
+    assert error["details"]["requestId"] in error["details"]["recommendedNextStep"]
+    assert Client(gw.port, device=None).hello["payload"]["auth"]["scopes"] == [], "shared auth alone still connects"

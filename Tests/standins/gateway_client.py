@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import pathlib
-import queue
 import signal
 import subprocess
 import sys
@@ -121,7 +120,8 @@ ALL_SCOPES = ["operator.read", "operator.write", "operator.admin", "operator.app
 
 
 class Client:
-    """One gateway socket. Events are queued while calls wait for their `res`."""
+    """One gateway socket. Every event received is in `seen` (arrival order); `event()` hands out
+    each one at most once, so waiting for one event never loses another."""
     opened = []  # so a fixture can close them all before stopping the gateway
 
     @classmethod
@@ -134,8 +134,8 @@ class Client:
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/gateway", timeout=10, header=headers or [])
         Client.opened.append(self)
         self.challenge = json.loads(self.ws.recv())
-        self.events = queue.Queue()
-        self.seen = []  # every event looked at by event(), in arrival order
+        self.backlog = []  # received, not yet handed out by event()
+        self.seen = []
         self.close_code = None
         nonce = self.challenge["payload"]["nonce"]
         params = {"minProtocol": protocol[0], "maxProtocol": protocol[1],
@@ -165,7 +165,7 @@ class Client:
                 raise AssertionError(f"closed {self.close_code} while waiting for {method}")
             if msg["type"] == "res" and msg["id"] == ident:
                 return msg
-            self.events.put(msg)
+            self._keep(msg)
 
     def next_frame(self):
         """The next frame, or None once the server closed (close_code set)."""
@@ -181,26 +181,32 @@ class Client:
         while self.close_code is None:
             frame = self.next_frame()
             if frame is not None:
-                self.events.put(frame)
+                self._keep(frame)
         return self.close_code
 
+    def _keep(self, frame):
+        self.seen.append(frame)
+        self.backlog.append(frame)
+
     def event(self, predicate, timeout=15):
-        """The first queued or arriving event matching predicate; all looked at are in `seen`."""
+        """The first event not handed out yet that matches predicate, waiting up to `timeout`."""
         deadline = time.monotonic() + timeout
+        for i, frame in enumerate(self.backlog):
+            if frame.get("type") == "event" and predicate(frame):
+                return self.backlog.pop(i)
         try:
             while True:
-                if not self.events.empty():
-                    frame = self.events.get()
-                else:
-                    self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-                    frame = self.next_frame()
-                    if frame is None:
-                        raise AssertionError(f"closed {self.close_code} while waiting for an event")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no matching event within {timeout}s")
+                self.ws.settimeout(remaining)
+                frame = self.next_frame()
+                if frame is None:
+                    raise AssertionError(f"closed {self.close_code} while waiting for an event")
                 self.seen.append(frame)
                 if frame.get("type") == "event" and predicate(frame):
                     return frame
-                if time.monotonic() > deadline:
-                    raise AssertionError("no matching event")
+                self.backlog.append(frame)
         except websocket.WebSocketTimeoutException:
             raise AssertionError(f"no matching event within {timeout}s")
         finally:
