@@ -30,5 +30,6 @@ fi
 
 if [[ "$mode" == "test" || "$mode" == "bench" ]]; then
     # Selenium 4.52 needs a certifi newer than the package index has; 4.51 is verified.
-    python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests
+    # cryptography: the OpenClaw stand-in tests sign device identities with an independent Ed25519
+    python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests cryptography
 fi
