@@ -65,6 +65,26 @@ def collect(root: Path, prefix: str) -> dict[str, Path]:
     return found
 
 
+TOOLS_DIR = REPO_ROOT / "vendor" / "tools"
+
+
+def minified(path: str, raw: bytes) -> bytes:
+    """JavaScript and CSS without comments and layout whitespace (rjsmin, rcssmin: fetched by
+    scripts/fetch-web-deps.sh); already minified files and everything else as they are."""
+    if path.endswith((".min.js", ".min.css")) or not path.endswith((".js", ".css")):
+        return raw
+    if str(TOOLS_DIR) not in sys.path:
+        sys.path.insert(0, str(TOOLS_DIR))
+    try:
+        import rcssmin
+        import rjsmin
+    except ImportError as e:
+        raise SystemExit(f"pack-web: the minifiers are missing from {TOOLS_DIR} (run scripts/fetch-web-deps.sh): {e}")
+    text = raw.decode("utf-8")
+    out = rjsmin.jsmin(text) if path.endswith(".js") else rcssmin.cssmin(text)
+    return out.encode("utf-8")
+
+
 def build(dashboard: Path, vendor: Path) -> tuple[bytes, list[dict]]:
     files = collect(dashboard, "")
     vendored = collect(vendor, "vendor/")
@@ -79,7 +99,7 @@ def build(dashboard: Path, vendor: Path) -> tuple[bytes, list[dict]]:
     chunks: list[bytes] = []
     offset = 0
     for path in sorted(files):
-        raw = files[path].read_bytes()
+        raw = minified(path, files[path].read_bytes())
         packed = gzip.compress(raw, compresslevel=9, mtime=0)
         index.append({
             "path": path,
