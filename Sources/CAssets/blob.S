@@ -1,4 +1,4 @@
-/* assets.bin sha256: b9afbe0ec043a008c70df4e77475dd5a5caeeb76f7669e7e8a829b15a2fa1da1 */
+/* assets.bin sha256: e75fd4e486de8dd528993b7052012f27aaf0ddbd633012a8a5a9c3ebab66a260 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *
