@@ -30,5 +30,7 @@ fi
 
 if [[ "$mode" == "test" || "$mode" == "bench" ]]; then
     # Selenium 4.52 needs a certifi newer than the package index has; 4.51 is verified.
-    python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests
+    # schemathesis (the API fuzz, Tests/integration/test_api_fuzz.py) pinned: its checks and CLI change between releases.
+    python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests \
+        "schemathesis==4.32.5"
 fi

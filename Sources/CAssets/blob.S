@@ -1,4 +1,4 @@
-/* assets.bin sha256: fb289c39263cdae019350207e1df9cf1fc4b7bd9561d86654282564d447093f2 */
+/* assets.bin sha256: 81442a0aea402b9efac433349fc1c63ca4e7c7c9add29fa846186af34e823ba5 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *
