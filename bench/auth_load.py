@@ -3,8 +3,11 @@
 
 1. Login: 50 concurrent clients, each POSTing /api/v1/auth/login (bcrypt cost 12 on
    PasswordPool) in a loop; latency of the successful ones, and how many were refused 503
-   `busy` (the pool admits one check per CPU plus 32 waiting). Peer: /healthz under the same
-   50 clients.
+   `busy` (the pool admits one check per CPU plus 32 waiting; a refused client waits its
+   Retry-After). Each client is its own account from its own loopback address (127.0.1.N):
+   LoginThrottle counts an attempt in flight as a failure until it succeeds, so 50 parallel
+   logins of one account from one address would measure the throttle, not the login.
+   Peer: /healthz under the same 50 clients.
 2. Authenticated `GET /api/v1/instances` with 30 created instances (stopped: created is
    enough), 200 concurrent keep-alive clients, cookie session: each request resolves the
    session in SQLite, lists the instances and encodes them. Peer: /healthz under the same 200
@@ -59,28 +62,31 @@ def http_head(method, path, port, extra="", length=None):
 
 
 async def load(port, clients, seconds, head, body=b""):
-    """`clients` keep-alive connections sending `head`+`body` until `seconds` pass; latencies (s) by status."""
+    """`clients` keep-alive connections, client i from 127.0.1.i, sending head(i)+body(i)
+    until `seconds` pass; latencies (s) by status."""
     by_status = {}
     stop = time.monotonic() + seconds
 
-    async def one():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def one(i):
+        source = (f"127.0.1.{i + 1}", 0)
+        head_i, body_i = (head(i), body(i)) if callable(head) else (head, body)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=source)
         try:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
-                status, headers, _ = await request(reader, writer, head, body)
+                status, headers, _ = await request(reader, writer, head_i, body_i)
                 by_status.setdefault(status, []).append(time.perf_counter() - t0)
-                if status == 503:
+                if status in (503, 429):
                     # As a client should: wait what Retry-After says before the next attempt.
-                    await asyncio.sleep(float(headers.get("retry-after", "1")))
+                    await asyncio.sleep(min(float(headers.get("retry-after", "1")), max(0.0, stop - time.monotonic())))
                 if headers.get("connection", "").lower() == "close":
                     writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=source)
         finally:
             writer.close()
 
     started = time.monotonic()
-    await asyncio.gather(*(one() for _ in range(clients)))
+    await asyncio.gather(*(one(i) for i in range(clients)))
     return by_status, time.monotonic() - started
 
 
@@ -113,8 +119,10 @@ def main():
         admin = bootstrap_admin(daemon)
         for i in range(args.instances):
             admin.create(f"load-{i:02d}")
-        assert admin.http.post(admin.url("/api/v1/users"), json={"username": "loader", "password": PASSWORD, "role": "user"},
-                               timeout=60).status_code == 201
+        for i in range(50):
+            r = admin.http.post(admin.url("/api/v1/users"), json={"username": f"loader{i}", "password": PASSWORD, "role": "user"},
+                                timeout=120)
+            assert r.status_code == 201, r.text
         cookie = admin.http.cookies["claworc_session"]
         listed = Client(daemon)
         listed.http.cookies.set("claworc_session", cookie)
@@ -123,8 +131,11 @@ def main():
         print(f"auth_load: {binary} ({'release' if 'release' in str(binary) else 'DEBUG build'}), "
               f"{args.seconds:.0f} s per run, loopback")
 
-        login_body = json.dumps({"username": "loader", "password": PASSWORD}).encode()
-        login_head = http_head("POST", "/api/v1/auth/login", port, length=len(login_body))
+        def login_body(i):
+            return json.dumps({"username": f"loader{i}", "password": PASSWORD}).encode()
+
+        def login_head(i):
+            return http_head("POST", "/api/v1/auth/login", port, length=len(login_body(i)))
         health_head = http_head("GET", "/healthz", port)
         list_head = http_head("GET", "/api/v1/instances", port, extra=f"Cookie: claworc_session={cookie}\r\n")
 

@@ -1,4 +1,4 @@
-/* assets.bin sha256: 81442a0aea402b9efac433349fc1c63ca4e7c7c9add29fa846186af34e823ba5 */
+/* assets.bin sha256: 6f99dbe89251505f9cd8fe4587f2f504b173b46f7001731012633431bc895547 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

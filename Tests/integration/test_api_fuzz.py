@@ -59,7 +59,7 @@ def fuzz(daemon, token, report_dir, selection):
          f"{daemon.base_url}/api/v1/openapi.json",
          "--header", f"Authorization: Bearer {token}",
          "--checks", CHECKS, "--max-examples", str(EXAMPLES), "--seed", str(SEED),
-         "--phases", "examples,coverage,fuzzing", "--workers", "4", "--request-timeout", "30",
+         "--phases", "examples,coverage,fuzzing", "--workers", "1", "--request-timeout", "30",
          "--suppress-health-check", "all", *selection,
          "--report", "junit", "--report-dir", str(report_dir)],
         capture_output=True, text=True, timeout=600, cwd=report_dir)   # its .schemathesis cache goes there
