@@ -9,8 +9,8 @@ SQLite file with the sqlite3 CLI, as time would).
 
 Outcomes are compared as classes: 401 (code `unauthorized`), 403 (code `forbidden`), 404 for
 the instance (the message of InstanceError.notFound, not a file or user that does not exist)
-or "allow": anything else means the handler went past the access check (409 not_running, 403
-wrong_password, 404 of a file in the home are all "allowed"). WebSockets refuse with close code
+or "allow": anything else below 500 means the handler went past the access check (409
+not_running, 403 wrong_password, 404 of a file in the home are all "allowed"); a 5xx fails. WebSockets refuse with close code
 4000 + status after the upgrade (4401 counts as 401, and so on); a WebSocket request answered
 without an upgrade matches no class.
 
@@ -158,6 +158,8 @@ class World:
 def outcome(status, code, message):
     if code == "not_upgraded":
         return f"HTTP {status} without upgrade"
+    if status >= 500:
+        return f"server error {status}"   # past the access check, but never what any class promises
     if status == 401 and code == "unauthorized":
         return 401
     if status == 403 and code == "forbidden":
