@@ -34,5 +34,7 @@ if [[ "$mode" == "test" || "$mode" == "bench" ]]; then
     # Selenium 4.52 needs a certifi newer than the package index has; 4.51 is verified.
     # cryptography: the passkey tests' software authenticator and the OpenClaw stand-in tests
     # (an independent Ed25519 check) sign with it (Debian: python3-cryptography).
-    python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests "cryptography>=38"
+    # schemathesis (the API fuzz, Tests/integration/test_api_fuzz.py) pinned: its checks and CLI change between releases.
+    python3 -m pip install -q --disable-pip-version-check "pytest>=8" "selenium<4.52" "websocket-client>=1.6" requests \
+        "cryptography>=38" "schemathesis==4.32.5"
 fi

@@ -70,7 +70,11 @@ TOOLS_DIR = REPO_ROOT / "vendor" / "tools"
 
 def minified(path: str, raw: bytes) -> bytes:
     """JavaScript and CSS without comments and layout whitespace (rjsmin, rcssmin: fetched by
-    scripts/fetch-web-deps.sh); already minified files and everything else as they are."""
+    scripts/fetch-web-deps.sh), JSON compact; already minified files and everything else as
+    they are."""
+    if path.endswith(".json"):
+        # The API document: written indented for people, served compact.
+        return json.dumps(json.loads(raw), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     if path.endswith((".min.js", ".min.css")) or not path.endswith((".js", ".css")):
         return raw
     if str(TOOLS_DIR) not in sys.path:

@@ -1,4 +1,4 @@
-/* assets.bin sha256: e75fd4e486de8dd528993b7052012f27aaf0ddbd633012a8a5a9c3ebab66a260 */
+/* assets.bin sha256: 73f5a0ed003ef60ced2724faa1232f3330f0c8b68327e317f6b27d036ea394f4 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -74,7 +74,7 @@ def test_03_other_instances_invisible(inst, inst_b):
     def listen():
         listener["response"] = requests.post(
             url, json={"argv": [PROBE, "listen-abstract", name, "20"], "user": "agent", "timeout_ms": 30_000},
-            cookies=cookies, timeout=60)
+            cookies=cookies, headers={"Origin": inst.client.daemon.base_url}, timeout=60)   # OriginGuard
 
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()

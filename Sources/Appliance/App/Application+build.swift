@@ -19,6 +19,9 @@ struct BuiltApplication<App: ApplicationProtocol> {
     let redirect: (any Service)?
     let manager: InstanceManager
     let logger: Logger
+    /// Every route of both routers as "METHOD /path/{param}" (the API document is held
+    /// against this list by a test).
+    let routes: [String]
 
     /// Re-attaches to the instances that run (starts those that should but do not), serves
     /// until SIGINT/SIGTERM, and leaves the instances running.
@@ -110,7 +113,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     router.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens))
     router.middlewares.add(OriginGuard())
     router.middlewares.add(AuditMiddleware(audit: audit))
-    HealthController().addRoutes(to: router.group())
+    HealthController(assets: assets).addRoutes(to: router.group())
     let api = router.group("/api/v1")
     AuthController(accounts: accounts, policy: policy, audit: audit).addRoutes(to: api)
     let passkeys = Passkeys(store: store, throttle: accounts.throttle, secure: tls != nil, rpID: configuration.rpID,
@@ -137,7 +140,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
 
     let webSocketRouter = Router(context: AppContext.self)
     webSocketRouter.middlewares.add(ErrorEnvelopeMiddleware(logger: logger))
-    webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens))
+    webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens, refusesBadTokens: false))
     webSocketRouter.middlewares.add(AuditMiddleware(audit: audit))
     VNCController(policy: policy, manager: manager, control: control).addRoutes(to: webSocketRouter)
     TerminalController(policy: policy, manager: manager,
@@ -154,8 +157,9 @@ func buildApplication(configuration: Configuration, logger: Logger,
         Application(responder: HTTPSRedirect(httpsPort: configuration.port, fallbackHost: configuration.host),
                     configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil), logger: logger)
     }
+    let routes = (router.routes + webSocketRouter.routes).map { "\($0.method) \($0.path)" }
     return BuiltApplication(application: application, setupCode: setupCode, certificate: certificate, redirect: redirect,
-                            manager: manager, logger: logger)
+                            manager: manager, logger: logger, routes: routes)
 }
 
 /// HTTP/1 with the WebSocket upgrade (the VNC relay), over TLS when there is a certificate,

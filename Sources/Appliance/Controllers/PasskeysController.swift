@@ -54,8 +54,9 @@ struct PasskeysController {
         }
         group.patch("/auth/passkeys/:passkey", use: rename)
         group.delete("/auth/passkeys/:passkey") { _, context in
+            let user = try policy.signedIn(context.user)   // before the id: anonymous callers learn nothing
             let id = try Self.passkeyID(context)
-            try passkeys.delete(id, for: try policy.signedIn(context.user))
+            try passkeys.delete(id, for: user)
             audit.record("passkey.remove", context, target: "passkey:\(id)")
             return Response(status: .noContent)
         }

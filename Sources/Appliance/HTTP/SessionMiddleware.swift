@@ -7,18 +7,23 @@ struct SessionMiddleware: RouterMiddleware {
     typealias Context = AppContext
     let accounts: Accounts
     let tokens: APITokens
+    /// False on the WebSocket router: a refusal there must come after the upgrade, as a close
+    /// code (VNCController), not as an HTTP answer the upgrade turns into a bare 400. A bad
+    /// token then leaves the caller anonymous, and the route closes with 4401.
+    var refusesBadTokens = true
 
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         var context = context
         if let authorization = request.headers[.authorization] {
             // A token that is present but wrong is an error, not an anonymous request: a script
             // should learn its token died rather than see what anonymous callers see.
-            guard authorization.hasPrefix("Bearer "), let (user, token) = tokens.user(forToken: String(authorization.dropFirst(7))) else {
+            if authorization.hasPrefix("Bearer "), let (user, token) = tokens.user(forToken: String(authorization.dropFirst(7))) {
+                context.user = user
+                context.session = "token-\(token.id)"
+                context.credential = .token
+            } else if refusesBadTokens {
                 throw AuthError.unauthorized
             }
-            context.user = user
-            context.session = "token-\(token.id)"
-            context.credential = .token
         } else if let token = request.cookies[Accounts.cookieName]?.value, !token.isEmpty,
                   let user = accounts.user(forToken: token) {
             context.user = user
