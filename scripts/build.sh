@@ -25,10 +25,12 @@ if [[ "$mode" == "release" ]]; then
     fi
     # Size flags measured in ../shared/research/swift-stack.md §1.2 (config E); no $ORIGIN
     # run path (the init is exec'd from a memfd, where $ORIGIN means "/").
+    # -enforce-exclusivity=unchecked drops the run-time exclusivity checks (the compile-time
+    # ones stay), 45 KB; lld's -O2 merges string tails, 4 KB: docs/performance.md, "Binary".
     swift build -c release --static-swift-stdlib --disable-local-rpath \
-        -Xswiftc -Osize -Xswiftc -Xfrontend -Xswiftc -function-sections \
+        -Xswiftc -Osize -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -enforce-exclusivity=unchecked \
         -Xcc -ffunction-sections -Xcc -fdata-sections \
-        -Xswiftc -use-ld=lld -Xlinker --no-export-dynamic -Xlinker --icf=all \
+        -Xswiftc -use-ld=lld -Xlinker --no-export-dynamic -Xlinker --icf=all -Xlinker -O2 \
         -Xlinker -z -Xlinker pack-relative-relocs "${static_cxx[@]}"
     strip .build/release/claworc
     echo "build: .build/release/claworc ($(stat -c %s .build/release/claworc) bytes)"
