@@ -8,7 +8,12 @@
    LoginThrottle counts an attempt in flight as a failure until it succeeds, so 50 parallel
    logins of one account from one address would measure the throttle, not the login.
    Peer: /healthz under the same 50 clients.
-2. Authenticated `GET /api/v1/instances` with 30 created instances (stopped: created is
+2. Passkey sign-in: the same 50 clients, each with its own account and ES256 passkey (a
+   software authenticator, Tests/harness/soft_authenticator.py), each ceremony two requests:
+   login/options (a challenge bound to a pre-login cookie), then login with the signed
+   assertion; latency of the whole ceremony (the client's signing, ~0.1 ms, included).
+   Peer: the password login above (the same sign-in, by bcrypt).
+3. Authenticated `GET /api/v1/instances` with 30 created instances (stopped: created is
    enough), 200 concurrent keep-alive clients, cookie session: each request resolves the
    session in SQLite, lists the instances and encodes them. Peer: /healthz under the same 200
    clients (no session, no database): the floor of the HTTP stack and of this client.
@@ -33,6 +38,58 @@ import claworc_harness  # noqa: E402
 from claworc_harness import Client, Daemon, bootstrap_admin  # noqa: E402
 
 PASSWORD = "a-good-password"
+
+
+async def passkey_load(port, keys, seconds):
+    """Each client i signs in with keys[i] over and over: options, sign, login."""
+    from soft_authenticator import assertion
+    by_status = {}
+    stop = time.monotonic() + seconds
+    origin, host = f"http://localhost:{port}", f"localhost:{port}"
+
+    async def one(i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.1.{i + 1}", 0))
+        try:
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                head = f"POST /api/v1/auth/passkeys/login/options HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+                status, headers, payload = await request(reader, writer, head.encode())
+                if status != 200:
+                    by_status.setdefault(status, []).append(time.perf_counter() - t0)
+                    await asyncio.sleep(min(float(headers.get("retry-after", "1")), max(0.0, stop - time.monotonic())))
+                    continue
+                cookie = headers["set-cookie"].split(";")[0]
+                challenge = json.loads(payload)["publicKey"]["challenge"]
+                body = json.dumps({"credential": assertion(keys[i], challenge, origin, "localhost", None)}).encode()
+                head = (f"POST /api/v1/auth/passkeys/login HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+                status, headers, _ = await request(reader, writer, head.encode(), body)
+                by_status.setdefault(status, []).append(time.perf_counter() - t0)
+        finally:
+            writer.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(len(keys))))
+    return by_status, time.monotonic() - started
+
+
+def register_passkeys(daemon, count):
+    """A passkey for each loader account, registered through the API as the dashboard would."""
+    from soft_authenticator import SoftKey, registration
+    keys = []
+    for i in range(count):
+        c = Client(daemon)
+        c.http.headers["Host"] = f"localhost:{daemon.port}"
+        c.login(f"loader{i}", PASSWORD)
+        c.http.headers["Origin"] = f"http://localhost:{daemon.port}"
+        c.url = lambda path, c=c: daemon.base_url + path
+        options = c.post("/api/v1/auth/passkeys/register/options").json()["publicKey"]
+        key = SoftKey()
+        r = c.post("/api/v1/auth/passkeys/register", {"name": "bench", "credential": registration(
+            key, options["challenge"], f"http://localhost:{daemon.port}", "localhost")})
+        assert r.status_code == 201, r.text
+        keys.append(key)
+    return keys
 
 
 async def request(reader, writer, head, body=b""):
@@ -142,6 +199,12 @@ def main():
         print("login, 50 concurrent clients:")
         floor50 = summary("GET /healthz (peer)", *asyncio.run(load(port, 50, args.seconds, health_head)))
         login = summary("POST /api/v1/auth/login", *asyncio.run(load(port, 50, args.seconds, login_head, login_body)))
+        keys = register_passkeys(daemon, 50)
+        print("passkey sign-in (options + signed assertion), 50 concurrent clients:")
+        passkey = summary("passkey ceremony", *asyncio.run(passkey_load(port, keys, args.seconds)))
+        if passkey and login:
+            print(f"ratios: passkey/password sign-in at 50 clients: median {passkey[0] / login[0]:.3f}x, "
+                  f"p99 {passkey[1] / login[1]:.3f}x; passkey/healthz median {passkey[0] / floor50[0]:.0f}x")
         print(f"authenticated listing, {args.instances} instances, 200 concurrent clients:")
         floor200 = summary("GET /healthz (peer)", *asyncio.run(load(port, 200, args.seconds, health_head)))
         listing = summary("GET /api/v1/instances (cookie)", *asyncio.run(load(port, 200, args.seconds, list_head)))

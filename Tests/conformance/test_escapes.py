@@ -235,7 +235,7 @@ class TerminalDaemon(Daemon):
             for line in buf.decode(errors="replace").splitlines():
                 m = LISTENING.search(line)
                 if m:
-                    self.port = int(m.group(1))
+                    self.scheme, self.port = m.group(1), int(m.group(2))
                     return self
         raise RuntimeError(f"daemon did not start on its terminal:\n{buf.decode(errors='replace')}")
 

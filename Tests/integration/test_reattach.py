@@ -188,12 +188,14 @@ def test_service_restart_is_pushed_to_the_events_stream(pair):
         assert first[0] == {"type": "state", "state": "running", "last_error": None}, first
         old_pid = {s["name"]: s["pid"] for s in first[-1]["services"]}["vnc"]
         assert admin.post(f"/api/v1/instances/{iid}/services/vnc/restart").status_code == 200
-        # The init pushes each change: the stopped/starting states and then ready with a new pid.
+        # The init pushes the change: vnc ready again with a new pid. Changes within 200 ms are
+        # coalesced into one push (a fast restart may never show its stopping/starting states),
+        # but what happened is in the snapshot: the old process's exit.
         seen = events.expect(lambda e: e["type"] == "services" and any(
             s["name"] == "vnc" and s["state"] == "ready" and s["pid"] != old_pid for s in e["services"]),
             60, "vnc ready again with a new pid")
-        assert any(s["name"] == "vnc" and s["state"] != "ready" for e in seen if e["type"] == "services"
-                   for s in e["services"]), f"the restart's intermediate state was pushed: {seen}"
+        last = {s["name"]: s for s in seen[-1]["services"]}["vnc"]
+        assert last["last_exit"] is not None, f"the restart's exit is in the pushed snapshot: {seen}"
         # Lifecycle changes arrive on the same stream.
         assert admin.post(f"/api/v1/instances/{iid}/stop").status_code == 200
         events.expect(lambda e: e == {"type": "state", "state": "stopped", "last_error": None}, 30, "stopped")

@@ -38,15 +38,32 @@ struct InstanceProcesses {
         return Found(pid: pid, nsDepth: nspids.count, namespaceInit: nspids.last == "1")
     }
 
+    /// Whether `pid` is `ancestor` or runs below it (its parent chain reaches it). Inside an
+    /// instance every process does: orphans are reparented to its init.
+    static func descends(_ pid: pid_t, from ancestor: pid_t) -> Bool {
+        var current = pid
+        for _ in 0..<64 {
+            if current == ancestor { return true }
+            guard current > 1, let status = FileSystem.readText("/proc/\(current)/status", limit: 16384),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
+                  let parent = pid_t(line.dropFirst(5).trimmingPrefix(while: { $0 == "\t" || $0 == " " })) else { return false }
+            current = parent
+        }
+        return false
+    }
+
     /// SIGKILLs every process of the range, inits of pid namespaces first (the kernel then
     /// kills their namespaces), and waits until none is left or `timeoutMs` has passed.
-    /// Returns the pids still there: the caller must not touch the instance's storage then.
-    func killAll(timeoutMs: Int = 5000) -> [pid_t] {
+    /// `sparing`: a running instance's init, whose own processes are left alone (a re-attached
+    /// instance keeps running; anything else of its id range is a stray). Returns the pids
+    /// still there: the caller must not touch the instance's storage then.
+    func killAll(timeoutMs: Int = 5000, sparing initPID: pid_t? = nil) -> [pid_t] {
         var start = timespec()
         clock_gettime(CLOCK_MONOTONIC, &start)
         let deadline = Int(start.tv_sec) * 1000 + start.tv_nsec / 1_000_000 + timeoutMs
         while true {
-            let found = find().sorted { ($0.namespaceInit ? 0 : 1, $0.nsDepth) < ($1.namespaceInit ? 0 : 1, $1.nsDepth) }
+            let found = find().filter { initPID == nil || !Self.descends($0.pid, from: initPID!) }
+                .sorted { ($0.namespaceInit ? 0 : 1, $0.nsDepth) < ($1.namespaceInit ? 0 : 1, $1.nsDepth) }
             if found.isEmpty { return [] }
             var now = timespec()
             clock_gettime(CLOCK_MONOTONIC, &now)
