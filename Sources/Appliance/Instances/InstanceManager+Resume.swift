@@ -68,10 +68,7 @@ extension InstanceManager {
                 adopt(record, process: process, channel: channel)
                 attached.append(record.name)
                 // What else runs in its id range is no part of it (check 49): a stray goes.
-                if host.ownsIDRanges, let base = InstanceIDs.idBase(slot: record.idSlot) {
-                    let initPID = process.pid
-                    _ = try? await Blocking.run { InstanceProcesses(idBase: base).killAll(sparing: initPID) }
-                }
+                _ = await clearProcesses(record, sparing: process.pid)
             case .gone(let reason, let rebooted):
                 await discard(record, reason: rebooted ? nil : reason)
                 if !rebooted { noAutostart.insert(record.id) }

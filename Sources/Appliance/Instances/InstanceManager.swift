@@ -49,9 +49,9 @@ actor InstanceManager {
 
     /// Kills what is left of the instance's id range on the host; the names of the survivors
     /// if some would not go (its storage must not be touched then).
-    func clearProcesses(_ record: InstanceRecord) async -> String? {
+    func clearProcesses(_ record: InstanceRecord, sparing initPID: pid_t? = nil) async -> String? {
         guard host.ownsIDRanges, let base = InstanceIDs.idBase(slot: record.idSlot) else { return nil }
-        let left = (try? await Blocking.run { InstanceProcesses(idBase: base).killAll() }) ?? []
+        let left = (try? await Blocking.run { InstanceProcesses(idBase: base).killAll(sparing: initPID) }) ?? []
         guard !left.isEmpty else { return nil }
         logger.error("instance processes survive SIGKILL", metadata: ["instance": "\(record.name)", "pids": "\(left)"])
         return "processes of the instance would not exit: \(left.map(String.init).joined(separator: ", "))"

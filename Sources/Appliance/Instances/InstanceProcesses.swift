@@ -44,9 +44,11 @@ struct InstanceProcesses {
         var current = pid
         for _ in 0..<64 {
             if current == ancestor { return true }
-            guard current > 1, let status = FileSystem.readText("/proc/\(current)/status", limit: 16384),
-                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
-                  let parent = pid_t(line.dropFirst(5).trimmingPrefix(while: { $0 == "\t" || $0 == " " })) else { return false }
+            guard current > 1, let stat = FileSystem.readText("/proc/\(current)/stat", limit: 4096),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            // "pid (comm) state ppid …": the comm may hold anything, so read after its last ')'.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, let parent = pid_t(fields[1]) else { return false }
             current = parent
         }
         return false
