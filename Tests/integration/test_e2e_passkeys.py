@@ -9,51 +9,21 @@ failure a screenshot, the page and the console log land in Tests/integration/art
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 
 from claworc_harness import Client
+from test_e2e_dashboard import driver, wait  # noqa: F401  (driver is a fixture)
 
-from selenium import webdriver  # noqa: E402  (a missing Selenium is an error, never a skip)
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
-from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.virtual_authenticator import Protocol, Transport, VirtualAuthenticatorOptions
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 USER, PASSWORD = "admin", "passkey-Correct-Horse-7"
-SHORT = 15
-
-
-@pytest.fixture
-def driver():
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail(f"cannot run: needs {CHROMIUM} and {CHROMEDRIVER} (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    drv.set_page_load_timeout(30)
-    try:
-        yield drv
-    finally:
-        drv.quit()
-
-
-def wait(drv, timeout=SHORT):
-    return WebDriverWait(drv, timeout, poll_frequency=0.25,
-                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
 
 def visible(drv, css):
