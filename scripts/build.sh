@@ -23,6 +23,12 @@ if [[ "$mode" == "release" ]]; then
     else
         echo "build: libstdc++.a not found (install libstdc++-12-dev); linking libstdc++ dynamically" >&2
     fi
+    # No unwind tables: nothing in this process unwinds (Swift errors are returns, the Swift
+    # runtime and our C are built without exceptions, no thread is cancelled), and
+    # .eh_frame + .eh_frame_hdr were 2.8 MiB of the 20 MiB budget. Crash backtraces follow
+    # frame pointers, which Swift keeps. docs/performance.md, "Binary".
+    mkdir -p .build/link-shims
+    echo 'SECTIONS { /DISCARD/ : { *(.eh_frame) } } INSERT AFTER .text;' > .build/link-shims/no-unwind-tables.ld
     # Size flags measured in ../shared/research/swift-stack.md §1.2 (config E); no $ORIGIN
     # run path (the init is exec'd from a memfd, where $ORIGIN means "/").
     # -enforce-exclusivity=unchecked drops the run-time exclusivity checks (the compile-time
@@ -31,7 +37,8 @@ if [[ "$mode" == "release" ]]; then
         -Xswiftc -Osize -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -enforce-exclusivity=unchecked \
         -Xcc -ffunction-sections -Xcc -fdata-sections \
         -Xswiftc -use-ld=lld -Xlinker --no-export-dynamic -Xlinker --icf=all -Xlinker -O2 \
-        -Xlinker -z -Xlinker pack-relative-relocs "${static_cxx[@]}"
+        -Xlinker -z -Xlinker pack-relative-relocs "${static_cxx[@]}" \
+        -Xlinker --no-eh-frame-hdr -Xlinker "$PWD/.build/link-shims/no-unwind-tables.ld"
     strip .build/release/claworc
     echo "build: .build/release/claworc ($(stat -c %s .build/release/claworc) bytes)"
 else
