@@ -7,6 +7,7 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -103,7 +104,8 @@
     X(crypto, EVP_MD_CTX_new, EVP_MD_CTX *, (void))                                                \
     X(crypto, EVP_MD_CTX_free, void, (EVP_MD_CTX *))                                               \
     X(crypto, EVP_DigestVerifyInit, int, (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, EVP_PKEY *)) \
-    X(crypto, EVP_DigestVerify, int, (EVP_MD_CTX *, const unsigned char *, size_t, const unsigned char *, size_t))
+    X(crypto, EVP_DigestVerify, int, (EVP_MD_CTX *, const unsigned char *, size_t, const unsigned char *, size_t)) \
+    X(crypto, HMAC, unsigned char *, (const EVP_MD *, const void *, int, const unsigned char *, size_t, unsigned char *, unsigned int *))
 
 // Bound by cossl_load (copenssl.c); hidden, so they never clash with another library's symbols.
 #define DECLARE_POINTER(lib, name, ret, params) extern __attribute__((visibility("hidden"))) ret(*p_##name) params;

@@ -1,3 +1,4 @@
+import COpenSSL
 import Glibc
 import Testing
 @testable import Appliance
@@ -17,6 +18,22 @@ import Testing
         // The same key file opens it again; another key file does not.
         #expect(try SecretBox(keyFile: dir.path + "/secrets.key").open(sealed, for: "provider:a") == "sk-live-123")
         #expect(throws: SecretBox.Failure.openFailed) { try SecretBox(keyFile: dir.path + "/other.key").open(sealed, for: "provider:a") }
+    }
+
+    @Test func derivedSecretsAreStablePerPurposeAndKey() throws {
+        let dir = TempDir()
+        let box = try SecretBox(keyFile: dir.path + "/secrets.key")
+        let token = box.derived(for: "gateway-token:a1")
+        #expect(token.count == 64)
+        #expect(try SecretBox(keyFile: dir.path + "/secrets.key").derived(for: "gateway-token:a1") == token, "same key file, same value")
+        #expect(box.derived(for: "gateway-token:a2") != token)
+        #expect(box.derived(for: "llm-proxy:a1") != token)
+        #expect(try SecretBox(keyFile: dir.path + "/other.key").derived(for: "gateway-token:a1") != token)
+        // RFC 4231 test case 2 pins the construction: HMAC-SHA-256("Jefe", "what do ya want for nothing?").
+        var out = [UInt8](repeating: 0, count: 32)
+        let key = Array("Jefe".utf8), msg = Array("what do ya want for nothing?".utf8)
+        #expect(cossl_hmac_sha256(key, key.count, msg, msg.count, &out) == 0)
+        #expect(Hex.encode(out) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
     }
 
     @Test func aKeyFileOthersCanReadIsRefused() throws {

@@ -43,6 +43,17 @@ struct SecretBox: Sendable {
         self.key = key
     }
 
+    /// A secret derived from the key for one purpose, HMAC-SHA-256(key, purpose) in hex: the
+    /// same on every start and stored nowhere. Per-instance credentials come from here
+    /// ("gateway-token:<instance id>", "llm-proxy:<instance id>"); each is worthless outside
+    /// its instance and tells nothing about the key or another instance's credential.
+    func derived(for purpose: String) -> String {
+        var out = [UInt8](repeating: 0, count: 32)
+        let message = Array(purpose.utf8)
+        precondition(cossl_hmac_sha256(key, key.count, message, message.count, &out) == 0, "HMAC-SHA-256 failed")
+        return Hex.encode(out)
+    }
+
     /// nonce ‖ ciphertext ‖ tag, hex.
     func seal(_ plaintext: String, for purpose: String) throws -> String {
         var nonce = [UInt8](repeating: 0, count: 12)
