@@ -147,6 +147,13 @@ public enum ServiceCatalog {
     public static let display = ":0"
     public static let vncPort: UInt16 = 5900
     public static let devToolsPort: UInt16 = 9222
+    /// The OpenClaw gateway (its default port), on 127.0.0.1 inside the instance.
+    public static let gatewayPort: UInt16 = 18789
+    /// The daemon's LLM key proxy as the instance sees it: a listening socket on 127.0.0.1
+    /// inside the instance's network namespace whose connections the daemon accepts.
+    public static let llmProxyPort: UInt16 = 8399
+    /// The active OpenClaw bundle, mounted read-only.
+    public static let agentBundleMount = "/opt/openclaw"
     public static let runtimeDir = "/run/user/1000"
     public static func runtimeDir(_ uid: uid_t) -> String { "/run/user/\(uid)" }
     /// Where the services' log files are written inside the instance (bound from the host's
