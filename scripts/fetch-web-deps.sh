@@ -13,6 +13,9 @@
 #   vendor/web/novnc/.version          (the pinned version; makes re-runs a no-op)
 #   vendor/web/xterm/xterm.min.js, xterm-addon-fit.min.js, xterm.min.css, LICENSE, .version
 #
+#   vendor/web/marked/marked.umd.min.js, COPYING, .version     (Debian's libjs-marked, pinned)
+#   vendor/web/dompurify/purify.es.js, COPYING, .version        (Debian's node-dompurify, pinned)
+#
 # Idempotent; works from any cwd. vendor/ is gitignored: never commit what this fetches.
 set -euo pipefail
 
@@ -100,8 +103,51 @@ fetch_minifiers() {
     echo "fetch-web-deps: rjsmin and rcssmin -> vendor/tools"
 }
 
+# The chat renders the agent's markdown with marked, and sanitises marked's HTML with DOMPurify
+# before it touches the page: both from Debian's packages at pinned versions (.debs from
+# deb.debian.org, unpacked, never installed).
+MARKED_VERSION="4.2.3+ds+~4.0.7-2"
+DOMPURIFY_VERSION="2.4.1+dfsg+~2.4.0-2+deb12u2"
+
+# fetch_deb PACKAGE VERSION DEST FILE... : FILE paths inside the package, copied flat into DEST
+# with the package's copyright as COPYING.
+fetch_deb() {
+    local package="$1" version="$2" dest="$3"
+    shift 3
+    if [[ -f "$dest/.version" && "$(cat "$dest/.version")" == "$version" ]]; then
+        echo "fetch-web-deps: $package $version already in ${dest#"$repo_root/"}"
+        return 0
+    fi
+    local work
+    work="$(mktemp -d)"
+    chmod 0777 "$work"
+    if ! (cd "$work" && apt-get download -q "$package=$version"); then
+        apt-get update -q
+        (cd "$work" && apt-get download -q "$package=$version")
+    fi
+    local deb
+    deb="$(find "$work" -maxdepth 1 -name "${package}_*.deb" | head -n 1)"
+    [[ -n "$deb" && "$(dpkg-deb -f "$deb" Version)" == "$version" ]] \
+        || { echo "fetch-web-deps: $package $version was not downloaded" >&2; rm -rf "$work"; exit 1; }
+    dpkg-deb -x "$deb" "$work/root"
+    mkdir -p "$repo_root/vendor/web"
+    local stage
+    stage="$(mktemp -d "$repo_root/vendor/web/.$package.XXXXXX")"
+    for file in "$@"; do
+        cp -L "$work/root/$file" "$stage/" || { echo "fetch-web-deps: $file missing from $package" >&2; rm -rf "$work" "$stage"; exit 1; }
+    done
+    cp -L "$work/root/usr/share/doc/$package/copyright" "$stage/COPYING"
+    printf '%s\n' "$version" > "$stage/.version"
+    chmod -R u+rwX,go+rX "$stage"
+    rm -rf "$dest" "$work"
+    mv "$stage" "$dest"
+    echo "fetch-web-deps: $package $version -> ${dest#"$repo_root/"}"
+}
+
 fetch_minifiers
 fetch_xterm
+fetch_deb libjs-marked "$MARKED_VERSION" "$repo_root/vendor/web/marked" usr/share/javascript/marked/marked.umd.min.js
+fetch_deb node-dompurify "$DOMPURIFY_VERSION" "$repo_root/vendor/web/dompurify" usr/share/nodejs/dompurify/dist/purify.es.js
 
 dest="$repo_root/vendor/web/novnc"
 

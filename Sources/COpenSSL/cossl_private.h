@@ -105,6 +105,11 @@
     X(crypto, EVP_MD_CTX_free, void, (EVP_MD_CTX *))                                               \
     X(crypto, EVP_DigestVerifyInit, int, (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, EVP_PKEY *)) \
     X(crypto, EVP_DigestVerify, int, (EVP_MD_CTX *, const unsigned char *, size_t, const unsigned char *, size_t)) \
+    X(crypto, EVP_PKEY_new_raw_private_key, EVP_PKEY *, (int, ENGINE *, const unsigned char *, size_t)) \
+    X(crypto, EVP_PKEY_get_raw_private_key, int, (const EVP_PKEY *, unsigned char *, size_t *))  \
+    X(crypto, EVP_PKEY_get_raw_public_key, int, (const EVP_PKEY *, unsigned char *, size_t *))   \
+    X(crypto, EVP_DigestSignInit, int, (EVP_MD_CTX *, EVP_PKEY_CTX **, const EVP_MD *, ENGINE *, EVP_PKEY *)) \
+    X(crypto, EVP_DigestSign, int, (EVP_MD_CTX *, unsigned char *, size_t *, const unsigned char *, size_t)) \
     X(crypto, HMAC, unsigned char *, (const EVP_MD *, const void *, int, const unsigned char *, size_t, unsigned char *, unsigned int *))
 
 // Bound by cossl_load (copenssl.c); hidden, so they never clash with another library's symbols.

@@ -127,7 +127,8 @@ func buildApplication(configuration: Configuration, logger: Logger,
     AuditController(policy: policy, store: store).addRoutes(to: api)
     AgentController(policy: policy, bundles: AgentBundles(directory: paths.agentBundles, settings: store)).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
-    let providers = Providers(store: store, secrets: try SecretBox(keyFile: paths.secretKey))
+    let secretBox = try SecretBox(keyFile: paths.secretKey)
+    let providers = Providers(store: store, secrets: secretBox)
     SettingsController(policy: policy, layers: layers, manager: manager, providers: providers).addRoutes(to: api)
     ProvidersController(policy: policy, providers: providers).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
@@ -146,6 +147,10 @@ func buildApplication(configuration: Configuration, logger: Logger,
     TerminalController(policy: policy, manager: manager,
                        sessions: TerminalSessions(idleTimeoutMs: unsafe.terminalIdleMs, logger: logger))
         .addRoutes(to: webSocketRouter)
+    let gatewayLinks = GatewayLinks(manager: manager, credentials: AgentCredentials(secrets: secretBox),
+                                    device: try DeviceIdentity(keyFile: paths.deviceKey), logger: logger)
+    gatewayLinks.follow(manager.events)
+    ChatController(policy: policy, layers: layers, links: gatewayLinks).addRoutes(to: webSocketRouter)
 
     let application = Application(
         router: router,

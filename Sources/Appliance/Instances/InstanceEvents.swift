@@ -21,12 +21,22 @@ final class InstanceEvents: Sendable {
     }
 
     private let subscribers = Mutex<[UInt64: Subscriber]>([:])
+    /// Observers of every instance (the gateway links): each event, in order, none dropped.
+    private let everyInstance = Mutex<[AsyncStream<(Int64, Event)>.Continuation]>([])
     private let nextID = Atomic<UInt64>(1)
 
     func publish(_ instance: Int64, _ event: Event) {
         subscribers.withLock { all in
             for subscriber in all.values where subscriber.instance == instance { subscriber.continuation.yield(event) }
         }
+        everyInstance.withLock { all in for observer in all { observer.yield((instance, event)) } }
+    }
+
+    /// Every instance's events from now on, for the daemon's lifetime.
+    func observeAll() -> AsyncStream<(Int64, Event)> {
+        let (stream, continuation) = AsyncStream<(Int64, Event)>.makeStream()
+        everyInstance.withLock { $0.append(continuation) }
+        return stream
     }
 
     /// The stream ends (and the subscription goes) when `cancel` is called; `keepAlive` puts

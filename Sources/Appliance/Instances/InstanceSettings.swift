@@ -23,9 +23,13 @@ struct InstanceSettings: Codable, Sendable, Equatable {
     /// The agent's model, "provider/model", and the ones it falls back to, in order.
     var model: String?
     var fallbacks: [String]?
+    /// Everyone's chat with the agent is one conversation (`agent:main:main`) instead of one
+    /// session per user.
+    var chatShared: Bool?
 
     enum CodingKeys: String, CodingKey {
         case cpus, network, model, fallbacks
+        case chatShared = "chat_shared"
         case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max"
         case shmMiB = "shm_mib", tmpMiB = "tmp_mib", egressAllow = "egress_allow"
         case ioReadMiBps = "io_read_mib_per_s", ioWriteMiBps = "io_write_mib_per_s"
@@ -33,7 +37,9 @@ struct InstanceSettings: Codable, Sendable, Equatable {
 
     init(memoryMaxMiB: Int? = nil, memoryHighMiB: Int? = nil, cpus: Double? = nil, pidsMax: Int? = nil,
          shmMiB: Int? = nil, tmpMiB: Int? = nil, ioReadMiBps: Int? = nil, ioWriteMiBps: Int? = nil,
-         network: String? = nil, egressAllow: [String]? = nil, model: String? = nil, fallbacks: [String]? = nil) {
+         network: String? = nil, egressAllow: [String]? = nil, model: String? = nil, fallbacks: [String]? = nil,
+         chatShared: Bool? = nil) {
+        self.chatShared = chatShared
         self.model = model
         self.fallbacks = fallbacks
         self.memoryMaxMiB = memoryMaxMiB
@@ -60,7 +66,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
             init?(intValue: Int) { nil }
         }
         let known = Set(["memory_max_mib", "memory_high_mib", "cpus", "pids_max", "shm_mib", "tmp_mib",
-                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow", "model", "fallbacks"]
+                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow", "model", "fallbacks", "chat_shared"]
                         + extraKeys)
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }
         if let first = unknown.sorted().first {
@@ -81,6 +87,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         egressAllow = try c.decodeIfPresent([String].self, forKey: .egressAllow)?.map { IPv4CIDR($0)?.description ?? $0 }
         model = try c.decodeIfPresent(String.self, forKey: .model)
         fallbacks = try c.decodeIfPresent([String].self, forKey: .fallbacks)
+        chatShared = try c.decodeIfPresent(Bool.self, forKey: .chatShared)
     }
 
     static let builtIn = InstanceSettings(memoryMaxMiB: 4096, memoryHighMiB: 3584, cpus: 2, pidsMax: 4096,
@@ -94,7 +101,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
                          tmpMiB: tmpMiB ?? base.tmpMiB, ioReadMiBps: ioReadMiBps ?? base.ioReadMiBps,
                          ioWriteMiBps: ioWriteMiBps ?? base.ioWriteMiBps, network: network ?? base.network,
                          egressAllow: egressAllow ?? base.egressAllow, model: model ?? base.model,
-                         fallbacks: fallbacks ?? base.fallbacks)
+                         fallbacks: fallbacks ?? base.fallbacks, chatShared: chatShared ?? base.chatShared)
     }
 
     /// Rejects nonsense with a message naming the field.

@@ -12,6 +12,8 @@ struct DataPaths: Sendable {
     var agentBundles: String { root + "/agent/bundles" }
     /// The key that seals secrets in the database (provider API keys): 32 bytes, 0600.
     var secretKey: String { root + "/secrets.key" }
+    /// The appliance's Ed25519 device key towards the agents' gateways: its 32-byte seed, 0600.
+    var deviceKey: String { root + "/device.key" }
     /// The empty mount point every launch assembles its root on (inside its own mount namespace).
     var stage: String { root + "/run/stage" }
 

@@ -49,6 +49,17 @@ enum { COSSL_SIG_VALID = 1, COSSL_SIG_INVALID = 0, COSSL_SIG_BAD_KEY = -1 };
 int cossl_verify_signature(int cose_alg, const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
                            const uint8_t *msg, size_t msg_len, const uint8_t *sig, size_t sig_len);
 
+// ---- Ed25519 (the appliance's device identity towards OpenClaw gateways) -----------------------
+
+// A new key: its 32-byte private seed (RFC 8032's secret key) and its 32-byte public key. 0 or -1.
+int cossl_ed25519_keygen(uint8_t seed[32], uint8_t public_key[32]);
+
+// The public key of a private seed. 0 or -1.
+int cossl_ed25519_public(const uint8_t seed[32], uint8_t public_key[32]);
+
+// The 64-byte signature of `msg` under the key of `seed`. 0 or -1.
+int cossl_ed25519_sign(const uint8_t seed[32], const uint8_t *msg, size_t msg_len, uint8_t sig[64]);
+
 // ---- certificates ----------------------------------------------------------------------------
 
 // Writes a new self-signed certificate (ECDSA P-256, SHA-256, serverAuth) for the given DNS

@@ -5,6 +5,7 @@ import { subscribeInstanceEvents } from "../events.js";
 import { Poller } from "../poller.js";
 import { allowedActions, displayReady, stateBadge, updateServiceChips, updateStateBadge } from "../status.js";
 import { VncView } from "../vnc.js";
+import { ChatPanel } from "./chat.js";
 import { FilesPanel } from "./files.js";
 import { LogsPanel } from "./logs.js";
 import { ServicesPanel } from "./services.js";
@@ -84,9 +85,11 @@ export async function instancePage(root, ctx) {
     logs.element.hidden = true;
     const terminal = new TerminalPanel(id, ctx.signal);
     terminal.element.hidden = true;
+    const chat = new ChatPanel(id, ctx.signal);
+    chat.element.hidden = true;
     const tabs = h("div", { class: "tabs", role: "tablist" });
-    const panels = { browser: viewer, files: files.element, logs: logs.element, terminal: terminal.element };
-    for (const [name, label] of [["browser", "Browser"], ["files", "Files"], ["logs", "Logs"], ["terminal", "Terminal"]]) {
+    const panels = { browser: viewer, chat: chat.element, files: files.element, logs: logs.element, terminal: terminal.element };
+    for (const [name, label] of [["browser", "Browser"], ["chat", "Chat"], ["files", "Files"], ["logs", "Logs"], ["terminal", "Terminal"]]) {
         tabs.appendChild(h("button", {
             type: "button", role: "tab", class: "tab", id: `tab-${name}`, dataset: { tab: name },
             "aria-selected": name === "browser" ? "true" : "false",
@@ -96,6 +99,7 @@ export async function instancePage(root, ctx) {
                 if (name === "files") files.load();
                 if (name === "logs") logs.show(); else logs.hide();
                 if (name === "terminal") terminal.show(); else terminal.hide();
+                if (name === "chat") chat.show(); else chat.hide();
             },
         }, label));
     }
@@ -114,6 +118,7 @@ export async function instancePage(root, ctx) {
         services.element,
         tabs,
         viewer,
+        chat.element,
         files.element,
         logs.element,
         terminal.element);

@@ -1,0 +1,480 @@
+import FoundationEssentials
+import Logging
+import NIOCore
+import Supervisor
+import Synchronization
+
+/// The daemon's one connection to one instance's OpenClaw gateway, shared by every browser
+/// chat socket of that instance (they differ by session key). It dials through the instance's
+/// init (a TCP socket made on the instance's own loopback: no port on the host, no forwarding
+/// header, so the gateway pairs our device silently), handshakes with a signed device,
+/// correlates requests with responses, routes run events to the sessions they belong to, and
+/// keeps itself alive: ticks watched, reconnects with backoff, `startup-sidecars` retried after
+/// the time the gateway names. Transcripts pass through and are never logged.
+final class GatewayLink: Sendable {
+    enum Failure: Error, Equatable {
+        case notReady(String)
+        case refused(code: String, message: String)
+        case lost
+        case timedOut
+    }
+
+    /// The agent as the browser sees it.
+    enum Status: Equatable, Sendable {
+        case connecting(String?)
+        case ready
+        case failed(String)
+        case stopped
+
+        var update: ChatUpdate {
+            switch self {
+            case .connecting(let why): return .status(agent: "connecting", reason: why)
+            case .ready: return .status(agent: "ready", reason: nil)
+            case .failed(let why): return .status(agent: "failed", reason: why)
+            case .stopped: return .status(agent: "stopped", reason: nil)
+            }
+        }
+    }
+
+    private struct Listener {
+        var sessionKey: String
+        var continuation: AsyncStream<ChatUpdate>.Continuation
+    }
+
+    private struct State {
+        var status: Status = .connecting(nil)
+        var send: AsyncStream<[UInt8]>.Continuation?
+        var channel: (any Channel)?
+        var pending: [String: CheckedContinuation<JSONValue, any Error>] = [:]
+        var runs = ChatRuns()
+        var listeners: [UInt64: Listener] = [:]
+        var nextID: UInt64 = 1
+        var lastFrame = ContinuousClock.now
+        var hello: GatewayConnect.Hello?
+        /// A wait between attempts, cut short by `kick()`.
+        var waiting: CheckedContinuation<Void, Never>?
+        var kicked = false
+        var closed = false
+        /// The instance's agent service is known not to run: no attempt until it is ready again.
+        var agentDown = false
+        var readyAt: ContinuousClock.Instant?
+    }
+
+    let instance: Int64
+    private let dial: @Sendable () async throws -> Int32
+    private let token: String
+    private let device: DeviceIdentity
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let loop = Mutex<Task<Void, Never>?>(nil)
+    static let version = "claworc"
+
+    init(instance: Int64, token: String, device: DeviceIdentity, logger: Logger, dial: @escaping @Sendable () async throws -> Int32) {
+        self.instance = instance
+        self.token = token
+        self.device = device
+        self.logger = logger
+        self.dial = dial
+    }
+
+    func start() {
+        loop.withLock { task in
+            guard task == nil else { return }
+            task = Task { [self] in await run() }
+        }
+    }
+
+    /// The agent (re)started: connect now, whatever the backoff said; an open link is dropped
+    /// first when `reconnect` (its gateway is a new process).
+    func kick(reconnect: Bool = false) {
+        let (waiter, channel) = state.withLock { s -> (CheckedContinuation<Void, Never>?, (any Channel)?) in
+            s.kicked = true
+            s.agentDown = false
+            let w = s.waiting
+            s.waiting = nil
+            return (w, reconnect ? s.channel : nil)
+        }
+        waiter?.resume()
+        channel?.close(promise: nil)
+    }
+
+    /// The agent is down (stopped, failed, restarting): say so, drop the connection, wait for a kick.
+    func agentDown(_ reason: String?, failed: Bool = false) {
+        let channel = state.withLock { s -> (any Channel)? in
+            s.kicked = false
+            s.agentDown = true
+            return s.channel
+        }
+        setStatus(failed ? .failed(reason ?? "The agent failed.") : .connecting(reason))
+        channel?.close(promise: nil)
+    }
+
+    /// The instance stopped: the link ends and every listener is told.
+    func close() {
+        let (channel, waiter) = state.withLock { s -> ((any Channel)?, CheckedContinuation<Void, Never>?) in
+            s.closed = true
+            let w = s.waiting
+            s.waiting = nil
+            return (s.channel, w)
+        }
+        loop.withLock { $0?.cancel() }
+        waiter?.resume()
+        channel?.close(promise: nil)
+        setStatus(.stopped)
+        state.withLock { s in
+            for listener in s.listeners.values { listener.continuation.finish() }
+            s.listeners = [:]
+        }
+    }
+
+    var status: Status { state.withLock { $0.status } }
+    var readyAt: ContinuousClock.Instant? { state.withLock { $0.readyAt } }
+
+    // MARK: listeners
+
+    /// Updates for one session key, starting with the current status.
+    func listen(sessionKey: String) -> (stream: AsyncStream<ChatUpdate>, cancel: @Sendable () -> Void) {
+        let (stream, continuation) = AsyncStream<ChatUpdate>.makeStream(bufferingPolicy: .bufferingNewest(512))
+        let id = state.withLock { s -> UInt64 in
+            let id = s.nextID
+            s.nextID += 1
+            s.listeners[id] = Listener(sessionKey: s.runs.canonical(sessionKey), continuation: continuation)
+            continuation.yield(s.status.update)
+            return id
+        }
+        return (stream, { [weak self] in
+            self?.state.withLock { _ = $0.listeners.removeValue(forKey: id) }
+            continuation.finish()
+        })
+    }
+
+    var listenerCount: Int { state.withLock { $0.listeners.count } }
+
+    private func publish(_ updates: [(String, ChatUpdate)]) {
+        guard !updates.isEmpty else { return }
+        state.withLock { s in
+            for (key, update) in updates {
+                for listener in s.listeners.values where listener.sessionKey == key { listener.continuation.yield(update) }
+            }
+        }
+    }
+
+    private func setStatus(_ status: Status) {
+        state.withLock { s in
+            guard s.status != status, !(s.closed && status != .stopped) else { return }
+            s.status = status
+            for listener in s.listeners.values { listener.continuation.yield(status.update) }
+        }
+    }
+
+    // MARK: chat
+
+    func history(sessionKey: String) async throws -> JSONValue {
+        let result = try await request("chat.history", ["sessionKey": .string(sessionKey), "limit": 200])
+        return result["messages"] ?? .array([])
+    }
+
+    /// Starts a run; its events reach the session's listeners. The run id.
+    func send(sessionKey: String, text: String) async throws -> String {
+        let key = Hex.encode(Secrets.randomBytes(16))
+        state.withLock { $0.runs.start(key, sessionKey: sessionKey) }
+        do {
+            let ack = try await request("chat.send", ["sessionKey": .string(sessionKey), "message": .string(text),
+                                                      "idempotencyKey": .string(key), "deliver": false])
+            let runID = ack["runId"]?.string ?? key
+            state.withLock { $0.runs.rename(key, to: runID) }
+            return runID
+        } catch {
+            state.withLock { $0.runs.forget(key) }
+            throw error
+        }
+    }
+
+    func abort(sessionKey: String, runID: String?) async throws {
+        var params: JSONValue = ["sessionKey": .string(sessionKey)]
+        if let runID, case .object(var o) = params { o["runId"] = .string(runID); params = .object(o) }
+        _ = try await request("chat.abort", params)
+    }
+
+    func reset(sessionKey: String) async throws {
+        _ = try await request("sessions.reset", ["key": .string(sessionKey)])
+    }
+
+    /// One request, answered by the `res` of the same id.
+    func request(_ method: String, _ params: JSONValue, timeoutMs: Int64 = 30_000) async throws -> JSONValue {
+        let id = Hex.encode(Secrets.randomBytes(8))
+        let frame: JSONValue = ["type": "req", "id": .string(id), "method": .string(method), "params": params]
+        let timeout = Task { [weak self] in
+            try await Task.sleep(for: .milliseconds(timeoutMs))
+            self?.fail(id, Failure.timedOut)
+        }
+        defer { timeout.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let refused: (any Error)? = state.withLock { s in
+                guard s.status == .ready, let send = s.send, let hello = s.hello else {
+                    return Failure.notReady(Self.describe(s.status))
+                }
+                let bytes = Array(frame.text.utf8)
+                guard bytes.count < hello.maxPayload else { return Failure.refused(code: "TOO_LARGE", message: "The message is too large.") }
+                s.pending[id] = continuation
+                send.yield(WebSocketFrames.encode(.text, bytes))
+                return nil
+            }
+            if let refused { continuation.resume(throwing: refused) }
+        }
+    }
+
+    private func fail(_ id: String, _ error: any Error) {
+        state.withLock { $0.pending.removeValue(forKey: id) }?.resume(throwing: error)
+    }
+
+    private static func describe(_ status: Status) -> String {
+        switch status {
+        case .connecting(let why): return why ?? "The agent is not ready yet."
+        case .ready: return "ready"
+        case .failed(let why): return why
+        case .stopped: return "The instance is stopped."
+        }
+    }
+
+    // MARK: the connection loop
+
+    private func run() async {
+        var failures = 0
+        while !Task.isCancelled && !state.withLock({ $0.closed }) {
+            state.withLock { $0.kicked = false }
+            let outcome = await connectOnce()
+            if Task.isCancelled || state.withLock({ $0.closed }) { break }
+            let delayMs: Int64?
+            switch outcome {
+            case .wasReady:
+                failures = 0
+                delayMs = 250
+            case .retry(let after, let why):
+                if !state.withLock({ $0.agentDown }) { setStatus(.connecting(why)) }
+                failures += 1
+                // 0.5 s doubling to 30 s, as the reference client backs off.
+                delayMs = after ?? min(500 << Int64(min(failures - 1, 6)), 30_000)
+            case .fatal(let why):
+                setStatus(.failed(why))
+                logger.warning("agent gateway refused the appliance", metadata: ["instance": "\(instance)", "reason": "\(why)"])
+                delayMs = nil
+            }
+            // While the agent is known to be down only its next `ready` (a kick) brings it back.
+            await pause(state.withLock { $0.agentDown } ? nil : delayMs)
+        }
+    }
+
+    /// Sleeps `ms` (forever when nil) or until kicked.
+    private func pause(_ ms: Int64?) async {
+        let sleeper = ms.map { ms in Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(ms))
+            self?.kick()
+        } }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.kicked || s.closed { return true }
+                s.waiting = c
+                return false
+            }
+            if now { c.resume() }
+        }
+        sleeper?.cancel()
+    }
+
+    private enum Outcome {
+        case wasReady
+        case retry(afterMs: Int64?, String)
+        case fatal(String)
+    }
+
+    private func connectOnce() async -> Outcome {
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            let fd = try await dial()
+            channel = try await FDRelay.socketChannel(fd)
+        } catch {
+            return .retry(afterMs: nil, "The agent's gateway is not reachable yet.")
+        }
+        let (outgoing, send) = AsyncStream<[UInt8]>.makeStream()
+        state.withLock { s in
+            s.channel = channel.channel
+            s.send = send
+            s.lastFrame = .now
+        }
+        let outcome: Outcome
+        do {
+            outcome = try await channel.executeThenClose { inbound, outbound in
+                var session = Session(link: self)
+                return await withTaskGroup(of: Outcome?.self) { group in
+                    group.addTask {
+                        // A failed write ends the writer; the reader sees the connection end.
+                        do { for await bytes in outgoing { try await outbound.write(ByteBuffer(bytes: bytes)) } } catch {}
+                        return nil
+                    }
+                    group.addTask { [self] in await watchdog(channel.channel) }
+                    send.yield(WebSocketFrames.upgradeRequest(host: "127.0.0.1:\(ServiceCatalog.gatewayPort)", path: "/",
+                                                              key: WebSocketFrames.newKey()))
+                    let result = await session.read(inbound)
+                    group.cancelAll()
+                    send.finish()
+                    return result
+                }
+            }
+        } catch {
+            outcome = state.withLock { $0.hello != nil } ? .wasReady : .retry(afterMs: nil, "The connection to the agent's gateway failed.")
+        }
+        let wasReady = state.withLock { $0.hello != nil }
+        let (pending, lost) = state.withLock { s -> ([CheckedContinuation<JSONValue, any Error>], [(String, ChatUpdate)]) in
+            s.channel = nil
+            s.send = nil
+            s.hello = nil
+            let pending = Array(s.pending.values)
+            s.pending = [:]
+            return (pending, s.runs.lost())
+        }
+        for continuation in pending { continuation.resume(throwing: Failure.lost) }
+        publish(lost)
+        if wasReady { setStatus(.connecting("The connection to the agent was lost; reconnecting.")) }
+        return outcome
+    }
+
+    /// Closes a connection that went silent: before hello-ok for 10 s, after it for two tick
+    /// intervals (the gateway ticks even when nothing else happens).
+    private func watchdog(_ channel: any Channel) async -> Outcome? {
+        while !Task.isCancelled {
+            let (last, tick) = state.withLock { ($0.lastFrame, $0.hello?.tickIntervalMs) }
+            let limit: Duration = tick.map { .milliseconds(2 * $0) } ?? .seconds(10)
+            let left = limit - (ContinuousClock.now - last)
+            if left <= .zero {
+                logger.info("agent gateway went silent; reconnecting", metadata: ["instance": "\(instance)"])
+                channel.close(promise: nil)
+                return nil
+            }
+            do { try await Task.sleep(for: left) } catch { return nil }
+        }
+        return nil
+    }
+
+    /// One connection's reading side: the upgrade, the challenge, connect, then frames.
+    private struct Session {
+        let link: GatewayLink
+        var wasReady = false
+        var reader = WebSocketFrames.Reader(maxMessage: 64 << 10)
+        var head: [UInt8] = []
+        var upgraded = false
+        var connectID: String?
+        var closeCode: UInt16?
+
+        init(link: GatewayLink) { self.link = link }
+
+        mutating func read(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async -> Outcome {
+            do {
+                for try await buffer in inbound {
+                    link.state.withLock { $0.lastFrame = .now }
+                    if !upgraded {
+                        head += buffer.readableBytesView
+                        guard let end = try WebSocketFrames.upgradeResponseEnd(head) else { continue }
+                        upgraded = true
+                        reader.feed(head[end...])
+                        head = []
+                    } else {
+                        reader.feed(buffer.readableBytesView)
+                    }
+                    while let message = try reader.next() {
+                        if let outcome = try handle(message) { return outcome }
+                    }
+                }
+            } catch {
+                link.logger.info("agent gateway connection broke", metadata: ["instance": "\(link.instance)", "error": "\(error)"])
+            }
+            if wasReady { return .wasReady }
+            // 1013: still starting; anything else before hello-ok is worth another try.
+            return .retry(afterMs: nil, closeCode == 1013 ? "The agent is starting." : "The agent's gateway closed the connection.")
+        }
+
+        /// A finished connection's outcome, or nil to read on.
+        private mutating func handle(_ message: WebSocketFrames.Message) throws -> Outcome? {
+            switch message {
+            case .ping(let payload):
+                _ = link.state.withLock { $0.send?.yield(WebSocketFrames.encode(.pong, payload)) }
+                return nil
+            case .pong, .binary:
+                return nil
+            case .close(let code, _):
+                closeCode = code
+                _ = link.state.withLock { $0.send?.yield(WebSocketFrames.closeFrame(code: code ?? 1000)) }
+                if wasReady { return .wasReady }
+                return .retry(afterMs: nil, code == 1013 ? "The agent is starting." : "The agent's gateway closed the connection.")
+            case .text(let text):
+                guard let frame = JSONValue.parse(text) else { return nil }
+                return try handle(frame)
+            }
+        }
+
+        private mutating func handle(_ frame: JSONValue) throws -> Outcome? {
+            switch frame["type"]?.string {
+            case "event":
+                let name = frame["event"]?.string ?? ""
+                let payload = frame["payload"] ?? .null
+                if name == "connect.challenge", connectID == nil {
+                    guard let nonce = payload["nonce"]?.string, let ts = payload["ts"]?.int,
+                          let params = GatewayConnect.params(token: link.token, device: link.device, nonce: nonce, ts: ts,
+                                                             version: GatewayLink.version) else {
+                        return .fatal("The agent's gateway sent a malformed challenge.")
+                    }
+                    let id = "connect-" + Hex.encode(Secrets.randomBytes(4))
+                    connectID = id
+                    let request: JSONValue = ["type": "req", "id": .string(id), "method": "connect", "params": params]
+                    _ = link.state.withLock { $0.send?.yield(WebSocketFrames.encode(.text, Array(request.text.utf8))) }
+                } else if name == "chat" || name == "agent" {
+                    let updates = link.state.withLock { $0.runs.handle(event: name, payload: payload) }
+                    link.publish(updates)
+                }
+                // tick, shutdown (its close follows), presence, health and events newer than us: the
+                // frame itself kept the link alive.
+                return nil
+            case "res":
+                let id = frame["id"]?.string ?? ""
+                if id == connectID {
+                    connectID = nil
+                    guard frame["ok"]?.bool == true, let hello = GatewayConnect.Hello(frame["payload"] ?? .null) else {
+                        switch GatewayConnect.refusal(frame["error"]) {
+                        case .retry(let after, let why): return .retry(afterMs: after, why)
+                        case .fatal(let why): return .fatal(why)
+                        }
+                    }
+                    guard hello.scopes.contains("operator.write") || hello.scopes.contains("operator.admin") else {
+                        return .fatal("The agent's gateway granted no write scope to the appliance's device.")
+                    }
+                    reader = WebSocketFrames.Reader(maxMessage: hello.maxPayload)
+                    wasReady = true
+                    link.state.withLock { s in
+                        s.hello = hello
+                        s.runs.mainKey = hello.mainKey
+                        s.runs.agentID = hello.defaultAgentID
+                        s.runs.protocolVersion = hello.protocolVersion
+                        s.readyAt = .now
+                    }
+                    // Every listener hears `ready` (the status was `connecting` meanwhile) and
+                    // re-fetches the history: events missed while away are not replayed.
+                    link.setStatus(.ready)
+                    link.logger.info("agent gateway connected", metadata: ["instance": "\(link.instance)",
+                                                                           "protocol": "\(hello.protocolVersion)"])
+                    return nil
+                }
+                let continuation = link.state.withLock { $0.pending.removeValue(forKey: id) }
+                if frame["ok"]?.bool == true {
+                    continuation?.resume(returning: frame["payload"] ?? .null)
+                } else {
+                    let error = frame["error"]
+                    continuation?.resume(throwing: Failure.refused(code: error?["code"]?.string ?? "UNKNOWN",
+                                                                   message: error?["message"]?.string ?? "The agent refused the request."))
+                }
+                return nil
+            default:
+                return nil
+            }
+        }
+    }
+}

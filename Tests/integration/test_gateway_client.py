@@ -1,0 +1,220 @@
+"""The daemon's OpenClaw gateway client, against the protocol-faithful stand-in running inside a
+real instance (its own network namespace; the daemon's link is a socket the instance's init
+connected on the instance's loopback), driven through the browser's chat WebSocket. Both
+protocol modes, and every pitfall of the research notes §6.2: noise of other sessions and unknown
+events, repeated snapshots, a gateway that stops ticking, shutdown/1012, startup-sidecars/1013,
+tool events (only with the cap), abort, and sessions kept apart per user unless shared.
+"""
+import shutil
+import sqlite3
+import tempfile
+import pathlib
+import time
+
+import pytest
+
+from claworc_harness import ADMIN, Client, Daemon, bootstrap_admin
+from chat_helpers import Chat, Standin
+
+ANSWER = "Fake answer to: {}. Have a nice day."
+
+
+@pytest.fixture(scope="module")
+def env():
+    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-chat-"))
+    base.chmod(0o711)
+    daemon = Daemon(base / "data", extra_args=["--instance-services", "none"]).start()
+    admin = bootstrap_admin(daemon)
+    yield {"daemon": daemon, "admin": admin}
+    daemon.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def add_user(daemon, name, assigned):
+    db = sqlite3.connect(daemon.data_dir / "claworc.db", timeout=10)
+    with db:
+        db.execute("INSERT INTO users (username, password_hash, role) "
+                   "SELECT ?, password_hash, 'user' FROM users WHERE username = ?", (name, ADMIN[0]))
+        uid = db.execute("SELECT id FROM users WHERE username = ?", (name,)).fetchone()[0]
+        for iid in assigned:
+            db.execute("INSERT INTO instance_users (instance_id, user_id) VALUES (?, ?)", (iid, uid))
+    db.close()
+    client = Client(daemon)
+    client.login(name, ADMIN[1])
+    return client
+
+
+_count = [0]
+
+
+def instance(env, **settings):
+    """A fresh running instance with the stand-in started with `settings`."""
+    _count[0] += 1
+    admin = env["admin"]
+    iid = admin.create(f"chat-{_count[0]}")["id"]
+    assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+    admin.wait_for(iid, lambda i: i["state"] == "running", what="running")
+    standin = Standin(env["daemon"], admin, iid).start(**settings)
+    return iid, standin
+
+
+def deltas_grow(messages):
+    texts = [m["text"] for m in messages if m["type"] == "delta"]
+    assert texts, messages
+    for a, b in zip(texts, texts[1:]):
+        assert b != a and b.startswith(a), f"deltas must be cumulative and never repeat: {texts}"
+    return texts
+
+
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_chat_round_trip_in_both_protocols(env, protocol):
+    iid, standin = instance(env, PROTOCOL=protocol, TICK_MS=1000)
+    chat = Chat(env["admin"], iid)
+    chat.ready()
+    assert chat.of_type("history")["messages"] == []
+    run_id, got = chat.run("hello there")
+    texts = deltas_grow(got)
+    assert texts[-1] == ANSWER.format("hello there")
+    assert got[-1]["type"] == "final" and got[-1]["text"] == ANSWER.format("hello there")
+    history = chat.of_type("history")["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    # The device was signed and paired silently: the stand-in logs no refusal.
+    assert "PAIRING_REQUIRED" not in standin.log() and "MISSING_SCOPE" not in standin.log()
+    chat.close()
+
+
+def test_noise_of_other_sessions_and_unknown_events_is_filtered(env):
+    iid, _ = instance(env, NOISE=1)
+    chat = Chat(env["admin"], iid)
+    chat.ready()
+    run_id, got = chat.run("filter me")
+    assert all(m.get("runId") == run_id for m in got if m["type"] != "status"), got
+    texts = deltas_grow(got)
+    assert texts[-1] == ANSWER.format("filter me")
+    # Nothing of the noise run reached this socket, not even after the run.
+    chat.send("history")
+    chat.of_type("history")
+    assert all(m.get("runId") in (None, run_id) for m in chat.messages), chat.messages
+
+
+def test_tool_events_reach_the_browser(env):
+    iid, _ = instance(env)
+    chat = Chat(env["admin"], iid)
+    chat.ready()
+    _, got = chat.run("please use a tool now")
+    tools = [m for m in got if m["type"] == "tool"]
+    assert [t["phase"] for t in tools] == ["start", "result"], got
+    assert tools[0]["name"] == "exec" and tools[0]["toolCallId"] == tools[1]["toolCallId"]
+
+
+def test_abort_stops_the_run_and_keeps_the_partial_text(env):
+    iid, standin = instance(env)
+    # A slow provider: one word every 0.4 s.
+    standin.stop()
+    standin.chunk_delay = 0.4
+    standin.admin.post(f"/api/v1/instances/{iid}/exec", {"argv": ["sh", "-c", "kill $(cat ~/llm.pid)"]})
+    standin._llm()
+    standin.start()
+    chat = Chat(env["admin"], iid)
+    chat.ready()
+    chat.send("send", text="a long story")
+    run_id = chat.of_type("started")["runId"]
+    chat.next(lambda m: m["type"] == "delta" and m["runId"] == run_id, what="first delta")
+    chat.send("abort")
+    end = chat.next(lambda m: m.get("runId") == run_id and m["type"] in ("final", "error", "aborted"), what="end")
+    assert end["type"] == "aborted", end
+    history = chat.of_type("history")["messages"]
+    assert history[0]["role"] == "user" and history[-1]["role"] == "assistant"
+    assert len(str(history[-1]["content"])) < len(ANSWER.format("a long story")) + 60
+
+
+def test_silent_gateway_is_detected_and_reconnected(env):
+    iid, _ = instance(env, TICKS=0, TICK_MS=300)
+    chat = Chat(env["admin"], iid)
+    chat.ready()
+    t0 = time.monotonic()
+    # No tick for two intervals: the link closes, reconnects, and says so.
+    chat.next(lambda m: m["type"] == "status" and m["agent"] == "connecting", 10, "connecting")
+    chat.ready(10)
+    assert time.monotonic() - t0 < 5
+    chat.of_type("history")
+
+
+def test_shutdown_1012_reconnects_and_refetches_history(env):
+    iid, standin = instance(env)
+    chat = Chat(env["admin"], iid)
+    chat.ready()
+    chat.run("before the restart")
+    chat.of_type("history")
+    standin.signal("USR1")   # shutdown event, close 1012, keeps serving
+    chat.next(lambda m: m["type"] == "status" and m["agent"] == "connecting", 10, "connecting")
+    chat.ready(10)
+    history = chat.of_type("history")["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+
+
+def test_startup_sidecars_1013_is_retried_after_retry_after(env):
+    iid, standin = instance(env, SIDECARS_MS=2000)
+    started = time.monotonic()
+    chat = Chat(env["admin"], iid)
+    status = chat.ready(15)
+    waited = time.monotonic() - started
+    # Refused while the sidecars load, then in without waiting out a long backoff.
+    assert 1.0 < waited < 6, waited
+    assert "startup-sidecars" in standin.log() or waited > 1.0
+    chat.run("after sidecars")
+
+
+def test_sessions_are_per_user_unless_shared(env):
+    iid, _ = instance(env)
+    daemon, admin = env["daemon"], env["admin"]
+    bob = add_user(daemon, f"bob{iid}", [iid])
+    carol = add_user(daemon, f"carol{iid}", [iid])
+    b, c = Chat(bob, iid), Chat(carol, iid)
+    b.ready()
+    c.ready()
+    b.of_type("history")
+    c.of_type("history")
+    run_id, _ = b.run("bob's secret")
+    time.sleep(0)  # the run's events went to bob's session only:
+    c.send("history")
+    assert c.of_type("history")["messages"] == []
+    assert not [m for m in c.messages if m.get("runId") == run_id]
+    # A user who is not assigned: 4404, as for an instance that does not exist.
+    dave = add_user(daemon, f"dave{iid}", [])
+    d = Chat(dave, iid)
+    with pytest.raises(AssertionError):
+        d.ready(5)
+    assert d.close_code == 4404
+    # Shared: everyone is in agent:main:main.
+    r = admin.http.put(admin.url(f"/api/v1/instances/{iid}/settings"), json={"chat_shared": True}, timeout=30)
+    assert r.status_code == 200, r.text
+    b2, c2 = Chat(bob, iid), Chat(carol, iid)
+    b2.ready()
+    c2.ready()
+    b2.of_type("history")
+    c2.of_type("history")
+    shared_run, _ = b2.run("for everyone")
+    seen = c2.next(lambda m: m.get("runId") == shared_run and m["type"] == "final", what="carol sees bob's run")
+    assert seen["text"] == ANSWER.format("for everyone")
+    for s in (b, c, b2, c2, d):
+        s.close()
+
+
+def test_chat_refusals(env):
+    iid, _ = instance(env)
+    anonymous = Client(env["daemon"])
+    chat = Chat(anonymous, iid)
+    with pytest.raises(AssertionError):
+        chat.ready(5)
+    assert chat.close_code == 4401
+    foreign = Chat(env["admin"], iid, origin="http://evil.example")
+    with pytest.raises(AssertionError):
+        foreign.ready(5)
+    assert foreign.close_code == 4403
+
+
+def test_transcripts_never_reach_the_daemon_log(env):
+    log = env["daemon"].log_path.read_text(errors="replace")
+    for secret in ("bob's secret", "hello there", "Fake answer"):
+        assert secret not in log
