@@ -1,4 +1,4 @@
-/* assets.bin sha256: 73f5a0ed003ef60ced2724faa1232f3330f0c8b68327e317f6b27d036ea394f4 */
+/* assets.bin sha256: b242751b3a404e064620d074c310d28dcf23ee9e957985a9017b8529f6a5baf2 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

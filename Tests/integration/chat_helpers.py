@@ -34,6 +34,15 @@ def exec_in(admin, iid, script, user="agent", timeout_ms=20000):
     return r.json()
 
 
+def spawn(admin, iid, name, command):
+    """Starts `command` in the instance's home as a session of its own (the exec API kills what
+    is left in the session of the command it ran), its output in ~/<name>.log, its pid in
+    ~/<name>.pid; returns once the new session exists (the pid file is its signal)."""
+    exec_in(admin, iid, f"cd ~ && rm -f {name}.pid {name}.log && "
+                        f"setsid -f sh -c 'echo $$ > {name}.pid.tmp && mv {name}.pid.tmp {name}.pid && exec {command}' "
+                        f">{name}.log 2>&1 </dev/null && while [ ! -s {name}.pid ]; do sleep 0.01; done")
+
+
 class Standin:
     """The stand-in gateway (and a fake provider) inside instance `iid`."""
 
@@ -60,25 +69,27 @@ class Standin:
         self._llm()
 
     def _llm(self):
-        out = exec_in(self.admin, self.iid,
-                      f"cd ~/standins && setsid python3 fake_llm.py --port {LLM_PORT} --key {LLM_KEY} "
-                      f"--delay {self.chunk_delay} >~/llm.log 2>&1 </dev/null & echo $! > ~/llm.pid")
-        assert out.get("exit_code", 0) == 0, out
+        spawn(self.admin, self.iid, "llm",
+              f"python3 -u standins/fake_llm.py --port {LLM_PORT} --key {LLM_KEY} --delay {self.chunk_delay}")
+        self._wait_line("llm", "fake-llm listening on")
+
+    def _wait_line(self, name, text):
+        """Waits for a process's own readiness line in its log."""
+        path = self.daemon.data_dir / "instances" / str(self.iid) / "home" / f"{name}.log"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if path.exists() and text in path.read_text(errors="replace"):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{name} did not start: {path.read_text(errors='replace') if path.exists() else ''}")
 
     def start(self, **settings):
         """(Re)starts the gateway with OPENCLAW_STANDIN_<name> settings; returns once it listens."""
         self.stop()
         env = " ".join(f"OPENCLAW_STANDIN_{k}={v}" for k, v in settings.items())
-        exec_in(self.admin, self.iid,
-                f"cd ~ && rm -f gw.log && {env} setsid python3 standins/openclaw_gateway.py gateway run "
-                f">gw.log 2>&1 </dev/null & echo $! > ~/gw.pid")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            # The stand-in's own readiness line.
-            if "listening on ws://" in self.log():
-                return self
-            time.sleep(0.05)
-        raise AssertionError(f"the stand-in did not start: {self.log()}")
+        spawn(self.admin, self.iid, "gw", f"env {env} python3 -u standins/openclaw_gateway.py gateway run")
+        self._wait_line("gw", "listening on ws://")
+        return self
 
     def log(self):
         path = self.daemon.data_dir / "instances" / str(self.iid) / "home" / "gw.log"
@@ -89,6 +100,11 @@ class Standin:
 
     def stop(self):
         exec_in(self.admin, self.iid, "test -f ~/gw.pid && kill $(cat ~/gw.pid) 2>/dev/null; rm -f ~/gw.pid; true")
+
+    def restart_llm(self, chunk_delay):
+        exec_in(self.admin, self.iid, "kill $(cat ~/llm.pid)")
+        self.chunk_delay = chunk_delay
+        self._llm()
 
 
 class Chat:

@@ -110,11 +110,7 @@ def test_tool_events_reach_the_browser(env):
 def test_abort_stops_the_run_and_keeps_the_partial_text(env):
     iid, standin = instance(env)
     # A slow provider: one word every 0.4 s.
-    standin.stop()
-    standin.chunk_delay = 0.4
-    standin.admin.post(f"/api/v1/instances/{iid}/exec", {"argv": ["sh", "-c", "kill $(cat ~/llm.pid)"]})
-    standin._llm()
-    standin.start()
+    standin.restart_llm(0.4)
     chat = Chat(env["admin"], iid)
     chat.ready()
     chat.send("send", text="a long story")
@@ -123,9 +119,14 @@ def test_abort_stops_the_run_and_keeps_the_partial_text(env):
     chat.send("abort")
     end = chat.next(lambda m: m.get("runId") == run_id and m["type"] in ("final", "error", "aborted"), what="end")
     assert end["type"] == "aborted", end
+    partial = end["text"]
+    assert partial and ANSWER.format("a long story").startswith(partial) and partial != ANSWER.format("a long story")
+    # The partial answer is in the transcript, before the next run.
+    standin.restart_llm(0.0)
+    chat.run("and now?")
     history = chat.of_type("history")["messages"]
-    assert history[0]["role"] == "user" and history[-1]["role"] == "assistant"
-    assert len(str(history[-1]["content"])) < len(ANSWER.format("a long story")) + 60
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"], history
+    assert "".join(b.get("text", "") for b in history[1]["content"]).startswith(partial)
 
 
 def test_silent_gateway_is_detected_and_reconnected(env):

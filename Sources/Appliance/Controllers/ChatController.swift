@@ -89,9 +89,12 @@ private struct ChatSocket: Sendable {
         case .status(let agent, _):
             send(update.json)
             if agent == "ready" { await sendHistory() }
-        case .final, .aborted, .error:
+        case .final, .error:
             send(update.json)
             await sendHistory()
+        case .aborted:
+            // No history now: the gateway saves an aborted run's partial text after telling us.
+            send(update.json)
         default:
             send(update.json)
         }

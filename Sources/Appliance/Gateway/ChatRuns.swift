@@ -6,7 +6,8 @@ enum ChatUpdate: Sendable, Equatable {
     case tool(runID: String, phase: String, name: String, toolCallID: String?, args: JSONValue?, isError: Bool?)
     case final(runID: String, text: String?)
     case error(runID: String?, message: String)
-    case aborted(runID: String)
+    /// Stopped; `text` is what was said before (the transcript may save it a moment later).
+    case aborted(runID: String, text: String?)
     /// The link (re)connected: what was said meanwhile is only in the history.
     case resync
 
@@ -20,7 +21,7 @@ enum ChatUpdate: Sendable, Equatable {
                     "toolCallId": opt(call), "args": args ?? .null, "isError": isError.map { .bool($0) } ?? .null]
         case .final(let run, let text): return ["type": "final", "runId": .string(run), "text": opt(text)]
         case .error(let run, let message): return ["type": "error", "runId": opt(run), "message": .string(message)]
-        case .aborted(let run): return ["type": "aborted", "runId": .string(run)]
+        case .aborted(let run, let text): return ["type": "aborted", "runId": .string(run), "text": opt(text)]
         case .resync: return ["type": "resync"]
         }
     }
@@ -89,7 +90,7 @@ struct ChatRuns {
                 out.append(.error(runID: runID, message: payload["errorMessage"]?.string ?? "The agent reported an error."))
             case "aborted":
                 run.done = true
-                out.append(.aborted(runID: runID))
+                out.append(.aborted(runID: runID, text: run.text.isEmpty ? nil : run.text))
             default: break   // newer status-like states
             }
         case "agent":

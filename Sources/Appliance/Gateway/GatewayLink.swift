@@ -351,7 +351,8 @@ final class GatewayLink: Sendable {
                 channel.close(promise: nil)
                 return nil
             }
-            do { try await Task.sleep(for: left) } catch { return nil }
+            // Before hello-ok, look again soon: the tick interval it names replaces the 10 s.
+            do { try await Task.sleep(for: tick == nil ? min(left, .milliseconds(200)) : left) } catch { return nil }
         }
         return nil
     }

@@ -159,6 +159,7 @@ export class ChatPanel {
             this.endRun();
             break;
         case "aborted":
+            if (this.ownRun(m.runId) && m.text) this.setAnswer(m.text);
             this.endRun("stopped");
             break;
         case "error":
