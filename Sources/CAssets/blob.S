@@ -1,4 +1,4 @@
-/* assets.bin sha256: b242751b3a404e064620d074c310d28dcf23ee9e957985a9017b8529f6a5baf2 */
+/* assets.bin sha256: 1c5fc28dc0a05aa2ba90d900c5edf0327dfcfba1774721adc3594f59401ccc18 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *
