@@ -57,6 +57,14 @@ final class GatewayLink: Sendable {
         var closed = false
         /// The instance's agent service is known not to run: no attempt until it is ready again.
         var agentDown = false
+        /// When the init last reported the agent `ready`: hello-ok is logged with the time since.
+        var agentReadyAt: ContinuousClock.Instant?
+        /// When the current connection attempt began (dial through the init).
+        var attemptAt = ContinuousClock.now
+        /// Phases of the attempt, for the connected log line: the socket from the init, the challenge.
+        var dialledAt = ContinuousClock.now
+        var challengedAt = ContinuousClock.now
+        var connectSentAt = ContinuousClock.now
         var readyAt: ContinuousClock.Instant?
     }
 
@@ -86,10 +94,11 @@ final class GatewayLink: Sendable {
 
     /// The agent (re)started: connect now, whatever the backoff said; an open link is dropped
     /// first when `reconnect` (its gateway is a new process).
-    func kick(reconnect: Bool = false) {
+    func kick(reconnect: Bool = false, agentReady: Bool = false) {
         let (waiter, channel) = state.withLock { s -> (CheckedContinuation<Void, Never>?, (any Channel)?) in
             s.kicked = true
             s.agentDown = false
+            if agentReady { s.agentReadyAt = .now }
             let w = s.waiting
             s.waiting = nil
             return (w, reconnect ? s.channel : nil)
@@ -289,10 +298,12 @@ final class GatewayLink: Sendable {
     }
 
     private func connectOnce() async -> Outcome {
+        state.withLock { $0.attemptAt = .now }
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             let fd = try await dial()
             channel = try await FDRelay.socketChannel(fd)
+            state.withLock { $0.dialledAt = .now }
         } catch {
             return .retry(afterMs: nil, "The agent's gateway is not reachable yet.")
         }
@@ -424,10 +435,14 @@ final class GatewayLink: Sendable {
                                                              version: GatewayLink.version) else {
                         return .fatal("The agent's gateway sent a malformed challenge.")
                     }
+                    link.state.withLock { $0.challengedAt = .now }
                     let id = "connect-" + Hex.encode(Secrets.randomBytes(4))
                     connectID = id
                     let request: JSONValue = ["type": "req", "id": .string(id), "method": "connect", "params": params]
-                    _ = link.state.withLock { $0.send?.yield(WebSocketFrames.encode(.text, Array(request.text.utf8))) }
+                    _ = link.state.withLock { s in
+                        s.connectSentAt = .now
+                        return s.send?.yield(WebSocketFrames.encode(.text, Array(request.text.utf8)))
+                    }
                 } else if name == "chat" || name == "agent" {
                     let updates = link.state.withLock { $0.runs.handle(event: name, payload: payload) }
                     link.publish(updates)
@@ -460,8 +475,19 @@ final class GatewayLink: Sendable {
                     // Every listener hears `ready` (the status was `connecting` meanwhile) and
                     // re-fetches the history: events missed while away are not replayed.
                     link.setStatus(.ready)
-                    link.logger.info("agent gateway connected", metadata: ["instance": "\(link.instance)",
-                                                                           "protocol": "\(hello.protocolVersion)"])
+                    let (sinceReady, handshake, dial, challenge, sent) = link.state.withLock { s in
+                        defer { s.agentReadyAt = nil }
+                        return (s.agentReadyAt.map { ContinuousClock.now - $0 }, ContinuousClock.now - s.attemptAt,
+                                s.dialledAt - s.attemptAt, s.challengedAt - s.attemptAt, s.connectSentAt - s.attemptAt)
+                    }
+                    func micros(_ d: Duration) -> String {
+                        "\(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000)"
+                    }
+                    var metadata: Logger.Metadata = ["instance": "\(link.instance)", "protocol": "\(hello.protocolVersion)",
+                                                     "handshake_us": "\(micros(handshake))", "dial_us": "\(micros(dial))",
+                                                     "challenge_us": "\(micros(challenge))", "connect_sent_us": "\(micros(sent))"]
+                    if let sinceReady { metadata["since_agent_ready_us"] = "\(micros(sinceReady))" }
+                    link.logger.info("agent gateway connected", metadata: metadata)
                     return nil
                 }
                 let continuation = link.state.withLock { $0.pending.removeValue(forKey: id) }

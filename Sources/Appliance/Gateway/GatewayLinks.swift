@@ -92,8 +92,10 @@ final class GatewayLinks: Sendable {
         }
         switch action {
         case .none: break
-        case .start(let link): link.start()
-        case .kick(let link, let reconnect): link.kick(reconnect: reconnect)
+        case .start(let link):
+            link.kick(agentReady: true)
+            link.start()
+        case .kick(let link, let reconnect): link.kick(reconnect: reconnect, agentReady: true)
         case .down(let link):
             let why = [agent.reason, agent.error].compactMap { $0 }.first
             link.agentDown("The agent is \(agent.state)" + (why.map { ": \($0)" } ?? "."), failed: agent.state == "failed")
