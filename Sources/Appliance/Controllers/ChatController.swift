@@ -40,7 +40,7 @@ struct ChatController {
                 try await outbound.close(.init(codeNumber: code), reason: error.code)
                 return
             }
-            let link = links.link(instance)
+            let link = await links.link(instance)
             let (updates, stopListening) = link.listen(sessionKey: sessionKey)
             defer { stopListening() }
             // One writer: updates, answers and history all leave through this queue.

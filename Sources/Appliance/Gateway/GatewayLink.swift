@@ -65,6 +65,9 @@ final class GatewayLink: Sendable {
         var dialledAt = ContinuousClock.now
         var challengedAt = ContinuousClock.now
         var connectSentAt = ContinuousClock.now
+        /// Numbers the waits between attempts; a wait's timer names the one it may end.
+        var pauses: UInt64 = 0
+        var timerFired: UInt64 = 0
         var readyAt: ContinuousClock.Instant?
     }
 
@@ -251,6 +254,11 @@ final class GatewayLink: Sendable {
     private func run() async {
         var failures = 0
         while !Task.isCancelled && !state.withLock({ $0.closed }) {
+            // The agent is known to be down: only its next `ready` (a kick) is worth a try.
+            if state.withLock({ $0.agentDown }) {
+                await pause(nil)
+                continue
+            }
             state.withLock { $0.kicked = false }
             let outcome = await connectOnce()
             if Task.isCancelled || state.withLock({ $0.closed }) { break }
@@ -269,26 +277,36 @@ final class GatewayLink: Sendable {
                 logger.warning("agent gateway refused the appliance", metadata: ["instance": "\(instance)", "reason": "\(why)"])
                 delayMs = nil
             }
-            // While the agent is known to be down only its next `ready` (a kick) brings it back.
             await pause(state.withLock { $0.agentDown } ? nil : delayMs)
         }
     }
 
     /// Sleeps `ms` (forever when nil) or until kicked.
     private func pause(_ ms: Int64?) async {
-        let sleeper = ms.map { ms in Task { [weak self] in
-            try? await Task.sleep(for: .milliseconds(ms))
-            self?.kick()
+        let pauseID = state.withLock { s -> UInt64 in
+            s.pauses += 1
+            return s.pauses
+        }
+        // The timer ends only this pause, and never clears `agentDown` as a kick does.
+        let timer = ms.map { ms in Task { [weak self] in
+            guard (try? await Task.sleep(for: .milliseconds(ms))) != nil, let self else { return }
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                guard s.pauses == pauseID else { return nil }
+                s.timerFired = pauseID
+                defer { s.waiting = nil }
+                return s.waiting
+            }
+            waiter?.resume()
         } }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
-                if s.kicked || s.closed { return true }
+                if s.kicked || s.closed || s.timerFired == pauseID { return true }
                 s.waiting = c
                 return false
             }
             if now { c.resume() }
         }
-        sleeper?.cancel()
+        timer?.cancel()
     }
 
     private enum Outcome {

@@ -36,16 +36,29 @@ final class GatewayLinks: Sendable {
         }
     }
 
-    /// The instance's link, made (and connecting) if there is none.
-    func link(_ instance: Int64) -> GatewayLink {
+    /// The instance's link, made if there is none: connecting at once when its agent is ready
+    /// (or the instance has no agent service), else waiting for the agent's `ready`.
+    func link(_ instance: Int64) async -> GatewayLink {
+        if let link = existing(instance) { return link }
+        let agent = (try? await manager.services(instance))?.first { $0.name == "agent" }
         let (link, made) = links.withLock { all -> (GatewayLink, Bool) in
             if let entry = all[instance] { return (entry.link, false) }
             let link = makeLink(instance)
-            all[instance] = Entry(link: link)
+            all[instance] = Entry(link: link, agentPID: agent?.pid, agentReady: agent?.state == "ready")
             return (link, true)
         }
-        if made { link.start() }
+        if made {
+            if let agent, agent.state != "ready" {
+                link.agentDown(Self.describe(agent), failed: agent.state == "failed")
+            }
+            link.start()
+        }
         return link
+    }
+
+    private static func describe(_ agent: ServiceStatus) -> String {
+        let why = [agent.reason, agent.error].compactMap { $0 }.first
+        return "The agent is \(agent.state)" + (why.map { ": \($0)" } ?? ".")
     }
 
     func existing(_ instance: Int64) -> GatewayLink? { links.withLock { $0[instance]?.link } }
@@ -97,8 +110,7 @@ final class GatewayLinks: Sendable {
             link.start()
         case .kick(let link, let reconnect): link.kick(reconnect: reconnect, agentReady: true)
         case .down(let link):
-            let why = [agent.reason, agent.error].compactMap { $0 }.first
-            link.agentDown("The agent is \(agent.state)" + (why.map { ": \($0)" } ?? "."), failed: agent.state == "failed")
+            link.agentDown(Self.describe(agent), failed: agent.state == "failed")
         }
     }
 }
