@@ -219,3 +219,51 @@ def test_transcripts_never_reach_the_daemon_log(env):
     log = env["daemon"].log_path.read_text(errors="replace")
     for secret in ("bob's secret", "hello there", "Fake answer"):
         assert secret not in log
+
+
+def test_link_follows_the_agent_service(tmp_path):
+    """With the `agent` service (the installed stand-in bundle as the instance's agent), the link
+    opens when the agent turns ready and re-opens when it restarts, without polling: the daemon
+    logs every hello-ok that followed a `ready` report with the time since (goal: < 100 ms)."""
+    import re
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "standins"))
+    from bundle import make_bundle
+    from fake_llm import FakeLLM
+    from test_agent_bundles import upload
+
+    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-chat-agent-"))
+    base.chmod(0o711)
+    daemon = Daemon(base / "data").start()
+    llm = FakeLLM("sk-agent-test").start()
+    try:
+        admin = bootstrap_admin(daemon)
+        archive = tmp_path / "openclaw.tar.gz"
+        make_bundle(str(archive), "2026.12.2", "v4")
+        assert upload(admin, archive.read_bytes()).status_code == 201
+        admin.http.put(admin.url("/api/v1/providers/fake"), timeout=30, json={
+            "api": "openai-completions", "base_url": llm.url + "/v1", "api_key": "sk-agent-test", "models": ["fake-model"]})
+        admin.http.put(admin.url("/api/v1/settings/instance-defaults"), json={"model": "fake/fake-model"}, timeout=30)
+        iid = admin.create("agent-link")["id"]
+        assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+        inst = admin.wait_for(iid, lambda i: i["state"] == "running", what="running")
+        if not any(s["name"] == "agent" for s in inst["services"]):
+            pytest.skip("the instance has no `agent` service yet (the agent helper's branch adds it)")
+        chat = Chat(admin, iid)
+        chat.ready(120)
+        chat.of_type("history")
+        r = admin.post(f"/api/v1/instances/{iid}/services/agent/restart")
+        assert r.status_code == 200, r.text
+        chat.next(lambda m: m["type"] == "status" and m["agent"] != "ready", 30, "the agent going down")
+        chat.ready(60)
+        _, got = chat.run("after the restart", timeout=60)
+        assert got[-1]["type"] == "final", got
+        since = [int(x) for x in re.findall(r"since_agent_ready_us=(\d+)", daemon.log_path.read_text(errors="replace"))]
+        assert since, "no hello-ok followed an agent ready report"
+        print(f"agent ready → chat usable: {[s / 1000 for s in since]} ms")
+        assert min(since) < 100_000, since
+        chat.close()
+    finally:
+        llm.stop()
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
