@@ -1,4 +1,4 @@
-/* assets.bin sha256: 1c5fc28dc0a05aa2ba90d900c5edf0327dfcfba1774721adc3594f59401ccc18 */
+/* assets.bin sha256: 5e2646294a6c6f16b2b330ee4c3b0d19f89e9ed19bb62a484de727a40f19c29b */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -81,6 +81,11 @@ export class ChatPanel {
 
     hide() { this.element.hidden = true; }
 
+    /** The instance page's latest state: a chat left closed by a stopped instance comes back. */
+    instanceState(state) {
+        if (state === "running" && !this.element.hidden && !this.ws) this.connect();
+    }
+
     control(message) {
         if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
     }
@@ -125,7 +130,8 @@ export class ChatPanel {
         ws.onclose = (event) => {
             if (this.ws !== ws) return;
             this.ws = null;
-            this.setStatus("disconnected", event.code >= 4000 ? (event.reason || String(event.code)) : "");
+            if (event.code === 4409) this.setStatus("stopped");
+            else this.setStatus("disconnected", event.code >= 4000 ? (event.reason || String(event.code)) : "");
             // Refusals (not signed in, not allowed, not running) are not retried; drops are.
             if (!this.closed && event.code < 4000) {
                 this.retry = Math.min(this.retry + 1, 5);

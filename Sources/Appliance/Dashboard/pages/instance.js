@@ -202,6 +202,7 @@ export async function instancePage(root, ctx) {
         updateStateBadge(badge, inst.state);
         updateServiceChips(chips, inst.services);
         services.update(inst.services, inst.state === "running");
+        chat.instanceState(inst.state);
         setText(created, inst.created_at ? `created ${formatTime(inst.created_at)}` : "");
         setText(lastError, inst.last_error ? `Last error: ${inst.last_error}` : "");
         lastError.hidden = !inst.last_error;
