@@ -46,7 +46,7 @@ def spawn(admin, iid, name, command):
 class Standin:
     """The stand-in gateway (and a fake provider) inside instance `iid`."""
 
-    def __init__(self, daemon, admin, iid, chunk_delay=0.05):
+    def __init__(self, daemon, admin, iid, chunk_delay=0.05, token=None):
         self.daemon, self.admin, self.iid = daemon, admin, iid
         home = daemon.data_dir / "instances" / str(iid) / "home"
         owner = home.stat().st_uid
@@ -56,7 +56,7 @@ class Standin:
             for path in [target, *target.rglob("*")]:
                 os.chown(path, owner, owner)
         config = {"gateway": {"mode": "local", "port": GATEWAY_PORT, "bind": "loopback",
-                              "auth": {"mode": "token", "token": gateway_token(daemon, iid)}},
+                              "auth": {"mode": "token", "token": token or gateway_token(daemon, iid)}},
                   "agents": {"defaults": {"model": {"primary": "fake/fake-model"}}},
                   "models": {"mode": "merge", "providers": {"fake": {
                       "baseUrl": f"http://127.0.0.1:{LLM_PORT}/v1", "api": "openai-completions", "apiKey": LLM_KEY,

@@ -202,6 +202,38 @@ def test_sessions_are_per_user_unless_shared(env):
         s.close()
 
 
+def test_a_refused_token_or_pairing_stops_with_the_reason(env):
+    """Asking again does not fix a wrong token or a pairing demand: the link stops, says why,
+    and waits for the agent to restart."""
+    _count[0] += 1
+    admin = env["admin"]
+    iid = admin.create(f"chat-{_count[0]}")["id"]
+    assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+    standin = Standin(env["daemon"], admin, iid, token="not-the-derived-token").start()
+    chat = Chat(admin, iid)
+    failed = chat.next(lambda m: m["type"] == "status" and m["agent"] == "failed", 15, "failed")
+    assert "token" in failed["reason"], failed
+    chat.send("send", text="anyone there?")
+    assert "not ready" in chat.of_type("error")["message"]
+    # What must not happen: more attempts in the 0.5 + 1 s a retrying link would have waited
+    # (the daemon logs each refusal it gives up on).
+    time.sleep(2)
+    refusals = [line for line in env["daemon"].log_path.read_text(errors="replace").splitlines()
+                if "agent gateway refused the appliance" in line and f"instance={iid} " in line]
+    assert len(refusals) == 1, refusals
+    assert "not-the-derived-token" not in env["daemon"].log_path.read_text(errors="replace")
+    chat.close()
+
+    _count[0] += 1
+    iid = admin.create(f"chat-{_count[0]}")["id"]
+    assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+    Standin(env["daemon"], admin, iid).start(PAIRING="required")
+    chat = Chat(admin, iid)
+    failed = chat.next(lambda m: m["type"] == "status" and m["agent"] == "failed", 15, "failed")
+    assert "pair" in failed["reason"], failed
+    chat.close()
+
+
 def test_chat_refusals(env):
     iid, _ = instance(env)
     anonymous = Client(env["daemon"])
