@@ -121,7 +121,8 @@ extension GatewayLink {
         }
         for continuation in pending { continuation.resume(throwing: Failure.lost) }
         publish(lost)
-        if wasReady { setStatus(.connecting("The connection to the agent was lost; reconnecting.")) }
+        // A drop the agent's own stop or failure caused keeps the status that says so.
+        if wasReady && !state.withLock({ $0.agentDown }) { setStatus(.connecting("The connection to the agent was lost; reconnecting.")) }
         return outcome
     }
 
