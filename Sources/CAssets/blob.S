@@ -1,4 +1,4 @@
-/* assets.bin sha256: 73f5a0ed003ef60ced2724faa1232f3330f0c8b68327e317f6b27d036ea394f4 */
+/* assets.bin sha256: 8d96ce0276444d0a7395319b89a8236ce265cf0829d00ba3a29eef57b1ac7fb1 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *
