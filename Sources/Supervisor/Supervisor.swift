@@ -127,23 +127,7 @@ final class ServiceSupervisor {
     /// The in-memory tail of a service's log.
     func logTail(of name: String) -> String? { service(named: name)?.log.tailText }
 
-    private func probeReadable(_ s: SupervisedService, now: Int64) {
-        var buf = [UInt8](repeating: 0, count: 512)
-        let n = read(s.probeFD, &buf, buf.count)
-        if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
-        if n > 0 { s.probeBytes += buf[0..<n] }
-        guard let ok = Probe.httpAnswer(s.probeBytes, ended: n <= 0) else { return }
-        endProbe(s, now: now)
-        if ok && s.state == .starting { markReady(s, now: now) }
-    }
-
-    private func endProbe(_ s: SupervisedService, now: Int64) {
-        if s.probeFD >= 0 { close(s.probeFD); s.probeFD = -1 }
-        s.probeBytes = []
-        s.nextProbeAt = now + SupervisorTiming.probeIntervalMs
-    }
-
-    private func markReady(_ s: SupervisedService, now: Int64) {
+    func markReady(_ s: SupervisedService, now: Int64) {
         if s.probeFD >= 0 { endProbe(s, now: now) }
         s.readyAt = now
         s.error = nil
@@ -183,15 +167,7 @@ final class ServiceSupervisor {
                             s.nextProbeAt = now + SupervisorTiming.probeIntervalMs
                         }
                     }
-                    if case .http(let port, let path) = s.spec.readiness {
-                        if s.probeFD >= 0 && now >= s.probeDeadline {
-                            endProbe(s, now: now)   // accepted but never answered: ask again
-                        } else if s.probeFD < 0 && now >= s.nextProbeAt {
-                            s.probeFD = Probe.httpBegin(port: port, path: path)
-                            s.probeDeadline = now + SupervisorTiming.httpProbeTimeoutMs
-                            if s.probeFD < 0 { s.nextProbeAt = now + SupervisorTiming.probeIntervalMs }
-                        }
-                    }
+                    if case .http(let port, let path) = s.spec.readiness { probeHTTP(s, port: port, path: path, now: now) }
                     if s.state == .starting {
                         next = min(next, s.startedAt + s.spec.readinessTimeoutMs)
                         switch s.spec.readiness {
