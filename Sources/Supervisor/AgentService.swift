@@ -14,7 +14,8 @@ public enum AgentService {
     /// OpenClaw's exit status for a config-class startup failure.
     static let invalidConfigExit: Int32 = 78
 
-    public static let noBundle = "no OpenClaw bundle installed: an admin installs one under Agent"
+    /// The bundle is mounted when the instance starts: installing one reaches it at its next start.
+    public static let noBundle = "no OpenClaw bundle installed: an admin installs one under Agent, then this instance is restarted"
     public static let invalidConfig = "invalid configuration (exit 78): run `openclaw doctor --fix` in the terminal"
 
     /// The agent's environment: the agent user's, the bundle's bin first (a bundled `node`
@@ -31,7 +32,10 @@ public enum AgentService {
         name: name, path: launcher, arguments: ["openclaw", "gateway", "run"], environment: environment,
         dependsOn: ["chromium"], readiness: .http(port: ServiceCatalog.gatewayPort, path: "/healthz"),
         // Node loads OpenClaw's few thousand modules before it listens: seconds on a busy host.
-        readinessTimeoutMs: 60_000, restart: .always, stopSignal: SIGTERM, stopTimeoutMs: 5000,
+        // Stopped first at an instance stop, then Chromium and x11vnc (5 s), then Xvfb (2 s): 2 s
+        // keeps the sum under the 10 s the daemon gives the whole instance. The gateway's
+        // SIGTERM path (a `shutdown` event, sockets closed with 1012) takes milliseconds.
+        readinessTimeoutMs: 60_000, restart: .always, stopSignal: SIGTERM, stopTimeoutMs: 2000,
         uid: ServiceCatalog.agentUID, gid: ServiceCatalog.agentGID, workingDirectory: ServiceCatalog.home,
         preflight: { preflight() }, finalExits: [invalidConfigExit: invalidConfig], openStdin: true)
 

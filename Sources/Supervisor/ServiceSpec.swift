@@ -221,8 +221,8 @@ public enum ServiceCatalog {
             "XDG_RUNTIME_DIR=\(runtimeDir(browserUID))",
         ]
         let profile = "\(browserHome)/profile"
-        // Stop timeouts: Chromium and x11vnc stop together, then Xvfb; 5 s + 2 s stays under
-        // the 10 s the daemon gives the whole instance.
+        // Stop timeouts: the agent first, then Chromium and x11vnc together, then Xvfb; 2 s +
+        // 5 s + 2 s stays under the 10 s the daemon gives the whole instance.
         return [
             ServiceSpec(
                 name: "xvfb", path: "/usr/bin/Xvfb",

@@ -20,6 +20,9 @@ import Testing
         #expect(spec.environment.contains { $0.hasPrefix("PATH=/opt/openclaw/bin:") }, "a bundled node comes first")
         #expect(spec.finalExits[78]?.contains("openclaw doctor --fix") == true)
         #expect(!spec.mayCreateNamespaces)
+        // Stopped in dependency order within the daemon's 10 s for the whole instance.
+        let stops = Dictionary(uniqueKeysWithValues: ServiceCatalog.standard().map { ($0.name, $0.stopTimeoutMs) })
+        #expect(stops["agent"]! + max(stops["chromium"]!, stops["vnc"]!) + stops["xvfb"]! < 10_000)
     }
 
     @Test func launcherShebangDecidesTheNodeCheck() throws {

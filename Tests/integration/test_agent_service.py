@@ -186,7 +186,8 @@ def test_no_bundle_fails_the_agent_only(admin):
     assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
     inst = admin.wait_all_services_ready(iid)
     agent = agent_of(inst)
-    assert agent["state"] == "failed" and agent["reason"] == "no OpenClaw bundle installed: an admin installs one under Agent"
+    assert agent["state"] == "failed" and agent["reason"] == \
+        "no OpenClaw bundle installed: an admin installs one under Agent, then this instance is restarted"
     out = exec_in(admin, iid, ["sh", "-c", "test -e /opt/openclaw; echo $?"])
     assert out["output"].strip() == "1", "nothing mounted without a bundle"
     admin.post(f"/api/v1/instances/{iid}/stop")
