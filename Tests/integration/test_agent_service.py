@@ -13,6 +13,8 @@ import tarfile
 
 import pytest
 
+from claworc_harness import host_pid_of, init_pid
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "standins"))
 from bundle import make_bundle  # noqa: E402
 from fake_llm import FakeLLM  # noqa: E402
@@ -93,6 +95,13 @@ def test_agent_runs_with_its_config(shared_admin, llm, tmp_path):
     assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
     inst = admin.wait_all_services_ready(iid, timeout=120, agent=True)
     first_pid = agent_of(inst)["pid"]
+    # As the agent user, without capabilities, its stdin a pipe that stays open.
+    init = init_pid(admin.daemon, "agent1")
+    status = pathlib.Path(f"/proc/{host_pid_of(init, first_pid)}/status").read_text()
+    uids = next(l for l in status.splitlines() if l.startswith("Uid:")).split()[1:]
+    assert uids == [str(owner)] * 4, uids
+    assert int(next(l for l in status.splitlines() if l.startswith("CapEff:")).split()[1], 16) == 0
+    assert os.readlink(f"/proc/{host_pid_of(init, first_pid)}/fd/0").startswith("pipe:")
 
     path = config_path(admin, iid)
     st = path.stat()
