@@ -92,7 +92,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     let launcher: InstanceLauncher?
     switch configuration.hostAccess {
     case .system:
-        host = InstanceHost.acquire(dataDir: paths.root, logger: logger)
+        host = InstanceHost.acquire(dataDir: paths.root, cgroupParent: configuration.cgroupParent, logger: logger)
         launcher = try InstanceLauncher(paths: paths, services: configuration.instanceServices, baseRoot: configuration.baseRoot,
                                         disabled: unsafe.disabled, initProgram: unsafe.initProgram)
     case .detached:

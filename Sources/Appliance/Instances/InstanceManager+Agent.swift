@@ -55,11 +55,7 @@ extension InstanceManager {
         guard let agent, ["starting", "ready", "backoff"].contains(agent.state) else { return .notRunning }
         guard case .changed(let sections) = outcome, !sections.isEmpty else { return .unchanged }
         let channel = runtime.channel
-        let restarted = (try? await Blocking.run { () throws -> Bool in
-            let (response, fd) = try channel.call(.restartService, service: AgentService.name)
-            if fd >= 0 { close(fd) }
-            return response.ok
-        }) ?? false
+        let restarted = (try? await Blocking.run { try channel.restartService(AgentService.name) }) != nil
         logger.info("agent config changed", metadata: ["instance": "\(record.name)", "sections": "\(sections)",
                                                      "restarted": "\(restarted)"])
         return restarted ? .restarted : .notRunning
