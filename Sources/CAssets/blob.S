@@ -1,4 +1,4 @@
-/* assets.bin sha256: 5e2646294a6c6f16b2b330ee4c3b0d19f89e9ed19bb62a484de727a40f19c29b */
+/* assets.bin sha256: fa733b84848ad7815869e0dcc872a496f49669310cb480a350fafdb667e2afec */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

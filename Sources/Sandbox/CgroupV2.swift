@@ -71,8 +71,17 @@ public struct CgroupUsage: Sendable, Equatable {
 ///     <root>/claworc/daemon            the daemon itself (a leaf: no-internal-process rule)
 ///     <root>/claworc/instances/<id>    one per running instance, limits set before launch
 ///
-/// where <root> is the cgroup the daemon was started in. On a host whose cgroup v2 tree lacks
-/// the controllers (hybrid or v1 hosts), `reason` says why, and instances run without limits.
+/// where <root> is the cgroup the daemon was started in. Or, given a parent (`--cgroup-parent`,
+/// a second delegated unit's cgroup under systemd):
+///
+///     <parent>/idle                    whatever the parent held (its unit's placeholder process)
+///     <parent>/claworc/instances/<id>
+///
+/// and the daemon stays where it was started, in a cgroup with no controllers enabled below
+/// it, so that systemd can put a restarted daemon back into its unit's cgroup (which the
+/// no-internal-process rule forbids once a cgroup delegates controllers to children).
+/// On a host whose cgroup v2 tree lacks the controllers (hybrid or v1 hosts), `reason` says
+/// why, and instances run without limits.
 public final class CgroupV2: @unchecked Sendable {
     public static let wantedControllers = ["cpu", "memory", "pids", "io"]
 
@@ -82,26 +91,30 @@ public final class CgroupV2: @unchecked Sendable {
 
     public var available: Bool { base != nil }
 
-    /// Detects the host's layout and, where possible, sets up the tree and moves the daemon
-    /// into its leaf.
-    public init(mountPoint: String = "/sys/fs/cgroup", selfCgroupFile: String = "/proc/self/cgroup") {
+    /// Detects the host's layout and, where possible, sets up the tree (moving the daemon into
+    /// its leaf when there is no `parent`).
+    public init(mountPoint: String = "/sys/fs/cgroup", selfCgroupFile: String = "/proc/self/cgroup", parent: String? = nil) {
         guard csbx_fs_magic(mountPoint) == 0x6367_7270 else {
             (base, reason, controllers) = (nil, "\(mountPoint) is not a cgroup v2 hierarchy (a hybrid or v1 host)", [])
             return
         }
-        guard let text = FileSystem.readText(selfCgroupFile),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("0::") }) else {
-            (base, reason, controllers) = (nil, "the daemon's own cgroup v2 path is unknown", [])
-            return
-        }
-        var own = String(line.dropFirst(3))
-        if own == "/" { own = "" }
-        // A restarted daemon already sits in <root>/claworc/daemon.
         let root: String
-        if own.hasSuffix("/claworc/daemon") {
-            root = mountPoint + String(own.dropLast("/claworc/daemon".count))
+        if let parent {
+            root = mountPoint + parent
+            guard FileSystem.isDirectory(root) else {
+                (base, reason, controllers) = (nil, "the cgroup --cgroup-parent names, \(root), does not exist", [])
+                return
+            }
         } else {
-            root = mountPoint + own
+            guard let text = FileSystem.readText(selfCgroupFile),
+                  let line = text.split(separator: "\n").first(where: { $0.hasPrefix("0::") }) else {
+                (base, reason, controllers) = (nil, "the daemon's own cgroup v2 path is unknown", [])
+                return
+            }
+            var own = String(line.dropFirst(3))
+            if own == "/" { own = "" }
+            // A restarted daemon already sits in <root>/claworc/daemon.
+            root = mountPoint + (own.hasSuffix("/claworc/daemon") ? String(own.dropLast("/claworc/daemon".count)) : own)
         }
         let available = (FileSystem.readText(root + "/cgroup.controllers") ?? "")
             .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
@@ -114,19 +127,35 @@ public final class CgroupV2: @unchecked Sendable {
         let enable = usable.map { "+" + $0 }.joined(separator: " ")
         // Explicit modes: the daemon's umask is 0o077, and an instance reads its own cgroup's
         // files (through its cgroup namespace) as an unprivileged id.
-        for dir in [base, base + "/daemon", base + "/instances"] where mkdir(dir, 0o755) == 0 { chmod(dir, 0o755) }
-        // The daemon leaves <root> before <root> may enable controllers for its children.
-        if !Self.write(base + "/daemon/cgroup.procs", "0") {
-            (self.base, reason, controllers) = (nil, "cannot move the daemon into \(base)/daemon: \(FileSystem.errorText(errno))", [])
+        for dir in [base, base + "/instances"] where mkdir(dir, 0o755) == 0 { chmod(dir, 0o755) }
+        // <root> must hold no process before it may enable controllers for its children.
+        if let failure = parent == nil ? Self.moveSelf(into: base + "/daemon") : Self.moveAll(from: root, into: root + "/idle") {
+            (self.base, reason, controllers) = (nil, failure, [])
             return
         }
         for dir in [root, base, base + "/instances"] where !Self.write(dir + "/cgroup.subtree_control", enable) {
-            let why = errno == EBUSY ? "other processes share the daemon's cgroup \(root); give it a delegated cgroup of its own (systemd: Delegate=yes)"
+            let why = errno == EBUSY ? "other processes share the cgroup \(root); give the daemon a delegated cgroup of its own (systemd: Delegate=yes)"
                                      : FileSystem.errorText(errno)
             (self.base, reason, controllers) = (nil, "cannot enable \(enable) in \(dir): \(why)", [])
             return
         }
         (self.base, reason, controllers) = (base, nil, usable)
+    }
+
+    /// The daemon leaves <root> for its leaf; nil, or why it could not.
+    private static func moveSelf(into leaf: String) -> String? {
+        if mkdir(leaf, 0o755) == 0 { chmod(leaf, 0o755) }
+        return write(leaf + "/cgroup.procs", "0") ? nil : "cannot move the daemon into \(leaf): \(FileSystem.errorText(errno))"
+    }
+
+    /// Moves every process of `group` (a unit's placeholder) into the leaf `into`.
+    private static func moveAll(from group: String, into leaf: String) -> String? {
+        if mkdir(leaf, 0o755) == 0 { chmod(leaf, 0o755) }
+        let pids = (FileSystem.readText(group + "/cgroup.procs") ?? "").split(separator: "\n")
+        for pid in pids where !write(leaf + "/cgroup.procs", String(pid)) && errno != ESRCH {
+            return "cannot move process \(pid) out of \(group) into \(leaf): \(FileSystem.errorText(errno))"
+        }
+        return nil
     }
 
     public func instancePath(_ id: Int64) -> String? { base.map { "\($0)/instances/\(id)" } }

@@ -31,53 +31,40 @@ final class CommandRunner {
 
     var outputFDs: [Int32] { jobs.compactMap { $0.outputFD >= 0 ? $0.outputFD : nil } }
 
-    /// Starts the command; returns an immediate failure response, or nil once it runs.
-    func start(_ request: ControlRequest, now: Int64) -> ControlResponse? {
-        guard let argv = request.argv, let command = argv.first, !command.isEmpty else {
-            return ControlResponse(id: request.id, ok: false, error: "run needs a command")
-        }
-        guard let path = Self.resolve(command) else {
-            return ControlResponse(id: request.id, ok: false, error: "\(command): command not found")
-        }
-        let spec: ServiceSpec
-        switch Self.spec(name: "run", path: path, argv: argv, user: request.user) {
-        case .success(let s): spec = s
-        case .failure(let text): return ControlResponse(id: request.id, ok: false, error: text)
-        }
+    /// Starts the command (`argv` is not empty: ControlCall checked it); returns why it could
+    /// not, or nil once it runs and its reply will come from `advance`.
+    func start(id: UInt64, argv: [String], user: InstanceUser, timeoutMs: Int, now: Int64) -> ControlRefusal? {
+        let command = argv[0]
+        guard let path = Self.resolve(command) else { return ControlRefusal("\(command): command not found") }
+        let spec = Self.spec(name: "run", path: path, argv: argv, user: user)
         var pipeFDs: [Int32] = [-1, -1]
-        guard csbx_notify_pipe(&pipeFDs) == 0 else {
-            return ControlResponse(id: request.id, ok: false, error: "pipe: \(FileSystem.errorText(errno))")
-        }
+        guard csbx_notify_pipe(&pipeFDs) == 0 else { return ControlRefusal("pipe: \(FileSystem.errorText(errno))") }
         var err: Int32 = 0
         let pid = SpawnCall.spawn(spec: spec, extraFDs: [], stdout: pipeFDs[1], stderr: pipeFDs[1], err: &err)
         close(pipeFDs[1])
         guard pid > 0 else {
             close(pipeFDs[0])
-            return ControlResponse(id: request.id, ok: false, error: "cannot run \(command): \(SpawnCall.describe(err))")
+            return ControlRefusal("cannot run \(command): \(SpawnCall.describe(err))")
         }
-        let limit = Int64(max(100, request.timeoutMs ?? 30_000))
-        jobs.append(Job(requestID: request.id, pid: pid, outputFD: pipeFDs[0], deadline: now + limit))
+        jobs.append(Job(requestID: id, pid: pid, outputFD: pipeFDs[0], deadline: now + Int64(max(100, timeoutMs))))
         return nil
     }
-
-    enum SpecResult { case success(ServiceSpec), failure(String) }
 
     /// How a process the daemon asked for runs (`run` commands, terminals' shells): as the agent
     /// (uid 1000, no capabilities, the services' seccomp profile, in its home) or as the root
     /// of the instance's user namespace.
-    static func spec(name: String, path: String, argv: [String], user: String?, extraEnvironment: [String] = []) -> SpecResult {
-        let asRoot = user == "root"
-        guard asRoot || user == nil || user == "agent" else { return .failure("user must be agent or root") }
+    static func spec(name: String, path: String, argv: [String], user: InstanceUser, extraEnvironment: [String] = []) -> ServiceSpec {
+        let asRoot = user == .root
         var env = ServiceCatalog.agentEnvironment
         if asRoot {
             env = env.map { $0.hasPrefix("HOME=") ? "HOME=/root" : $0.hasPrefix("USER=") ? "USER=root" : $0.hasPrefix("LOGNAME=") ? "LOGNAME=root" : $0 }
         }
         let replaced = Set(extraEnvironment.map { $0.prefix { $0 != "=" } })
         env = env.filter { !replaced.contains($0.prefix { $0 != "=" }) } + extraEnvironment
-        return .success(ServiceSpec(
+        return ServiceSpec(
             name: name, path: path, arguments: argv, environment: env, dependsOn: [], readiness: .notifyFD,
             uid: asRoot ? 0 : ServiceCatalog.agentUID, gid: asRoot ? 0 : ServiceCatalog.agentGID,
-            workingDirectory: asRoot ? "/" : ServiceCatalog.home))
+            workingDirectory: asRoot ? "/" : ServiceCatalog.home)
     }
 
     static func resolve(_ command: String) -> String? {
@@ -113,8 +100,8 @@ final class CommandRunner {
     }
 
     /// Kills overdue commands and returns the replies of finished ones.
-    func advance(now: Int64) -> (replies: [ControlResponse], next: Int64) {
-        var replies: [ControlResponse] = []
+    func advance(now: Int64) -> (replies: [InitMessage], next: Int64) {
+        var replies: [InitMessage] = []
         var next = now + 1000
         jobs.removeAll { job in
             if job.status == nil && now >= job.deadline && !job.timedOut {
@@ -128,7 +115,7 @@ final class CommandRunner {
             let result = RunResult(exitCode: exited ? (status >> 8) & 0xff : nil, signal: exited ? nil : status & 0x7f,
                                    output: String(decoding: job.output, as: UTF8.self), truncated: job.truncated,
                                    timedOut: job.timedOut)
-            if !job.orphaned { replies.append(ControlResponse(id: job.requestID, ok: true, run: result)) }
+            if !job.orphaned { replies.append(.reply(id: job.requestID, .ran(result))) }
             return true
         }
         return (replies, next)

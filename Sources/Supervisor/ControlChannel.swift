@@ -6,9 +6,9 @@ import Glibc
 /// reading files replies for the others by id.
 ///
 /// Everything the init sends is untrusted: code inside the instance may have taken it over.
-/// Only a reply to a call that waits for it (or gave up waiting) is accepted, a descriptor only
-/// on a successful `connect` or `openTerminal` reply, unasked only the hello and known events
-/// (`terminalExit`), and all state is bounded. Anything else is closed at once
+/// Only a reply to a call that waits for it (or gave up waiting) and that fits its request is
+/// accepted, a descriptor only on a successful `connect` or `openTerminal` reply, unasked only
+/// the hello and known events (`services`, `terminalExit`), and all state is bounded. Anything else is closed at once
 /// and counted; at `violationLimit` the channel is judged broken, stops reading and fails
 /// every call, and the daemon stops the instance.
 public final class ControlChannel: @unchecked Sendable {
@@ -23,12 +23,13 @@ public final class ControlChannel: @unchecked Sendable {
     private var changed = pthread_cond_t()
     private var reading = false
     private var closed = false
-    /// Calls waiting for their reply, by id, with the operation (which says whether the reply
-    /// may carry a descriptor).
-    private var pending: [UInt64: ControlRequest.Op] = [:]
-    private var replies: [UInt64: (ControlResponse, Int32)] = [:]
-    private var abandoned: [UInt64: ControlRequest.Op] = [:]
-    private var hello: ControlResponse?
+    /// Calls waiting for their reply, by id, with the operation (which says what the reply
+    /// must hold and whether it may carry a descriptor).
+    private var pending: [UInt64: ControlCall.Op] = [:]
+    /// Replies by id; nil for one that did not fit its request (its caller gets a failure).
+    private var replies: [UInt64: (ControlReply?, Int32)] = [:]
+    private var abandoned: [UInt64: ControlCall.Op] = [:]
+    private var hello: Hello?
     /// Exit codes of terminals, by terminal id, until someone asks (bounded like `abandoned`).
     private var terminalExits: [UInt64: Int32] = [:]
     /// Told of every `terminalExit` as it is read, under the channel's lock: it must not call
@@ -53,70 +54,15 @@ public final class ControlChannel: @unchecked Sendable {
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
+        /// Set when the init answered and refused (its reason is the description); nil when
+        /// the call never got an answer (socket closed, timeout, protocol broken).
+        public var refusedByInit: Bool = false
     }
 
-    /// Creates the socket pair; the second descriptor is for the init and must be closed by
-    /// the caller once the launch is done.
-    public static func makePair() throws(Failure) -> (ControlChannel, Int32) {
-        var sv: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
-            throw Failure(description: "socketpair: \(String(cString: strerror(errno)))")
-        }
-        return (ControlChannel(fd: sv[0]), sv[1])
-    }
-
-    /// A listening socket at `path` for an init to hold as fd 4 (the caller closes its copy
-    /// once the launch is done). Whatever was at `path` is replaced.
-    public static func listener(path: String) throws(Failure) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        unlink(path)
-        guard withAddress(path, { bind(fd, $0, $1) }) == 0, listen(fd, 4) == 0 else {
-            let e = errno
-            close(fd)
-            throw Failure(description: "cannot listen on \(path): \(String(cString: strerror(e)))")
-        }
-        return fd
-    }
-
-    /// Connects to an init's control listener; its hello comes first.
-    public static func connect(path: String) throws(Failure) -> ControlChannel {
-        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        guard withAddress(path, { Glibc.connect(fd, $0, $1) }) == 0 else {
-            let e = errno
-            close(fd)
-            throw Failure(description: "cannot connect to \(path): \(String(cString: strerror(e)))")
-        }
-        return ControlChannel(fd: fd)
-    }
-
-    /// `path` as a sockaddr_un. One longer than sun_path allows goes through a descriptor of
-    /// its directory (`/proc/self/fd/N/name`), so any data dir works.
-    private static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        var name = path
-        var dirFD: Int32 = -1
-        if path.utf8.count >= capacity, let slash = path.lastIndex(of: "/") {
-            dirFD = open(String(path[..<slash]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            guard dirFD >= 0 else { return -1 }
-            name = "/proc/self/fd/\(dirFD)" + path[slash...]
-        }
-        defer { if dirFD >= 0 { close(dirFD) } }
-        let bytes = Array(name.utf8)
-        guard bytes.count < capacity else {
-            errno = ENAMETOOLONG
-            return -1
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+    /// The init's hello: its protocol version and its services as it starts or is re-attached.
+    public struct Hello: Sendable, Equatable {
+        public var version: String
+        public var services: [ServiceStatus]
     }
 
     init(fd: Int32) {
@@ -202,9 +148,9 @@ public final class ControlChannel: @unchecked Sendable {
 
     /// Waits for the init's hello, which it sends once its supervisor loop runs.
     /// An init of a protocol major version this daemon does not know is refused here.
-    public func awaitHello(timeoutMs: Int) throws(Failure) -> ControlResponse {
+    public func awaitHello(timeoutMs: Int) throws(Failure) -> Hello {
         let hello = try wait(timeoutMs: timeoutMs) { $0.hello }
-        let version = hello.version ?? "none"
+        let version = hello.version
         guard let major = version.split(separator: ".").first.flatMap({ Int($0) }), major == ControlCodec.protocolMajor else {
             throw Failure(description: "the instance's init speaks control protocol version \(version); "
                           + "this daemon speaks \(ControlCodec.protocolVersion) (major \(ControlCodec.protocolMajor))")
@@ -217,9 +163,10 @@ public final class ControlChannel: @unchecked Sendable {
         try wait(timeoutMs: timeoutMs) { $0.terminalExits.removeValue(forKey: terminal) }
     }
 
-    /// Sends one request and returns the matching reply and any descriptor it carried.
-    public func call(_ op: ControlRequest.Op, port: Int? = nil, argv: [String]? = nil, user: String? = nil,
-                     service: String? = nil, cols: Int? = nil, rows: Int? = nil, timeoutMs: Int = 5000) throws(Failure) -> (ControlResponse, Int32) {
+    /// Sends one request and returns the matching reply and the descriptor it carried (-1 for
+    /// none; only a successful `connect` or `openTerminal` reply carries one).
+    public func call(_ call: ControlCall, timeoutMs: Int = 5000) throws(Failure) -> (ControlReply, Int32) {
+        let op = call.op
         pthread_mutex_lock(&lock)
         if let reason = brokenReason {
             pthread_mutex_unlock(&lock)
@@ -229,9 +176,7 @@ public final class ControlChannel: @unchecked Sendable {
         nextID += 1
         pending[id] = op
         pthread_mutex_unlock(&lock)
-        let runLimit = op == .run ? max(0, timeoutMs - 1000) : nil
-        let bytes = ControlCodec.encode(ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: runLimit,
-                                                          service: service, cols: cols, rows: rows))
+        let bytes = ControlCodec.encode(ControlRequest(id: id, call: call))
         let sent = bytes.withUnsafeBytes { csbx_send_with_fd(fd, $0.baseAddress, $0.count, -1) }
         guard sent == bytes.count else {
             pthread_mutex_lock(&lock)
@@ -239,8 +184,9 @@ public final class ControlChannel: @unchecked Sendable {
             pthread_mutex_unlock(&lock)
             throw Failure(description: "instance init is not reachable")
         }
+        let answer: (ControlReply?, Int32)
         do {
-            return try wait(timeoutMs: timeoutMs) { $0.replies.removeValue(forKey: id) }
+            answer = try wait(timeoutMs: timeoutMs) { $0.replies.removeValue(forKey: id) }
         } catch {
             pthread_mutex_lock(&lock)
             if let op = pending.removeValue(forKey: id) {
@@ -253,6 +199,8 @@ public final class ControlChannel: @unchecked Sendable {
             pthread_mutex_unlock(&lock)
             throw error
         }
+        guard let reply = answer.0 else { throw Failure(description: "the instance's init answered \(op.rawValue) with a malformed reply") }
+        return (reply, answer.1)
     }
 
     /// Reads what the init sent while nobody was calling, without blocking, so that an init
@@ -316,44 +264,36 @@ public final class ControlChannel: @unchecked Sendable {
         }
     }
 
-    private enum Message { case reply(ControlResponse, Int32), closed, nothing, malformed(String) }
+    private enum Message { case packet(ControlResponse, Int32), closed, nothing, malformed(String) }
 
     /// Files one message where its caller finds it, or counts it against the init. Runs under
     /// the lock.
     private func file(_ message: Message) {
         switch message {
-        case .reply(let response, var received):
-            let id = response.id
-            var waiting = false, mayCarry = false
+        case .packet(let record, var received):
+            let id = record.id
             var fault: String?
-            if id == 0, let event = response.event {
-                let second = Self.monotonicMs() / 1000
-                eventWindow = eventWindow.second == second ? (second, eventWindow.count + 1) : (second, 1)
-                fault = eventWindow.count > Self.eventsPerSecond
-                    ? "more than \(Self.eventsPerSecond) events in a second" : filed(event: event, response)
-            } else if id == 0 {
-                if hello == nil {
-                    hello = response
-                    snapshot = response.services
-                    if let services = response.services { onServices?(services) }
-                } else {
-                    fault = "a second hello"
-                }
+            var reply: ControlReply??
+            var mayCarry = false
+            if id == 0 {
+                fault = filedUnasked(record)
             } else if let op = pending.removeValue(forKey: id) {
-                waiting = true
-                mayCarry = Self.carriesDescriptor(op)
+                let typed = ControlReply(wire: record, for: op)
+                if typed == nil { fault = "a reply that does not fit its \(op.rawValue) request" }
+                reply = .some(typed)
+                mayCarry = ControlCall.handsOverDescriptor(op)
             } else if let op = abandoned.removeValue(forKey: id) {
-                mayCarry = Self.carriesDescriptor(op)
+                mayCarry = ControlCall.handsOverDescriptor(op)
             } else {
                 fault = "a reply to id \(id), which no call waits for"
             }
-            if received >= 0 && !(mayCarry && response.ok) {
+            if received >= 0 && !(mayCarry && record.ok && fault == nil) {
                 close(received)
                 received = -1
                 fault = fault ?? (id == 0 ? "a descriptor on its hello or an event" : "a descriptor on a reply that expects none")
             }
             if let fault { violated(fault) }
-            if waiting { replies[id] = (response, received) } else if received >= 0 { close(received) }
+            if let reply { replies[id] = (reply, received) } else if received >= 0 { close(received) }
         case .malformed(let what):
             violated(what)
         case .closed:
@@ -363,22 +303,36 @@ public final class ControlChannel: @unchecked Sendable {
         }
     }
 
-    /// The replies that hand over a descriptor: one mechanism for sockets and ptys alike.
-    static func carriesDescriptor(_ op: ControlRequest.Op) -> Bool { op == .connect || op == .openTerminal }
-
-    /// Keeps an event for whoever waits for it; returns a fault for anything unknown.
-    private func filed(event: String, _ response: ControlResponse) -> String? {
-        if event == "services", let services = response.services {
+    /// The hello, an event, or the init's notice that it could not read something we sent;
+    /// returns a fault for anything else.
+    private func filedUnasked(_ record: ControlResponse) -> String? {
+        let second = Self.monotonicMs() / 1000
+        if hello != nil || record.event != nil || !record.ok {
+            eventWindow = eventWindow.second == second ? (second, eventWindow.count + 1) : (second, 1)
+            if eventWindow.count > Self.eventsPerSecond { return "more than \(Self.eventsPerSecond) events in a second" }
+        }
+        if record.event == nil && !record.ok {
+            return nil   // "malformed request": our own packet was lost; the call it was times out
+        }
+        if record.event == nil {
+            guard hello == nil else { return "a second hello" }
+            let services = record.services ?? []
+            hello = Hello(version: record.version ?? "none", services: services)
             snapshot = services
             onServices?(services)
             return nil
         }
-        guard event == "terminalExit", let terminal = response.terminal, let code = response.code else {
+        switch ControlEvent(wire: record) {
+        case .services(let services)?:
+            snapshot = services
+            onServices?(services)
+        case .terminalExit(let terminal, let code)?:
+            terminalExits[terminal] = code
+            if terminalExits.count > Self.abandonedLimit, let oldest = terminalExits.keys.min() { terminalExits.removeValue(forKey: oldest) }
+            terminalHandler?(terminal, code)
+        case nil:
             return "an unknown or incomplete event"
         }
-        terminalExits[terminal] = code
-        if terminalExits.count > Self.abandonedLimit, let oldest = terminalExits.keys.min() { terminalExits.removeValue(forKey: oldest) }
-        terminalHandler?(terminal, code)
         return nil
     }
 
@@ -407,10 +361,10 @@ public final class ControlChannel: @unchecked Sendable {
             // A zero-length packet reads like end of stream; only a hang-up is one.
             return pfd.revents & Int16(POLLHUP) != 0 ? .closed : .malformed("an empty packet")
         }
-        guard let response = ControlCodec.decode(ControlResponse.self, buffer[0..<n]) else {
+        guard let record = ControlCodec.decode(ControlResponse.self, buffer[0..<n]) else {
             if received >= 0 { close(received) }
             return .malformed("a packet that is not a reply")
         }
-        return .reply(response, received)
+        return .packet(record, received)
     }
 }

@@ -13,22 +13,17 @@ final class InitTerminals {
     private var nextID: UInt64 = 1
     static let maxTerminals = 64
 
-    /// The reply, and the master to send with it (the caller closes it once sent), or -1.
-    func open(_ request: ControlRequest) -> (ControlResponse, Int32) {
-        func failure(_ text: String) -> (ControlResponse, Int32) { (ControlResponse(id: request.id, ok: false, error: text), -1) }
+    /// The new terminal's id and the master to send with the reply (the caller closes it once
+    /// sent), or why there is none.
+    func open(user: InstanceUser, cols: UInt16, rows: UInt16) -> Result<(UInt64, Int32), ControlRefusal> {
+        func failure(_ text: String) -> Result<(UInt64, Int32), ControlRefusal> { .failure(ControlRefusal(text)) }
         guard shells.count < Self.maxTerminals else { return failure("too many terminals") }
-        let cols = request.cols ?? 80, rows = request.rows ?? 24
-        guard (1...1000).contains(cols), (1...1000).contains(rows) else { return failure("invalid terminal size") }
         let shell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh"
         let argv = [shell.hasSuffix("bash") ? "bash" : "sh", "-l"]
-        let spec: ServiceSpec
-        switch CommandRunner.spec(name: "terminal", path: shell, argv: argv, user: request.user,
-                                  extraEnvironment: ["TERM=xterm-256color", "SHELL=\(shell)"]) {
-        case .success(let s): spec = s
-        case .failure(let text): return failure(text)
-        }
+        let spec = CommandRunner.spec(name: "terminal", path: shell, argv: argv, user: user,
+                                      extraEnvironment: ["TERM=xterm-256color", "SHELL=\(shell)"])
         var slave: Int32 = -1
-        let master = csbx_pty_open(UInt16(cols), UInt16(rows), spec.uid, spec.gid, &slave)
+        let master = csbx_pty_open(cols, rows, spec.uid, spec.gid, &slave)
         guard master >= 0 else { return failure("pty: \(FileSystem.errorText(errno))") }
         var err: Int32 = 0
         let pid = SpawnCall.spawn(spec: spec, extraFDs: [], terminal: slave, err: &err)
@@ -40,17 +35,17 @@ final class InitTerminals {
         let id = nextID
         nextID += 1
         shells[pid] = id
-        return (ControlResponse(id: request.id, ok: true, terminal: id), master)
+        return .success((id, master))
     }
 
     /// The `terminalExit` event if the pid was a shell of ours.
-    func childExited(pid: pid_t, status: Int32) -> ControlResponse? {
+    func childExited(pid: pid_t, status: Int32) -> InitMessage? {
         guard let id = shells.removeValue(forKey: pid) else { return nil }
         // What the shell left in its process group (jobs, pipelines) goes with it, as after a hang-up.
         kill(-pid, SIGKILL)
         let exited = status & 0x7f == 0
         let code = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return ControlResponse(id: 0, ok: true, event: "terminalExit", terminal: id, code: code)
+        return .event(.terminalExit(terminal: id, code: code))
     }
 
     func killAll() {

@@ -6,10 +6,13 @@ import Glibc
 /// 20 MB binary, the first Codable round trip instantiates generic metadata through mangled-name
 /// lookups that scan every protocol conformance record, which cost more than a millisecond
 /// of every launch (the hello is the launch's acknowledgement) and keep pages of the init
-/// resident for nothing. This writes `ControlResponse` and reads `ControlRequest` in exactly
-/// the shapes JSONEncoder/JSONDecoder use for them; ControlWireTests checks both directions.
+/// resident for nothing. This writes `InitMessage`s (as their flat `ControlResponse` record) and
+/// reads `ControlRequest`s in exactly the shapes JSONEncoder/JSONDecoder use for them;
+/// InitWireTests checks both directions.
 enum InitWire {
     // ---- writing ------------------------------------------------------------------------
+
+    static func encode(_ message: InitMessage) -> [UInt8] { encode(message.wire) }
 
     static func encode(_ response: ControlResponse) -> [UInt8] {
         var w = Writer()
@@ -105,28 +108,42 @@ enum InitWire {
 
     // ---- reading ------------------------------------------------------------------------
 
-    /// nil for anything that is not a well-formed request object.
-    static func decodeRequest(_ bytes: ArraySlice<UInt8>) -> ControlRequest? {
+    /// What the init makes of one packet.
+    enum DecodedRequest: Equatable {
+        case call(ControlRequest)
+        /// Well-formed, with an id to answer, but not a call the init can make.
+        case refused(id: UInt64, ControlRefusal)
+        /// Not a request object at all: nobody to answer.
+        case malformed
+    }
+
+    static func decodeRequest(_ bytes: ArraySlice<UInt8>) -> DecodedRequest {
         var r = Reader(bytes: Array(bytes))
         var id: UInt64?
-        var op: ControlRequest.Op?
-        var port: Int?
-        var argv: [String]?
-        var user: String?
-        var timeoutMs: Int?
-        var service: String?
-        var cols: Int?
-        var rows: Int?
+        var op: String?
+        var m = ControlCall.Members()
+        func optionalInteger(_ r: inout Reader, into slot: inout Int64?) -> Bool {
+            if r.null() { return true }
+            guard let v = r.integer() else { return false }
+            slot = v
+            return true
+        }
+        func optionalString(_ r: inout Reader, into slot: inout String?) -> Bool {
+            if r.null() { return true }
+            guard let v = r.string() else { return false }
+            slot = v
+            return true
+        }
         guard r.object({ key, r in
             switch key {
             case "id": guard let v = r.integer(), v >= 0 else { return false }; id = UInt64(v)
-            case "op": guard let v = r.string(), let o = ControlRequest.Op(rawValue: v) else { return false }; op = o
-            case "port": if !r.null() { guard let v = r.integer(), let p = Int(exactly: v) else { return false }; port = p }
-            case "user": if !r.null() { guard let v = r.string() else { return false }; user = v }
-            case "service": if !r.null() { guard let v = r.string() else { return false }; service = v }
-            case "cols": if !r.null() { guard let v = r.integer(), let c = Int(exactly: v) else { return false }; cols = c }
-            case "rows": if !r.null() { guard let v = r.integer(), let c = Int(exactly: v) else { return false }; rows = c }
-            case "timeoutMs": if !r.null() { guard let v = r.integer(), let t = Int(exactly: v) else { return false }; timeoutMs = t }
+            case "op": guard let v = r.string() else { return false }; op = v
+            case "port": return optionalInteger(&r, into: &m.port)
+            case "timeoutMs": return optionalInteger(&r, into: &m.timeoutMs)
+            case "cols": return optionalInteger(&r, into: &m.cols)
+            case "rows": return optionalInteger(&r, into: &m.rows)
+            case "user": return optionalString(&r, into: &m.user)
+            case "service": return optionalString(&r, into: &m.service)
             case "argv":
                 if !r.null() {
                     var list: [String] = []
@@ -135,14 +152,16 @@ enum InitWire {
                         list.append(s)
                         return true
                     }) else { return false }
-                    argv = list
+                    m.argv = list
                 }
             default: return r.skipValue()
             }
             return true
-        }), r.atEnd, let id, let op else { return nil }
-        return ControlRequest(id: id, op: op, port: port, argv: argv, user: user, timeoutMs: timeoutMs, service: service,
-                              cols: cols, rows: rows)
+        }), r.atEnd, let id, id > 0, let op else { return .malformed }
+        switch ControlCall.checked(op: op, m) {
+        case .success(let call): return .call(ControlRequest(id: id, call: call))
+        case .failure(let refusal): return .refused(id: id, refusal)
+        }
     }
 
     /// A strict reader for the subset of JSON the daemon's JSONEncoder produces (and any other

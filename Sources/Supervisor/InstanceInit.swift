@@ -101,7 +101,7 @@ public enum InstanceInit {
                 if now >= pacer.nextAt {
                     pacer.dirty = false
                     pacer.nextAt = now + eventIntervalMs
-                    send(ControlResponse(id: 0, ok: true, services: supervisor.statuses, event: "services"), fd: -1)
+                    send(.event(.services(supervisor.statuses)), fd: -1)
                 } else {
                     due = min(due, pacer.nextAt)
                 }
@@ -177,7 +177,7 @@ public enum InstanceInit {
     /// The hello opens every connection: the protocol version and the whole service snapshot,
     /// so a daemon that connects later knows at once what it missed.
     static func sendHello(_ supervisor: ServiceSupervisor) {
-        send(ControlResponse(id: 0, ok: true, services: supervisor.statuses, version: ControlCodec.protocolVersion), fd: -1)
+        send(.hello(version: ControlCodec.protocolVersion, services: supervisor.statuses), fd: -1)
     }
 
     static func isListener(_ fd: Int32) -> Bool {
@@ -254,44 +254,56 @@ public enum InstanceInit {
         if stray >= 0 { close(stray) }
         if n < 0 && (errno == EAGAIN || errno == EINTR) { return true }
         guard n > 0 else { return false }
-        guard let request = InitWire.decodeRequest(buffer[0..<n]) else {
+        let request: ControlRequest
+        switch InitWire.decodeRequest(buffer[0..<n]) {
+        case .call(let decoded):
+            request = decoded
+        case .refused(let id, let refusal):
+            send(.reply(id: id, .failed(refusal.text)), fd: -1)
+            return true
+        case .malformed:
+            // Nothing to answer by id: an id-0 failure tells the daemon something it sent was lost.
             send(ControlResponse(id: 0, ok: false, error: "malformed request"), fd: -1)
             return true
         }
-        switch request.op {
+        let id = request.id
+        switch request.call {
         case .status:
-            send(ControlResponse(id: request.id, ok: true, services: supervisor.statuses), fd: -1)
-        case .connect:
-            guard let port = request.port, (1...65535).contains(port) else {
-                send(ControlResponse(id: request.id, ok: false, error: "invalid port"), fd: -1)
-                return true
-            }
+            send(.reply(id: id, .services(supervisor.statuses)), fd: -1)
+        case .connect(let port):
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            if fd >= 0 && Probe.connectLoopback(fd: fd, port: UInt16(port)) {
-                send(ControlResponse(id: request.id, ok: true), fd: fd)
+            if fd >= 0 && Probe.connectLoopback(fd: fd, port: port) {
+                send(.reply(id: id, .done), fd: fd)
             } else {
-                let reason = FileSystem.errorText(errno)
-                send(ControlResponse(id: request.id, ok: false, error: "connect to port \(port): \(reason)"), fd: -1)
+                send(.reply(id: id, .failed("connect to port \(port): \(FileSystem.errorText(errno))")), fd: -1)
             }
             if fd >= 0 { close(fd) }
-        case .restartService:
-            if let failure = supervisor.restart(service: request.service ?? "", now: now) {
-                send(ControlResponse(id: request.id, ok: false, error: failure), fd: -1)
+        case .restartService(let name):
+            if let failure = supervisor.restart(service: name, now: now) {
+                send(.reply(id: id, .failed(failure)), fd: -1)
             } else {
-                send(ControlResponse(id: request.id, ok: true, services: supervisor.statuses), fd: -1)
+                send(.reply(id: id, .services(supervisor.statuses)), fd: -1)
             }
         case .shutdown:
-            send(ControlResponse(id: request.id, ok: true), fd: -1)
+            send(.reply(id: id, .done), fd: -1)
             supervisor.beginShutdown(now: now)
-        case .run:
-            if let failure = runner.start(request, now: now) { send(failure, fd: -1) }
-        case .openTerminal:
-            let (reply, master) = terminals.open(request)
-            send(reply, fd: master)
-            if master >= 0 { close(master) }
+        case .run(let argv, let user, let timeoutMs):
+            if let failure = runner.start(id: id, argv: argv, user: user, timeoutMs: timeoutMs, now: now) {
+                send(.reply(id: id, .failed(failure.text)), fd: -1)
+            }
+        case .openTerminal(let user, let cols, let rows):
+            switch terminals.open(user: user, cols: cols, rows: rows) {
+            case .success(let (terminal, master)):
+                send(.reply(id: id, .terminal(terminal)), fd: master)
+                close(master)
+            case .failure(let refusal):
+                send(.reply(id: id, .failed(refusal.text)), fd: -1)
+            }
         }
         return true
     }
+
+    static func send(_ message: InitMessage, fd: Int32) { send(message.wire, fd: fd) }
 
     static func send(_ response: ControlResponse, fd: Int32) {
         let bytes = InitWire.encode(response)

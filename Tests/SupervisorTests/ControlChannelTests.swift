@@ -45,8 +45,8 @@ import Testing
             var stray: Int32 = -1
             let n = buffer.withUnsafeMutableBytes { csbx_recv_with_fd(fd, $0.baseAddress, $0.count, &stray) }
             if stray >= 0 { close(stray) }
-            guard n > 0 else { return nil }
-            return ControlCodec.decode(ControlRequest.self, buffer[0..<n])
+            guard n > 0, case .call(let request) = InitWire.decodeRequest(buffer[0..<n]) else { return nil }
+            return request
         }
     }
 
@@ -98,12 +98,8 @@ import Testing
         }
     }
 
-    static func status(_ channel: ControlChannel, timeoutMs: Int = 5000) -> Result<ControlResponse, ControlChannel.Failure> {
-        do {
-            let (response, fd) = try channel.call(.status, timeoutMs: timeoutMs)
-            if fd >= 0 { close(fd) }
-            return .success(response)
-        } catch { return .failure(error) }
+    static func status(_ channel: ControlChannel, timeoutMs: Int = 5000) -> Result<[ServiceStatus], ControlChannel.Failure> {
+        Result { () throws(ControlChannel.Failure) in try channel.status(timeoutMs: timeoutMs) }
     }
 
     @Test func pushedSnapshotsReplaceTheHellosAndReachThePump() throws {
@@ -120,7 +116,7 @@ import Testing
         #expect(seen.wait(count: 1) == [second])
         #expect(initSide.channel.services == second)
         // Calls still get their replies while the pump reads.
-        let caller = Thread { _ = try? channel.call(.status, timeoutMs: 5000) }
+        let caller = Thread { _ = try? channel.status() }
         let request = try #require(initSide.request())
         #expect(initSide.reply(ControlResponse(id: request.id, ok: true, services: second)))
         caller.join()
@@ -205,11 +201,11 @@ import Testing
         _ = fake.reply(ControlResponse(id: 999, ok: true))
         _ = fake.reply(ControlResponse(id: request.id, ok: true, services: []))
         let answer = call.join()
-        guard case .success(let response) = answer else {
+        guard case .success(let services) = answer else {
             Issue.record("the call failed after junk: \(answer)")
             return
         }
-        #expect(response.id == request.id)
+        #expect(services == [])
         #expect(channel.violations == 3)
         #expect(channel.violation == nil, "three violations are below the threshold")
         #expect(channel.heldReplies == 0)
@@ -260,13 +256,13 @@ import Testing
         #expect(channel.violations == 2, "a descriptor on a status reply")
         #expect(Self.openFDs(mark) == baseline)
 
-        let refused = Background { () -> Int32 in (try? channel.call(.connect, port: 1))?.1 ?? -2 }
+        let refused = Background { () -> Int32 in (try? channel.call(.connect(port: 1)))?.1 ?? -2 }
         let refusedRequest = try #require(fake.request())
         _ = fake.reply(ControlResponse(id: refusedRequest.id, ok: false, error: "refused"), fd: devNull)
         #expect(refused.join() == -1, "a failed connect hands over no descriptor")
         #expect(channel.violations == 3)
 
-        let connect = Background { () -> Int32 in (try? channel.call(.connect, port: 1))?.1 ?? -2 }
+        let connect = Background { () -> Int32 in (try? channel.call(.connect(port: 1)))?.1 ?? -2 }
         let connectRequest = try #require(fake.request())
         _ = fake.reply(ControlResponse(id: connectRequest.id, ok: true), fd: devNull)
         let passed = connect.join()
@@ -332,6 +328,34 @@ import Testing
         if case .success = Result(catching: { try channel.awaitTerminalExit(8, timeoutMs: 200) }) {
             Issue.record("an incomplete event was filed")
         }
+    }
+
+    @Test func repliesThatDoNotFitTheirRequestAndRefusalsAreTold() throws {
+        let fake = try FakeInit()
+        let channel = fake.channel
+        let misfit = Background { Self.status(channel) }
+        let first = try #require(fake.request())
+        _ = fake.reply(ControlResponse(id: first.id, ok: true))   // a status reply without services
+        guard case .failure(let error) = misfit.join() else {
+            Issue.record("a status reply without services was taken")
+            return
+        }
+        #expect(!error.refusedByInit && error.description.contains("malformed reply"), "\(error)")
+        #expect(channel.violations == 1)
+        let refused = Background { Result { () throws(ControlChannel.Failure) in try channel.restartService("nope") } }
+        let second = try #require(fake.request())
+        #expect(second.call == .restartService("nope"))
+        _ = fake.reply(ControlResponse(id: second.id, ok: false, error: "no service named nope"))
+        guard case .failure(let refusal) = refused.join() else {
+            Issue.record("a refusal came back as success")
+            return
+        }
+        #expect(refusal.refusedByInit && refusal.description == "no service named nope")
+        #expect(channel.violations == 1, "a refusal is an answer, not a violation")
+        // The init's notice that it could not read a packet is no violation either.
+        _ = fake.reply(ControlResponse(id: 0, ok: false, error: "malformed request"))
+        channel.drain()
+        #expect(channel.violations == 1)
     }
 
     @Test func helloOfAnUnknownMajorVersionIsRefused() throws {

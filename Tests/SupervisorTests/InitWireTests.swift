@@ -27,14 +27,14 @@ import Testing
     }
 
     @Test func helloIsCompactJSON() {
-        let hello = String(decoding: InitWire.encode(ControlResponse(id: 0, ok: true, services: [], version: "1.1")), as: UTF8.self)
-        #expect(hello == #"{"id":0,"ok":true,"version":"1.1","services":[]}"#)
+        let hello = String(decoding: InitWire.encode(ControlResponse(id: 0, ok: true, services: [], version: "1.2")), as: UTF8.self)
+        #expect(hello == #"{"id":0,"ok":true,"version":"1.2","services":[]}"#)
     }
 
     @Test func helloVersionAndServicesEventDecodeWithJSONDecoder() throws {
         let services = [ServiceStatus(name: "vnc", state: "backoff", pid: nil, restarts: 2, lastExit: "exit 1", error: nil)]
         let hello = ControlResponse(id: 0, ok: true, services: services, version: ControlCodec.protocolVersion)
-        #expect(String(decoding: InitWire.encode(hello), as: UTF8.self).hasPrefix(#"{"id":0,"ok":true,"version":"1.1","services":["#))
+        #expect(String(decoding: InitWire.encode(hello), as: UTF8.self).hasPrefix(#"{"id":0,"ok":true,"version":"\#(ControlCodec.protocolVersion)","services":["#))
         let decodedHello = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(hello)))
         #expect(decodedHello.version == ControlCodec.protocolVersion && decodedHello.event == nil && decodedHello.services == services)
         let event = ControlResponse(id: 0, ok: true, services: services, event: "services")
@@ -44,21 +44,39 @@ import Testing
 
     @Test func requestsFromJSONEncoderDecode() throws {
         let requests = [
-            ControlRequest(id: 1, op: .status),
-            ControlRequest(id: 2, op: .connect, port: 5900),
-            ControlRequest(id: UInt64(Int64.max), op: .shutdown),
-            ControlRequest(id: 3, op: .restartService, service: "chromium"),
-            ControlRequest(id: 4, op: .openTerminal, user: "root", cols: 132, rows: 43),
+            ControlRequest(id: 1, call: .status),
+            ControlRequest(id: 2, call: .connect(port: 5900)),
+            ControlRequest(id: UInt64(Int64.max), call: .shutdown),
+            ControlRequest(id: 3, call: .restartService("chromium")),
+            ControlRequest(id: 4, call: .openTerminal(user: .root, cols: 132, rows: 43)),
         ] + Self.awkward.enumerated().map { i, text in
-            ControlRequest(id: UInt64(10 + i), op: .run, argv: ["sh", "-c", text, ""], user: text, timeoutMs: 29_000)
+            ControlRequest(id: UInt64(10 + i), call: .run(argv: ["sh", "-c", text, ""], user: i % 2 == 0 ? .agent : .root, timeoutMs: 29_000))
         }
         for original in requests {
             let bytes = try Array(JSONEncoder().encode(original))
-            let decoded = try #require(InitWire.decodeRequest(bytes[...]))
-            #expect(decoded.id == original.id && decoded.op == original.op && decoded.port == original.port)
-            #expect(decoded.argv == original.argv && decoded.user == original.user && decoded.timeoutMs == original.timeoutMs)
-            #expect(decoded.service == original.service && decoded.cols == original.cols && decoded.rows == original.rows)
+            #expect(InitWire.decodeRequest(bytes[...]) == .call(original))
         }
+    }
+
+    @Test func everyTypedMessageRoundTripsThroughTheWire() throws {
+        let services = [ServiceStatus(name: "agent", state: "failed", pid: nil, restarts: 5, lastExit: "exit 78", error: nil)]
+        let run = RunResult(exitCode: 0, signal: nil, output: "ok", truncated: false, timedOut: false)
+        let replies: [(ControlCall.Op, ControlReply)] = [
+            (.status, .services(services)), (.restartService, .services([])), (.connect, .done), (.shutdown, .done),
+            (.run, .ran(run)), (.openTerminal, .terminal(9)), (.connect, .failed("connect to port 1: refused")),
+        ]
+        for (op, reply) in replies {
+            let record = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(InitMessage.reply(id: 4, reply))))
+            #expect(record.id == 4 && ControlReply(wire: record, for: op) == reply)
+        }
+        for event in [ControlEvent.services(services), .terminalExit(terminal: 3, code: 130)] {
+            let record = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(InitMessage.event(event))))
+            #expect(record.id == 0 && ControlEvent(wire: record) == event)
+        }
+        // A reply that does not fit its request is no reply of that kind.
+        #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .status) == nil)
+        #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .openTerminal) == nil)
+        #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .run) == nil)
     }
 
     @Test func terminalRepliesAndEventsDecodeWithJSONDecoder() throws {
@@ -74,21 +92,37 @@ import Testing
     @Test func requestsWithEscapesNullsAndUnknownMembers() throws {
         let text = #"  { "op" : "run", "future": {"a": [1, 2.5e3, true, null, "x"]}, "id": 9, "port": null,"#
             + #" "argv": ["\u00e9\ud83d\ude00\/\b\f\n\r\t\"\\"], "user": null, "timeoutMs": 100 } "#
-        let r = try #require(InitWire.decodeRequest(Array(text.utf8)[...]))
-        #expect(r.id == 9 && r.op == .run && r.port == nil && r.user == nil && r.timeoutMs == 100)
-        #expect(r.argv == ["é😀/\u{8}\u{c}\n\r\t\"\\"])
+        #expect(InitWire.decodeRequest(Array(text.utf8)[...])
+                == .call(ControlRequest(id: 9, call: .run(argv: ["é😀/\u{8}\u{c}\n\r\t\"\\"], user: .agent, timeoutMs: 100))))
+    }
+
+    @Test func wellFormedRequestsThatMakeNoCallAreRefusedByID() {
+        let refused: [(String, String)] = [
+            (#"{"id":1,"op":"reboot"}"#, #"unknown op "reboot""#),
+            (#"{"id":2,"op":"connect"}"#, "invalid port"),
+            (#"{"id":3,"op":"connect","port":65536}"#, "invalid port"),
+            (#"{"id":4,"op":"run","argv":[]}"#, "run needs a command"),
+            (#"{"id":5,"op":"run","argv":["ls"],"user":"nobody"}"#, "user must be agent or root"),
+            (#"{"id":6,"op":"run","argv":["ls"],"timeoutMs":0}"#, "invalid timeoutMs"),
+            (#"{"id":7,"op":"restartService"}"#, "restartService needs a service"),
+            (#"{"id":8,"op":"openTerminal","cols":0}"#, "invalid terminal size"),
+            (#"{"id":9,"op":"openTerminal","user":"guest"}"#, "user must be agent or root"),
+        ]
+        for (i, (text, reason)) in refused.enumerated() {
+            #expect(InitWire.decodeRequest(Array(text.utf8)[...]) == .refused(id: UInt64(i + 1), ControlRefusal(reason)), "\(text)")
+        }
     }
 
     @Test func malformedRequestsAreRejected() {
         let bad = [
-            "", "null", "[]", #"{"id":1}"#, #"{"op":"status"}"#, #"{"id":1,"op":"reboot"}"#,
+            "", "null", "[]", #"{"id":1}"#, #"{"op":"status"}"#, #"{"id":0,"op":"status"}"#,
             #"{"id":-1,"op":"status"}"#, #"{"id":1.5,"op":"status"}"#, #"{"id":1,"op":"status"} trailing"#,
             #"{"id":1,"op":"status","argv":["a",1]}"#, #"{"id":1,"op":"status""#, #"{"id":1,,"op":"status"}"#,
             "{\"id\":1,\"op\":\"status\",\"user\":\"raw\ncontrol\"}", #"{"id":1,"op":"status","user":"\ud800"}"#,
             #"{"id":1,"op":"status","user":"\x41"}"#, #"{"id":99999999999999999999999,"op":"status"}"#,
         ]
-        for text in bad { #expect(InitWire.decodeRequest(Array(text.utf8)[...]) == nil, "accepted: \(text)") }
+        for text in bad { #expect(InitWire.decodeRequest(Array(text.utf8)[...]) == .malformed, "accepted: \(text)") }
         // Invalid UTF-8 inside a string.
-        #expect(InitWire.decodeRequest(Array(#"{"id":1,"op":"status","user":""#.utf8)[...] + [0xFF, 0x22, 0x7D]) == nil)
+        #expect(InitWire.decodeRequest(Array(#"{"id":1,"op":"status","user":""#.utf8)[...] + [0xFF, 0x22, 0x7D]) == .malformed)
     }
 }

@@ -45,7 +45,7 @@ def guest(data_disk):
     return result, lines
 
 
-@pytest.mark.parametrize("number", [25, 26, 27, 28, 29, 40])
+@pytest.mark.parametrize("number", [25, 26, 27, 28, 29, 40, 53])
 def test_cgroup_check_in_uml(guest, number):
     result, lines = guest
     assert number in lines, f"check {number} did not run in the guest; output tail:\n{result.output[-3000:]}"

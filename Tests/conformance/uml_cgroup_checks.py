@@ -39,34 +39,43 @@ def check(number, name):
 
 
 class Appliance:
-    def __init__(self):
-        data = pathlib.Path("/tmp/claworc-uml/data")
-        data.parent.mkdir(parents=True, exist_ok=True)
-        if DATA_DISK:
+    """A real `claworc serve` in the guest, started in the cgroup `unit` (as systemd would start
+    a unit's main process: the shell writes itself into the cgroup, then execs the daemon; a
+    write the kernel refuses is systemd's 219/CGROUP)."""
+
+    def __init__(self, unit="appliance", port=18555, name="data", extra=(), setup=True):
+        data = pathlib.Path("/tmp/claworc-uml") / name
+        if name == "data" and DATA_DISK:
+            data.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["mount", "-t", "ext4", DATA_DISK, str(data.parent)], check=True)
+        data.parent.mkdir(parents=True, exist_ok=True)
         data.parent.chmod(0o711)
-        # The daemon gets a delegated cgroup of its own (the guest's command sits in a leaf).
-        (CGROUP / "appliance").mkdir(exist_ok=True)
-        self.log = open("/tmp/claworc-uml/daemon.log", "w+b")
+        self.data, self.unit = data, CGROUP / unit
+        self.unit.mkdir(parents=True, exist_ok=True)
+        self.log = open(f"/tmp/claworc-uml/{name}-daemon.log", "a+b")
+        self.log_start = self.log.seek(0, 2)
         self.proc = subprocess.Popen(
-            ["sh", "-c", 'echo $$ > /sys/fs/cgroup/appliance/cgroup.procs && exec "$@"', "sh", BINARY, "serve",
-             "--listen", "127.0.0.1:18555", "--data-dir", str(data), "--default-network", "none",
-             "--instance-services", "none"], stdout=self.log, stderr=subprocess.STDOUT)
-        self.base = "http://127.0.0.1:18555"
+            ["sh", "-c", f'echo $$ > {self.unit}/cgroup.procs || exit 219; exec "$@"', "sh", BINARY, "serve",
+             "--listen", f"127.0.0.1:{port}", "--data-dir", str(data), "--default-network", "none",
+             "--instance-services", "none", *extra], stdout=self.log, stderr=subprocess.STDOUT)
+        self.base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            self.log.seek(0)
+            self.log.seek(self.log_start)
             if b"claworc listening" in self.log.read():
                 break
             if self.proc.poll() is not None:
-                raise RuntimeError("daemon exited: " + self.daemon_log())
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}: " + self.daemon_log())
             time.sleep(0.05)
         else:
             raise RuntimeError("daemon did not start: " + self.daemon_log())
         self.http = requests.Session()
         self.http.headers["Origin"] = self.base   # as the dashboard: cookie-authenticated changes need it
-        code = (data / "setup-code").read_text().strip()
-        r = self.http.post(self.base + "/api/v1/setup", json={"code": code, "username": "admin", "password": "uml-password-1"})
+        if setup:
+            code = (data / "setup-code").read_text().strip()
+            r = self.http.post(self.base + "/api/v1/setup", json={"code": code, "username": "admin", "password": "uml-password-1"})
+        else:
+            r = self.http.post(self.base + "/api/v1/auth/login", json={"username": "admin", "password": "uml-password-1"})
         assert r.status_code == 200, r.text
 
     def daemon_log(self):
@@ -97,8 +106,8 @@ class Appliance:
         r = self.http.post(self.base + f"/api/v1/instances/{iid}/stop")
         assert r.status_code == 200 and r.json()["state"] == "stopped", r.text
 
-    def cgroup_dir(self, iid):
-        return CGROUP / "appliance" / "claworc" / "instances" / str(iid)
+    def cgroup_dir(self, iid, parent=None):
+        return (parent or self.unit) / "claworc" / "instances" / str(iid)
 
 
 @check(25, "memory_max_oom_kill_confined_to_the_instance")
@@ -250,6 +259,61 @@ except OSError as e:
     return "; ".join(lines)
 
 
+SYSTEMD = CGROUP / "system.slice"
+
+
+def may_enter(unit):
+    """Whether systemd could start a (re)started main process in `unit`: the kernel refuses a
+    process in a cgroup that delegates controllers to children (EBUSY, systemd's 219/CGROUP)."""
+    probe = subprocess.run(["sh", "-c", f"echo $$ > {unit}/cgroup.procs"], capture_output=True, text=True)
+    return probe.returncode == 0, probe.stderr.strip()
+
+
+@check(53, "a_restarted_daemon_fits_back_into_its_systemd_unit")
+def systemd_restart(_):
+    SYSTEMD.mkdir(exist_ok=True)
+    (SYSTEMD / "cgroup.subtree_control").write_text("+cpu +memory +pids")
+    # The control: in its own unit's cgroup, the daemon delegates controllers from it, and
+    # a restarted daemon could not be placed back.
+    legacy = Appliance(unit="system.slice/claworc-legacy.service", port=18556, name="legacy")
+    legacy.proc.kill()
+    legacy.proc.wait()
+    entered, why = may_enter(SYSTEMD / "claworc-legacy.service")
+    assert not entered, "control: a unit whose cgroup delegates controllers must refuse a new process"
+
+    # The fix: the instances under a second delegated unit (its placeholder process, as
+    # `ExecStart=sleep infinity` would be, sits in it until the daemon moves it to a leaf).
+    instances_unit = SYSTEMD / "claworc-instances.service"
+    instances_unit.mkdir(exist_ok=True)
+    holder = subprocess.Popen(["sh", "-c", f'echo $$ > {instances_unit}/cgroup.procs && exec sleep 100000'])
+    extra = ("--cgroup-parent", "/system.slice/claworc-instances.service", "--unsafe-test-first-slot", "200")
+    app = Appliance(unit="system.slice/claworc.service", port=18557, name="unit", extra=extra)
+    iid = app.instance("unit53", memory_max_mib=200, memory_high_mib=180)
+    cg = app.cgroup_dir(iid, parent=instances_unit)
+    before = sorted((cg / "cgroup.procs").read_text().split())   # the init (no services)
+    assert (cg / "memory.max").read_text().strip() == str(200 << 20)
+    assert (SYSTEMD / "claworc.service" / "cgroup.subtree_control").read_text().strip() == "", \
+        "the daemon's own unit cgroup must delegate nothing"
+    assert str(holder.pid) in (instances_unit / "idle" / "cgroup.procs").read_text().split()
+    app.proc.kill()   # kill -9, as a crash; systemd (KillMode=process) then restarts the unit
+    app.proc.wait()
+    entered, why = may_enter(SYSTEMD / "claworc.service")
+    assert entered, f"the restarted daemon could not enter its unit: {why}"
+    again = Appliance(unit="system.slice/claworc.service", port=18557, name="unit", extra=extra, setup=False)
+    try:
+        after = again.get(iid)
+        assert after["state"] == "running", after
+        assert sorted((cg / "cgroup.procs").read_text().split()) == before, "the same init, never restarted"
+        assert (cg / "memory.max").read_text().strip() == str(200 << 20)
+        assert again.run(iid, "print('alive')")["output"].strip() == "alive"
+        again.stop(iid)
+    finally:
+        again.proc.terminate()
+        again.proc.wait(30)
+        holder.kill()
+    return f"control refused ({why or 'EBUSY'}); with --cgroup-parent the restarted daemon entered its unit and re-attached"
+
+
 def main():
     app = Appliance()
     try:
@@ -261,6 +325,7 @@ def main():
             app.proc.wait(30)
         except subprocess.TimeoutExpired:
             app.proc.kill()
+    systemd_restart(None)
     for number, name, ok, detail in results:
         print(f"{'PASS' if ok else 'FAIL'} {number} {name}: {detail}")
     passed = sum(1 for r in results if r[2])

@@ -92,16 +92,20 @@ func buildApplication(configuration: Configuration, logger: Logger,
     let launcher: InstanceLauncher?
     switch configuration.hostAccess {
     case .system:
-        host = InstanceHost.acquire(dataDir: paths.root, logger: logger)
+        host = InstanceHost.acquire(dataDir: paths.root, cgroupParent: configuration.cgroupParent, logger: logger)
         launcher = try InstanceLauncher(paths: paths, services: configuration.instanceServices, baseRoot: configuration.baseRoot,
                                         disabled: unsafe.disabled, initProgram: unsafe.initProgram)
     case .detached:
         (host, launcher) = (.detached, nil)
     }
     let layers = SettingsLayers(settings: store, instances: store, defaultNetwork: configuration.defaultNetwork)
+    let secretBox = try SecretBox(keyFile: paths.secretKey)
+    let bundles = AgentBundles(directory: paths.agentBundles, settings: store)
+    let agentConfig = AgentConfigWriter(layers: layers, providers: store, credentials: AgentCredentials(secrets: secretBox),
+                                        bundles: bundles, paths: paths)
     let manager = InstanceManager(instances: store, settings: layers, paths: paths, logger: logger,
                                   host: host, launcher: launcher, services: configuration.instanceServices,
-                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot)
+                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot, agentConfig: agentConfig)
     let policy = AccessPolicy(instances: store)
     let control = ControlRegistry()
     let tokens = APITokens(store: store)
@@ -125,12 +129,11 @@ func buildApplication(configuration: Configuration, logger: Logger,
     AccountController(policy: policy, administration: administration, tokens: tokens, audit: audit).addRoutes(to: api)
     UsersController(policy: policy, administration: administration, instances: store, audit: audit).addRoutes(to: api)
     AuditController(policy: policy, store: store).addRoutes(to: api)
-    AgentController(policy: policy, bundles: AgentBundles(directory: paths.agentBundles, settings: store)).addRoutes(to: api)
+    AgentController(policy: policy, bundles: bundles).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
-    let secretBox = try SecretBox(keyFile: paths.secretKey)
     let providers = Providers(store: store, secrets: secretBox)
     SettingsController(policy: policy, layers: layers, manager: manager, providers: providers).addRoutes(to: api)
-    ProvidersController(policy: policy, providers: providers).addRoutes(to: api)
+    ProvidersController(policy: policy, providers: providers, manager: manager).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)
     EventsController(policy: policy, manager: manager).addRoutes(to: api)

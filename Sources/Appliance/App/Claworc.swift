@@ -82,6 +82,10 @@ struct Serve {
           --http-redirect HOST:PORT   also listen with plain HTTP there, only redirecting to HTTPS
           --rp-id NAME                the name passkeys are bound to (default: the host name the browser
                                       used; an IP address cannot have passkeys)
+          --cgroup-parent PATH        the cgroup v2 group (a path below /sys/fs/cgroup) to put instances'
+                                      cgroups under, e.g. a second delegated systemd unit's, so that the
+                                      daemon's own unit can restart (docs/architecture.md, "systemd");
+                                      default: the daemon's own cgroup
         """
 
     var listen = "127.0.0.1:8080"
@@ -95,6 +99,7 @@ struct Serve {
     var tlsKey: String?
     var httpRedirect: String?
     var rpID: String?
+    var cgroupParent: String?
     /// Only for the passkey tests: how long a ceremony's challenge lives, in milliseconds.
     var unsafeTestPasskeyTTL: Int?
     /// Only for the conformance suite's negative control: proves a check goes red when its
@@ -113,7 +118,7 @@ struct Serve {
     init(arguments: ArraySlice<String>) throws(UsageError) {
         let options = try CommandOptions(arguments, valued: [
             "listen", "data-dir", "default-network", "instance-services", "root-mode", "base-dir",
-            "tls", "tls-cert", "tls-key", "http-redirect", "rp-id",
+            "tls", "tls-cert", "tls-key", "http-redirect", "rp-id", "cgroup-parent",
             "unsafe-test-disable", "unsafe-test-init", "unsafe-test-first-slot", "unsafe-test-http-timeouts",
             "unsafe-test-terminal-idle-ms",
             "unsafe-test-passkey-ttl",
@@ -129,6 +134,7 @@ struct Serve {
         tlsKey = try options.value("tls-key")
         httpRedirect = try options.value("http-redirect")
         rpID = try options.value("rp-id")
+        cgroupParent = try options.value("cgroup-parent")
         unsafeTestPasskeyTTL = try options.integer("unsafe-test-passkey-ttl")
         unsafeTestDisable = options.all("unsafe-test-disable")
         unsafeTestInit = try options.value("unsafe-test-init")

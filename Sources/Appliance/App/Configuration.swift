@@ -57,6 +57,9 @@ struct Configuration: Sendable {
     var redirect: (host: String, port: Int)?
     /// The WebAuthn RP ID; nil: the host name each request came by.
     var rpID: String?
+    /// The cgroup (a path below the cgroup2 mount, "/system.slice/x.service") the instances'
+    /// tree goes under; nil: the daemon's own.
+    var cgroupParent: String?
     var unsafe = UnsafeTestSwitches()
 
     init(host: String = "127.0.0.1", port: Int = 8080, dataDir: String) {
@@ -81,6 +84,14 @@ struct Configuration: Sendable {
                 throw UsageError("--rp-id must be a host name (such as claworc.local), not an IP address")
             }
             rpID = lowered
+        }
+        if let parent = options.cgroupParent {
+            let parts = parent.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            guard parent.hasPrefix("/"), parent.count > 1, !parent.contains("\0"),
+                  parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
+                throw UsageError("--cgroup-parent must be an absolute cgroup path such as /system.slice/claworc-instances.service")
+            }
+            cgroupParent = parent
         }
         if let ttl = options.unsafeTestPasskeyTTL {
             guard ttl > 0 else { throw UsageError("--unsafe-test-passkey-ttl takes milliseconds") }

@@ -76,8 +76,7 @@ struct InstancesController {
         guard !body.argv.isEmpty, body.argv.allSatisfy({ !$0.contains("\0") }) else {
             throw InvalidInput("invalid_argv", "argv must be a non-empty list of strings without NUL bytes.")
         }
-        let user = body.user ?? "agent"
-        guard user == "agent" || user == "root" else {
+        guard let user = InstanceUser(rawValue: body.user ?? "agent") else {
             throw InvalidInput("invalid_user", "user must be \"agent\" or \"root\".")
         }
         let timeout = body.timeoutMs ?? 30_000

@@ -43,8 +43,9 @@ struct TerminalController {
                     let query = wsContext.request.uri.queryParameters
                     let cols = query.get("cols").flatMap { Int($0) } ?? 80
                     let rows = query.get("rows").flatMap { Int($0) } ?? 24
-                    let opened = try await manager.openTerminal(instance, user: root ? "root" : "agent",
-                                                                cols: min(max(cols, 1), 1000), rows: min(max(rows, 1), 1000))
+                    let opened = try await manager.openTerminal(instance, user: root ? .root : .agent,
+                                                                cols: UInt16(min(max(cols, 1), 1000)),
+                                                                rows: UInt16(min(max(rows, 1), 1000)))
                     session = try sessions.start(instance: instance, owner: owner, root: root, opened: opened)
                 }
             } catch {

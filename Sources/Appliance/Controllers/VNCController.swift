@@ -36,7 +36,7 @@ struct VNCController {
                 id = try context.instanceID()
                 let record = try policy.authorize(.operate, instance: id, by: user)
                 guard record.state == .running else { throw InstanceError.notRunning }
-                fd = try await manager.connect(id, port: Int(ServiceCatalog.vncPort))
+                fd = try await manager.connect(id, port: ServiceCatalog.vncPort)
             } catch {
                 // The statuses the API would answer, as close codes; anything else is not ours to explain.
                 guard let error = APIError(mapping: error) else { throw error }

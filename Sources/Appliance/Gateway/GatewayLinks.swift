@@ -67,7 +67,7 @@ final class GatewayLinks: Sendable {
         let manager = self.manager
         return GatewayLink(instance: instance, token: credentials.gatewayToken(instance: String(instance)), device: device,
                            logger: logger) {
-            try await manager.connect(instance, port: Int(ServiceCatalog.gatewayPort))
+            try await manager.connect(instance, port: ServiceCatalog.gatewayPort)
         }
     }
 

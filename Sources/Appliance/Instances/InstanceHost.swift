@@ -18,10 +18,11 @@ struct InstanceHost: Sendable {
 
     var limitsAvailable: Bool { cgroups?.available ?? false }
 
-    /// Sets up the daemon's share of the host: moves this process into its cgroup leaf and
-    /// replaces the nftables table. Machine-global: the daemon's, never a test's.
-    static func acquire(dataDir: String, logger: Logger) -> InstanceHost {
-        let cgroups = CgroupV2()
+    /// Sets up the daemon's share of the host: the cgroup tree (moving this process into its
+    /// leaf unless the tree goes under `cgroupParent`) and the nftables table. Machine-global:
+    /// the daemon's, never a test's.
+    static func acquire(dataDir: String, cgroupParent: String?, logger: Logger) -> InstanceHost {
+        let cgroups = CgroupV2(parent: cgroupParent)
         if let reason = cgroups.reason {
             logger.warning("""
                 RESOURCE LIMITS UNAVAILABLE: instances will run WITHOUT memory, CPU and process limits. \

@@ -20,10 +20,15 @@ actor InstanceManager {
     /// State changes and service snapshots, for the events stream.
     let events: InstanceEvents
     var runtimes: [Int64: InstanceRuntime] = [:]
+    /// Writes each instance's OpenClaw config and names the bundle it mounts (nil: no agent
+    /// setup, as in-process tests build it).
+    let agentConfig: AgentConfigWriter?
 
     init(instances: any InstanceRepository, settings: SettingsLayers, paths: DataPaths, logger: Logger,
          host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices,
-         slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot, events: InstanceEvents = InstanceEvents()) {
+         slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot, events: InstanceEvents = InstanceEvents(),
+         agentConfig: AgentConfigWriter? = nil) {
+        self.agentConfig = agentConfig
         self.slots = slots
         self.events = events
         self.instances = instances
@@ -128,7 +133,8 @@ actor InstanceManager {
                 throw InstanceLauncher.StorageError("instance networking is unavailable on this host: \(host.networkError ?? "unknown")")
             }
             let logger = self.logger
-            let request = try launcher.request(for: record, settings: settings) { link, aside in
+            let agentBundle = await writeAgentConfig(record)
+            let request = try launcher.request(for: record, settings: settings, agentBundle: agentBundle) { link, aside in
                 logger.warning("moved aside a symbolic link the instance put where the appliance mounts",
                                metadata: ["instance": "\(record.name)", "path": "\(link)", "now": "\(aside)"])
             }
@@ -221,15 +227,14 @@ actor InstanceManager {
     // MARK: inside a running instance
 
     /// A connected socket to `port` on the instance's loopback, handed over by its init.
-    func connect(_ id: Int64, port: Int) async throws -> Int32 {
+    func connect(_ id: Int64, port: UInt16) async throws -> Int32 {
         guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
         let channel = runtime.channel
-        let (response, fd) = try await Blocking.run { try channel.call(.connect, port: port) }
-        guard response.ok, fd >= 0 else {
-            if fd >= 0 { close(fd) }
-            throw InstanceError.serviceUnreachable(response.error)
+        do {
+            return try await Blocking.run { try channel.connect(port: port) }
+        } catch let failure as ControlChannel.Failure where failure.refusedByInit {
+            throw InstanceError.serviceUnreachable(failure.description)
         }
-        return fd
     }
 
     struct OpenedTerminal: Sendable {
@@ -241,15 +246,14 @@ actor InstanceManager {
 
     /// A login shell on a new pty inside the instance (as its agent or its root); the master
     /// is the caller's to close.
-    func openTerminal(_ id: Int64, user: String, cols: Int, rows: Int) async throws -> OpenedTerminal {
+    func openTerminal(_ id: Int64, user: InstanceUser, cols: UInt16, rows: UInt16) async throws -> OpenedTerminal {
         guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
         let channel = runtime.channel
-        let (response, fd) = try await Blocking.run {
-            try channel.call(.openTerminal, user: user, cols: cols, rows: rows)
-        }
-        guard response.ok, fd >= 0, let terminal = response.terminal else {
-            if fd >= 0 { close(fd) }
-            throw InstanceError.serviceUnreachable(response.error)
+        let terminal: UInt64, fd: Int32
+        do {
+            (terminal, fd) = try await Blocking.run { try channel.openTerminal(user: user, cols: cols, rows: rows) }
+        } catch let failure as ControlChannel.Failure where failure.refusedByInit {
+            throw InstanceError.serviceUnreachable(failure.description)
         }
         // The init is untrusted: what it handed over must at least be a terminal.
         guard isatty(fd) == 1 else {
@@ -268,31 +272,33 @@ actor InstanceManager {
 
     private static func services(of channel: ControlChannel) async throws -> [ServiceStatus] {
         if let snapshot = channel.services { return snapshot }
-        return try await Blocking.run { try channel.call(.status, timeoutMs: 2000).0.services ?? [] }
+        return try await Blocking.run { try channel.status(timeoutMs: 2000) }
     }
 
     /// Restarts one service explicitly: a `failed` service leaves its start limit behind and
     /// starts afresh; a running one is stopped and started again.
     func restartService(_ id: Int64, name: String) async throws -> [ServiceStatus] {
         guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
+        if name == AgentService.name, let record = try instances.instance(id: id) { _ = await writeAgentConfig(record) }
         let channel = runtime.channel
-        let (response, fd) = try await Blocking.run { try channel.call(.restartService, service: name) }
-        if fd >= 0 { close(fd) }
-        guard response.ok, let services = response.services else { throw InstanceError.noSuchService(name) }
-        return services
+        do {
+            return try await Blocking.run { try channel.restartService(name) }
+        } catch let failure as ControlChannel.Failure where failure.refusedByInit {
+            throw InstanceError.noSuchService(name)
+        }
     }
 
     /// Runs a command inside the instance, as its agent user (uid 1000, no capabilities, the
     /// services' seccomp profile) or as the root of its user namespace.
-    func exec(_ id: Int64, argv: [String], user: String, timeoutMs: Int) async throws -> RunResult {
+    func exec(_ id: Int64, argv: [String], user: InstanceUser, timeoutMs: Int) async throws -> RunResult {
         guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
         let channel = runtime.channel
-        let (response, fd) = try await Blocking.run {
-            try channel.call(.run, argv: argv, user: user, timeoutMs: timeoutMs + 2000)
+        do {
+            // The init's own limit is this minus a second, so its `timedOut` reply comes back.
+            return try await Blocking.run { try channel.run(argv: argv, user: user, timeoutMs: timeoutMs + 1000) }
+        } catch let failure as ControlChannel.Failure where failure.refusedByInit {
+            throw InstanceError.execFailed(failure.description)
         }
-        if fd >= 0 { close(fd) }
-        guard response.ok, let result = response.run else { throw InstanceError.execFailed(response.error) }
-        return result
     }
 
     // MARK: daemon lifecycle
