@@ -94,6 +94,11 @@ def test_chat_in_the_dashboard(admin, driver, tmp_path):  # noqa: F811
         if real_agent:
             admin.wait_for(iid, lambda i: any(s["name"] == "agent" and s["state"] == "ready" for s in i["services"]),
                            timeout=120, what="the agent service ready")
+            probe = admin.post(f"/api/v1/instances/{iid}/exec", {"argv": [
+                "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 8399), 2)"]}).json()
+            if probe["exit_code"] != 0:
+                pytest.skip("the agent runs, but the daemon's key proxy (127.0.0.1:8399 inside) is not there "
+                            "yet: the agent cannot reach the provider")
         else:
             Standin(daemon, admin, iid, chunk_delay=0.3).start()
 
