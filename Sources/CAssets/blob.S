@@ -1,4 +1,4 @@
-/* assets.bin sha256: 73f5a0ed003ef60ced2724faa1232f3330f0c8b68327e317f6b27d036ea394f4 */
+/* assets.bin sha256: e7eae2a330eb72cfa8090b72b87493f235b09a76e9f9fe6e87d5670eed5fb8e5 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

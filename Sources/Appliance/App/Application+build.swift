@@ -99,9 +99,13 @@ func buildApplication(configuration: Configuration, logger: Logger,
         (host, launcher) = (.detached, nil)
     }
     let layers = SettingsLayers(settings: store, instances: store, defaultNetwork: configuration.defaultNetwork)
+    let secrets = try SecretBox(keyFile: paths.secretKey)
+    let providers = Providers(store: store, secrets: secrets)
+    let keyProxy = LLMProxy(planner: ProxyPlanner(providers: providers, layers: layers, instances: store, usage: store),
+                            credentials: AgentCredentials(secrets: secrets), usage: store, logger: logger)
     let manager = InstanceManager(instances: store, settings: layers, paths: paths, logger: logger,
                                   host: host, launcher: launcher, services: configuration.instanceServices,
-                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot)
+                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot, keyProxy: keyProxy)
     let policy = AccessPolicy(instances: store)
     let control = ControlRegistry()
     let tokens = APITokens(store: store)
@@ -127,9 +131,9 @@ func buildApplication(configuration: Configuration, logger: Logger,
     AuditController(policy: policy, store: store).addRoutes(to: api)
     AgentController(policy: policy, bundles: AgentBundles(directory: paths.agentBundles, settings: store)).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
-    let providers = Providers(store: store, secrets: try SecretBox(keyFile: paths.secretKey))
     SettingsController(policy: policy, layers: layers, manager: manager, providers: providers).addRoutes(to: api)
     ProvidersController(policy: policy, providers: providers).addRoutes(to: api)
+    UsageController(policy: policy, usage: store, layers: layers, instances: store).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)
     EventsController(policy: policy, manager: manager).addRoutes(to: api)

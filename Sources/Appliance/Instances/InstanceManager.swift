@@ -20,10 +20,14 @@ actor InstanceManager {
     /// State changes and service snapshots, for the events stream.
     let events: InstanceEvents
     var runtimes: [Int64: InstanceRuntime] = [:]
+    /// Accepts on each running instance's key proxy listener (nil: no proxy, in-process tests).
+    let keyProxy: LLMProxy?
 
     init(instances: any InstanceRepository, settings: SettingsLayers, paths: DataPaths, logger: Logger,
          host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices,
-         slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot, events: InstanceEvents = InstanceEvents()) {
+         slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot, events: InstanceEvents = InstanceEvents(),
+         keyProxy: LLMProxy? = nil) {
+        self.keyProxy = keyProxy
         self.slots = slots
         self.events = events
         self.instances = instances
@@ -161,11 +165,27 @@ actor InstanceManager {
         Task.detached {
             _ = try? await Blocking.run { channel.pump { events.publish(id, .services($0)) } }
         }
+        if let keyProxy { attachKeyProxy(id, channel, keyProxy) }
+    }
+
+    /// Takes the key proxy's listener from the instance's init (it bound it before its first
+    /// service started) and accepts on it: at start and on re-attach after a daemon restart.
+    private func attachKeyProxy(_ id: Int64, _ channel: ControlChannel, _ proxy: LLMProxy) {
+        let logger = self.logger
+        Task.detached {
+            do {
+                let fd = try await Blocking.run { try channel.listen(port: ServiceCatalog.llmProxyPort) }
+                try await proxy.attach(instance: id, fd: fd)
+            } catch {
+                logger.error("the instance's LLM key proxy is unavailable", metadata: ["instance": "\(id)", "error": "\(error)"])
+            }
+        }
     }
 
     /// What is left of an instance on the host once its init is gone.
     func release(_ id: Int64, _ runtime: InstanceRuntime) {
         runtime.channel.stopPump()
+        keyProxy?.detach(instance: id)
         unlink(paths.controlSocket(id))
         try? instances.setInit(id, pid: nil, identity: nil)
         if runtime.hasCgroup { host.cgroups?.destroy(id) }
