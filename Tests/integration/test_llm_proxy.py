@@ -306,8 +306,8 @@ def test_usage_api_access(env):
     assert user.get("/api/v1/usage").status_code == 403
     users = admin.get("/api/v1/users").json()["users"]
     uid = next(u["id"] for u in users if u["username"] == "usage-user")
-    r = admin.http.put(admin.url(f"/api/v1/users/{uid}/instances"), json={"instance_ids": [a]}, timeout=30)
-    assert r.status_code in (200, 204), r.text
+    r = admin.http.put(admin.url(f"/api/v1/instances/{a}/users/{uid}"), timeout=30)
+    assert r.status_code == 204, r.text
     mine = user.get(f"/api/v1/instances/{a}/usage")
     assert mine.status_code == 200 and mine.json()["usage"], mine.text
     everything = admin.get("/api/v1/usage?days=7")
