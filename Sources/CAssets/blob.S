@@ -1,4 +1,4 @@
-/* assets.bin sha256: e7eae2a330eb72cfa8090b72b87493f235b09a76e9f9fe6e87d5670eed5fb8e5 */
+/* assets.bin sha256: f4373e1122ffa484a30ffdd8b5b99f3c82cacfd286d404947d438b5076f75469 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -220,6 +220,17 @@ def test_streamed_bytes_arrive_before_the_last_is_produced(env, llm):
     assert got["body"].endswith("data: [DONE]\n\n")
 
 
+def test_upstream_connections_are_kept_alive_and_reused(env, llm):
+    daemon, admin, (a, _) = env
+    seen = len(llm.requests)
+    for _ in range(3):
+        got = inside(admin, a, "/providers/oai/chat/completions",
+                     {"model": "pooled", "messages": [{"role": "user", "content": "again"}]}, bearer(credential(daemon, a)))
+        assert got["status"] == 200
+    peers = {r["peer"] for r in llm.requests[seen:]}
+    assert len(peers) < 3, f"each request opened its own upstream connection: {peers}"
+
+
 def test_credentials_are_per_instance_and_wrong_paths_404(env, llm):
     daemon, admin, (a, b) = env
     seen = len(llm.requests)

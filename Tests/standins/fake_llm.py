@@ -96,7 +96,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             body = None
         llm.record({"method": "POST", "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
-                    "at": time.monotonic()})
+                    "at": time.monotonic(), "peer": self.client_address})
         routes = {"/v1/chat/completions": self.chat_completions, "/v1/responses": self.openai_responses, "/v1/messages": self.anthropic_messages}
         route = routes.get(self.path)
         if route is None:

@@ -16,6 +16,10 @@ final class ProxyExchange {
     private let model: String?
     private let started: NIODeadline
     private var upstream: (any Channel)?
+    /// The connection came from the pool; one that fails before answering is retried once on
+    /// a new connection (the provider may have closed it just as the request went out).
+    private var reused = false
+    private var upstreamKeepAlive = false
     private var meter: UsageMeter?
     private var status: UInt = 0
     private var headSent = false
@@ -37,14 +41,22 @@ final class ProxyExchange {
 
     private var family: ProviderAPI.Family { plan.api.family }
 
-    func start() {
+    func start(fresh: Bool = false) {
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        proxy.upstreams.connect(plan.upstream, on: context.eventLoop, exchange: bound).whenComplete { result in
+        let loop = context.eventLoop
+        let leased = fresh ? proxy.upstreams.connect(plan.upstream, on: loop).map { (channel: $0, reused: false) }
+            : proxy.upstreams.lease(plan.upstream, on: loop)
+        leased.whenComplete { result in
             let exchange = bound.value
             switch result {
-            case .success(let channel):
-                guard !exchange.finished else { return channel.close(promise: nil) }
+            case .success(let (channel, reused)):
+                guard !exchange.finished,
+                      let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
+                    return channel.close(promise: nil)
+                }
+                handler.exchange = exchange
                 exchange.upstream = channel
+                exchange.reused = reused
                 exchange.send(on: channel)
             case .failure(let error):
                 exchange.upstreamFailed(error)
@@ -61,7 +73,6 @@ final class ProxyExchange {
         headers.replaceOrAdd(name: "content-length", value: String(body?.readableBytes ?? 0))
         // Usage is read from the bytes that pass: they must not be compressed.
         headers.replaceOrAdd(name: "accept-encoding", value: "identity")
-        headers.replaceOrAdd(name: "connection", value: "close")
         if let key = plan.key {
             if plan.api == .anthropicMessages { headers.add(name: "x-api-key", value: key) } else {
                 headers.add(name: "authorization", value: "Bearer " + key)
@@ -69,8 +80,8 @@ final class ProxyExchange {
         }
         let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: plan.path, headers: headers)
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        // The body stays until the answer starts: a retry sends it again.
         if let body, body.readableBytes > 0 { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
-        body = nil
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
 
@@ -83,6 +94,8 @@ final class ProxyExchange {
     func responseHead(_ head: HTTPResponseHead) {
         guard !finished else { return }
         status = head.status.code
+        upstreamKeepAlive = head.isKeepAlive
+        body = nil
         meter = UsageMeter(contentType: head.headers.first(name: "content-type"))
         var headers = HTTPHeaders()
         for (name, value) in head.headers where !Self.droppedBack.contains(name.lowercased()) { headers.add(name: name, value: value) }
@@ -104,6 +117,17 @@ final class ProxyExchange {
     /// is checked against a budget that counts this one.
     func responseEnd() {
         guard !finished else { return }
+        // Back to the pool (its handler already let go of this exchange), or closed.
+        if let channel = upstream {
+            upstream = nil
+            if upstreamKeepAlive {
+                // A slow client may have paused reading; the next request must not inherit that.
+                channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+                proxy.upstreams.pool.put(UpstreamPool.Key(plan.upstream, channel.eventLoop), channel)
+            } else {
+                channel.close(promise: nil)
+            }
+        }
         let stored = finish(failed: status >= 400)
         let (context, keepAlive) = (self.context, request.isKeepAlive)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -117,6 +141,12 @@ final class ProxyExchange {
     /// The provider could not be reached, or its connection broke.
     func upstreamFailed(_ error: any Error) {
         guard !finished else { return }
+        if reused && !headSent {
+            reused = false
+            upstream?.close(promise: nil)
+            upstream = nil
+            return start(fresh: true)
+        }
         if headSent {
             // Mid-answer: the client must see the answer is incomplete.
             context.close(promise: nil)

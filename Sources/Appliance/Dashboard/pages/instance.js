@@ -113,7 +113,7 @@ export async function instancePage(root, ctx) {
         pollError,
         lastError,
         services.element,
-        new UsageCard(id, ctx.signal).element,
+        new UsageCard(id, ctx).element,
         tabs,
         viewer,
         files.element,

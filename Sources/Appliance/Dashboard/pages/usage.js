@@ -109,21 +109,45 @@ export async function usagePage(root, ctx) {
     }
 }
 
-/** The instance page's card: this month's tokens against the budget, and the last 14 days. */
+/**
+ * The instance page's card: this month's tokens against the budget, and the last 14 days. An
+ * admin sets the instance's own budget here (empty: the default's).
+ */
 export class UsageCard {
-    constructor(id, signal) {
+    constructor(id, ctx) {
         this.id = id;
-        this.signal = signal;
+        this.signal = ctx.signal;
+        const admin = ctx.session && ctx.session.user && ctx.session.user.role === "admin";
         this.spent = h("strong", { id: "usage-spent", "data-testid": "usage-spent" });
         this.budget = h("span", { id: "usage-budget", "data-testid": "usage-budget" });
         this.bar = h("progress", { id: "usage-progress", max: 100, value: 0, hidden: true });
         this.chart = h("div", { id: "usage-chart" });
         this.error = h("p", { class: "error", role: "alert", hidden: true });
+        this.input = h("input", { type: "number", min: 0, step: 1, id: "usage-budget-input", placeholder: "default",
+            "aria-label": "Monthly token budget of this instance" });
+        const form = h("form", { class: "inline-form", id: "usage-budget-form", hidden: !admin,
+            onsubmit: (ev) => { ev.preventDefault(); this.saveBudget(); } },
+        h("label", { for: "usage-budget-input" }, "Monthly budget (tokens) "), this.input,
+        h("button", { type: "submit", class: "btn btn-sm", id: "usage-budget-save" }, "Save"));
         this.element = h("section", { class: "card usage-card", id: "usage-card", "aria-label": "Token usage" },
             h("h2", {}, "Token usage"),
             h("p", {}, "This month: ", this.spent, " tokens · budget: ", this.budget),
-            this.bar, this.error, this.chart);
+            this.bar, form, this.error, this.chart);
         this.load();
+    }
+
+    /** PUT replaces the instance's overrides: the others are sent back as they are. */
+    async saveBudget() {
+        try {
+            const { overrides } = await request("GET", `/instances/${this.id}/settings`, undefined, { signal: this.signal });
+            const raw = this.input.value.trim();
+            const body = { ...overrides, monthly_token_budget: raw === "" ? null : Number(raw) };
+            await request("PUT", `/instances/${this.id}/settings`, body, { signal: this.signal });
+            this.error.hidden = true;
+            await this.load();
+        } catch (e) {
+            if (!e.aborted) showError(this.error, e.message);
+        }
     }
 
     async load() {
@@ -134,6 +158,7 @@ export class UsageCard {
             setText(this.budget, limit === null ? "unlimited" :
                 `${fmt(limit)}${budget.inherited ? " (default)" : ""}${budget.exhausted ? " — spent: the agent's requests are refused until an admin raises it" : ""}`);
             this.budget.dataset.exhausted = String(budget.exhausted);
+            if (document.activeElement !== this.input) this.input.value = budget.inherited || limit === null ? "" : String(limit);
             this.bar.hidden = limit === null;
             if (limit !== null) this.bar.value = limit === 0 ? 100 : Math.min(100, (100 * budget.spent_this_month) / limit);
             replaceChildren(this.chart, usageChart(usage, lastDays(14), { label: "Tokens per day, last 14 days" }));
