@@ -122,8 +122,12 @@ def main():
     base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-bench-"))
     base.chmod(0o711)
     # Its own process: in this one it would share the GIL with the 50 client threads.
-    llm = subprocess.Popen([sys.executable, str(ROOT / "Tests" / "standins" / "fake_llm.py"), "--port", "0", "--key", KEY],
-                           stdout=subprocess.PIPE, text=True)
+    # A listen backlog of 512 (socketserver's default is 5): 50 clients opening connections at
+    # once would otherwise measure SYN retransmits of the direct path.
+    start_fake = ("import http.server, sys; http.server.ThreadingHTTPServer.request_queue_size = 512; "
+                  f"sys.path.insert(0, {str(ROOT / 'Tests' / 'standins')!r}); import fake_llm; "
+                  f"sys.argv = ['fake_llm', '--port', '0', '--key', {KEY!r}]; fake_llm.main()")
+    llm = subprocess.Popen([sys.executable, "-c", start_fake], stdout=subprocess.PIPE, text=True)
     llm_url = llm.stdout.readline().split()[-1]
     daemon = Daemon(base / "data", ["--instance-services", "none"]).start()
     try:

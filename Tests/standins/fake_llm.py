@@ -53,6 +53,10 @@ def prompt_of(path, body):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-llm"
+    # Each streamed event is its own small write: without TCP_NODELAY, Nagle holds an event
+    # until the previous one is acknowledged, and on a kept-alive connection the peer's delayed
+    # ACK makes that 40 ms. Providers' streaming servers send at once.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         pass
