@@ -69,17 +69,17 @@ final class ProxyServerHandler: ChannelInboundHandler {
         }
         guard !tooLarge else { return reply(context, head, .tooLarge(family)) }
         let started = NIODeadline.now()
-        let model = Self.model(of: body)
         let (proxy, instance) = (self.proxy, self.instance)
+        // The body's model is read there too: decoding megabytes of JSON must not hold the loop.
         let planned = context.eventLoop.makeFutureWithTask {
-            try await Blocking.run { try proxy.planner.plan(instance: instance, route: route) }
+            try await Blocking.run { (try proxy.planner.plan(instance: instance, route: route), Self.model(of: body)) }
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         planned.whenComplete { result in
             let (handler, context) = bound.value
             guard context.channel.isActive else { return }
             switch result {
-            case .success(let plan):
+            case .success(let (plan, model)):
                 let exchange = ProxyExchange(proxy: proxy, instance: instance, context: context, request: head, body: body,
                                              plan: plan, provider: route.provider, model: model, started: started)
                 handler.exchange = exchange
