@@ -339,3 +339,33 @@ def test_proxy_survives_a_daemon_restart(env, llm):
                  {"model": "after-restart", "messages": [{"role": "user", "content": "still there?"}]}, bearer(credential(daemon, a)))
     assert got["status"] == 200, got
     env[1].http = fresh.http
+
+
+HOARD = r'''
+import json, socket, sys
+held, refused = [], 0
+for _ in range(300):
+    s = socket.create_connection(("127.0.0.1", 8399))
+    held.append(s)
+# A refused connection is accepted and closed at once: a request on it reads end of stream.
+for s in held:
+    s.settimeout(10)
+    try:
+        s.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        answer = s.recv(1)
+    except OSError:
+        answer = b""
+    refused += answer == b""
+print(json.dumps({"refused": refused}))
+'''
+
+
+def test_connections_per_instance_are_capped(env):
+    daemon, admin, (a, _) = env
+    r = admin.post(f"/api/v1/instances/{a}/exec", {"argv": ["python3", "-c", HOARD], "timeout_ms": 60000})
+    assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+    assert json.loads(r.json()["output"])["refused"] == 300 - 256
+    # Once they are closed, the instance is served again.
+    got = inside(admin, a, "/providers/oai/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                 bearer(credential(daemon, a)))
+    assert got["status"] == 200, got

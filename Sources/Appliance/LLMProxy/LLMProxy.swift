@@ -17,6 +17,9 @@ import Synchronization
 final class LLMProxy: Sendable {
     /// A request body larger than this is refused (413): prompts with long contexts fit.
     static let requestLimit = 32 << 20
+    /// Connections one instance may hold open at once: each is a descriptor of the daemon's,
+    /// and code inside an instance must not be able to spend them all.
+    static let connectionLimit = 256
 
     let planner: ProxyPlanner
     let credentials: AgentCredentials
@@ -45,12 +48,15 @@ final class LLMProxy: Sendable {
         }
         let credential = Array(credentials.proxyCredential(instance: String(id)).utf8)
         let proxy = self
+        let open = OpenConnections()
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { child in
-                    child.eventLoop.makeCompletedFuture {
+                    guard open.admit() else { return child.close() }
+                    child.closeFuture.whenComplete { _ in open.release() }
+                    return child.eventLoop.makeCompletedFuture {
                         try child.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try child.pipeline.syncOperations.addHandler(
                             ProxyServerHandler(proxy: proxy, instance: id, credential: credential))
@@ -96,6 +102,19 @@ final class LLMProxy: Sendable {
         }
         return option(SO_ACCEPTCONN) == 1 && option(SO_DOMAIN) == AF_INET && option(SO_TYPE) == Int32(SOCK_STREAM.rawValue)
     }
+}
+
+/// Open connections on one instance's listener, against `LLMProxy.connectionLimit`.
+final class OpenConnections: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func admit() -> Bool {
+        if count.add(1, ordering: .relaxed).newValue <= LLMProxy.connectionLimit { return true }
+        count.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func release() { count.subtract(1, ordering: .relaxed) }
 }
 
 struct ProxyAttachFailure: Error, CustomStringConvertible {
