@@ -16,7 +16,7 @@ extension ControlChannel {
 
     /// The socket listening on 127.0.0.1:`port` inside the instance (the key proxy's); the
     /// caller accepts on it and closes it.
-    public func listen(port: UInt16) throws(Failure) -> Int32 {
+    public func listeningSocket(port: UInt16) throws(Failure) -> Int32 {
         try descriptor(.listen(port: port), timeoutMs: 5000).fd
     }
 

@@ -270,9 +270,9 @@ import Testing
         if passed >= 0 { close(passed) }
         #expect(channel.violations == 3)
 
-        let listen = Background { () -> Int32 in (try? channel.call(.listen, port: 8399))?.1 ?? -2 }
+        let listen = Background { () -> Int32 in (try? channel.listeningSocket(port: 8399)) ?? -2 }
         let listenRequest = try #require(fake.request())
-        #expect(listenRequest.op == .listen && listenRequest.port == 8399)
+        #expect(listenRequest.call == .listen(port: 8399))
         _ = fake.reply(ControlResponse(id: listenRequest.id, ok: true), fd: devNull)
         let listening = listen.join()
         #expect(listening >= 0, "a successful listen hands over its socket")

@@ -174,7 +174,7 @@ actor InstanceManager {
         let logger = self.logger
         Task.detached {
             do {
-                let fd = try await Blocking.run { try channel.listen(port: ServiceCatalog.llmProxyPort) }
+                let fd = try await Blocking.run { try channel.listeningSocket(port: ServiceCatalog.llmProxyPort) }
                 try await proxy.attach(instance: id, fd: fd)
             } catch {
                 logger.error("the instance's LLM key proxy is unavailable", metadata: ["instance": "\(id)", "error": "\(error)"])
