@@ -1,4 +1,4 @@
-/* assets.bin sha256: f4373e1122ffa484a30ffdd8b5b99f3c82cacfd286d404947d438b5076f75469 */
+/* assets.bin sha256: cbb6f53625eae5f7b1ce1339496b5ad3031a446a50000f6417a1f92900e92231 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -76,6 +76,10 @@ public struct MountPlan: Sendable {
     public var browserHomeSource: String?
     /// The host directory bound at logsPath (0700, owned by the instance's root), if any.
     public var logsSource: String?
+    /// The active OpenClaw bundle (a host directory), bound read-only at agentBundlePath; nil
+    /// when none is installed (the agent service then fails with the remedy).
+    public var agentBundleSource: String?
+    public static let agentBundlePath = "/opt/openclaw"
     public var root: Root = .host
     /// Where the launcher assembles the root (needed to name the overlay's lower layer).
     public var stageDir: String = ""
@@ -203,6 +207,12 @@ public struct MountPlan: Sendable {
             // noexec: nothing in the browser's home is ever loaded as code.
             ops.append(MountOp(.mkdir, Self.browserHomePath))
             ops.append(MountOp(.bind, Self.browserHomePath, source: browserHomeSource, flags: nosuidNodev | UInt(MS_NOEXEC)))
+        }
+        if let agentBundleSource {
+            // Read-only and without set-id or device files: the same bytes serve every instance.
+            ops.append(MountOp(.mkdir, "/opt"))
+            ops.append(MountOp(.mkdir, Self.agentBundlePath))
+            ops.append(MountOp(.bindReadOnly, Self.agentBundlePath, source: agentBundleSource, flags: nosuidNodev))
         }
         if let logsSource {
             ops.append(MountOp(.mkdir, "/run/claworc"))

@@ -13,6 +13,26 @@ enum Probe {
         return connectLoopback(fd: fd, port: port)
     }
 
+    /// Starts an HTTP readiness probe: a connected, non-blocking socket with the request
+    /// written; the loop polls it and `httpAnswer` judges what comes back. -1: not listening.
+    static func httpBegin(port: UInt16, path: String) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        // A loopback connect completes (or is refused) at once; only the answer can take time.
+        guard connectLoopback(fd: fd, port: port) else { close(fd); return -1 }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n".utf8)
+        guard write(fd, request, request.count) == request.count else { close(fd); return -1 }
+        return fd
+    }
+
+    /// What a probe's answer so far says: true (200), false (anything else), nil (need more).
+    static func httpAnswer(_ bytes: [UInt8], ended: Bool) -> Bool? {
+        guard let cr = bytes.firstIndex(of: 13) ?? (ended ? bytes.endIndex : nil) else { return bytes.count > 1024 ? false : nil }
+        let status = String(decoding: bytes[..<cr], as: UTF8.self).split(separator: " ")
+        return status.count >= 2 && status[0].hasPrefix("HTTP/1.") && status[1] == "200"
+    }
+
     static func connectLoopback(fd: Int32, port: UInt16) -> Bool {
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -54,8 +74,8 @@ enum SpawnCall {
     }
 
     /// `terminal`: a pty slave that becomes stdin, stdout, stderr and the controlling terminal.
-    static func spawn(spec: ServiceSpec, extraFDs: [Int32], stdout: Int32 = 1, stderr: Int32 = 2, terminal: Int32 = -1,
-                      err: inout Int32) -> pid_t {
+    static func spawn(spec: ServiceSpec, extraFDs: [Int32], stdin: Int32 = -1, stdout: Int32 = 1, stderr: Int32 = 2,
+                      terminal: Int32 = -1, err: inout Int32) -> pid_t {
         var keep: [UnsafeMutablePointer<CChar>] = []
         defer { keep.forEach { free($0) } }
         func cArray(_ items: [String]) -> [UnsafeMutablePointer<CChar>?] {
@@ -78,7 +98,7 @@ enum SpawnCall {
                             s.cwd = cwd
                             s.uid = spec.uid
                             s.gid = spec.gid
-                            s.stdin_fd = terminal
+                            s.stdin_fd = terminal >= 0 ? terminal : stdin
                             s.stdout_fd = terminal >= 0 ? terminal : stdout
                             s.stderr_fd = terminal >= 0 ? terminal : stderr
                             s.controlling_tty = terminal >= 0 ? 1 : 0

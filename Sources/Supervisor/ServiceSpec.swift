@@ -10,6 +10,9 @@ public enum Readiness: Sendable, Equatable {
     case notifyFD
     /// A TCP connect to 127.0.0.1:port inside the instance succeeds.
     case tcp(port: UInt16)
+    /// `GET path` on 127.0.0.1:port answers 200 (an HTTP server that listens before it can
+    /// serve, as OpenClaw's gateway does, is not ready at its first accept).
+    case http(port: UInt16, path: String)
 }
 
 /// When an exited service is started again (systemd's `Restart=`).
@@ -106,13 +109,26 @@ public struct ServiceSpec: Sendable {
     /// Chromium builds its own sandbox from user namespaces; every other service gets the
     /// add-on seccomp filter that forbids creating namespaces.
     public var mayCreateNamespaces: Bool
+    /// Runs in the init just before each start; a text instead of nil puts the service in
+    /// `failed` with that reason (a missing prerequisite that a restart cannot fix).
+    public var preflight: (@Sendable () -> String?)?
+    /// Exit codes that mean "restarting will not help" (OpenClaw's 78, invalid configuration):
+    /// such an exit is final, `failed` with this reason until restarted explicitly.
+    public var finalExits: [Int32: String]
+    /// stdin is a pipe whose write end the init holds open for the process's lifetime (a
+    /// program that stops at EOF on stdin keeps running; /dev/null would end it).
+    public var openStdin: Bool
 
     public init(name: String, path: String, arguments: [String], environment: [String],
                 dependsOn: [String], readiness: Readiness, readinessTimeoutMs: Int64 = 30_000,
                 restart: RestartMode = .always, backoff: Backoff = Backoff(), startLimit: StartLimit = StartLimit(),
                 stopSignal: Int32 = SIGTERM, stopTimeoutMs: Int64 = 5000, logs: LogLimits = LogLimits(),
                 staleFiles: [String] = [],
-                uid: uid_t, gid: gid_t, workingDirectory: String, mayCreateNamespaces: Bool = false) {
+                uid: uid_t, gid: gid_t, workingDirectory: String, mayCreateNamespaces: Bool = false,
+                preflight: (@Sendable () -> String?)? = nil, finalExits: [Int32: String] = [:], openStdin: Bool = false) {
+        self.preflight = preflight
+        self.finalExits = finalExits
+        self.openStdin = openStdin
         self.name = name
         self.path = path
         self.arguments = arguments
@@ -134,7 +150,8 @@ public struct ServiceSpec: Sendable {
     }
 }
 
-/// The services every instance runs: a virtual display, a VNC server on it and Chromium.
+/// The services every instance runs: a virtual display, a VNC server on it, Chromium and the
+/// OpenClaw agent (AgentService.swift).
 public enum ServiceCatalog {
     public static let agentUID: uid_t = 1000
     public static let agentGID: gid_t = 1000
@@ -153,7 +170,7 @@ public enum ServiceCatalog {
     /// inside the instance's network namespace whose connections the daemon accepts.
     public static let llmProxyPort: UInt16 = 8399
     /// The active OpenClaw bundle, mounted read-only.
-    public static let agentBundleMount = "/opt/openclaw"
+    public static let agentBundleMount = MountPlan.agentBundlePath
     public static let runtimeDir = "/run/user/1000"
     public static func runtimeDir(_ uid: uid_t) -> String { "/run/user/\(uid)" }
     /// Where the services' log files are written inside the instance (bound from the host's
@@ -204,8 +221,8 @@ public enum ServiceCatalog {
             "XDG_RUNTIME_DIR=\(runtimeDir(browserUID))",
         ]
         let profile = "\(browserHome)/profile"
-        // Stop timeouts: Chromium and x11vnc stop together, then Xvfb; 5 s + 2 s stays under
-        // the 10 s the daemon gives the whole instance.
+        // Stop timeouts: the agent first, then Chromium and x11vnc together, then Xvfb; 2 s +
+        // 5 s + 2 s stays under the 10 s the daemon gives the whole instance.
         return [
             ServiceSpec(
                 name: "xvfb", path: "/usr/bin/Xvfb",
@@ -234,6 +251,7 @@ public enum ServiceCatalog {
                 restart: .always, stopSignal: SIGTERM, stopTimeoutMs: 5000,
                 staleFiles: ["\(profile)/SingletonLock", "\(profile)/SingletonSocket", "\(profile)/SingletonCookie"],
                 uid: browserUID, gid: browserGID, workingDirectory: browserHome, mayCreateNamespaces: true),
+            AgentService.spec,
         ]
     }
 }

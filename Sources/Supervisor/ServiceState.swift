@@ -9,6 +9,8 @@ enum SupervisorTiming {
     static let probeIntervalMs: Int64 = 20
     /// After SIGKILL, how often it is repeated until the process is reaped.
     static let killRepeatMs: Int64 = 1000
+    /// An HTTP probe with no complete status line after this long is dropped and retried.
+    static let httpProbeTimeoutMs: Int64 = 2000
 }
 
 /// A service's state. `waiting`: for its dependencies or its first start; `starting`: runs,
@@ -68,6 +70,12 @@ final class SupervisedService {
     var notifyFD: Int32 = -1
     var outFD: Int32 = -1
     var errFD: Int32 = -1
+    /// The write end of an `openStdin` service's stdin, held while it runs.
+    var stdinFD: Int32 = -1
+    /// An HTTP readiness probe in flight, what it has read and when it is given up.
+    var probeFD: Int32 = -1
+    var probeBytes: [UInt8] = []
+    var probeDeadline: Int64 = 0
     var backoffStep = 0
     var nextStartAt: Int64 = 0
     var startedAt: Int64 = 0
@@ -87,7 +95,7 @@ final class SupervisedService {
     }
 
     deinit {
-        for fd in [notifyFD, outFD, errFD] where fd >= 0 { close(fd) }
+        for fd in [notifyFD, outFD, errFD, stdinFD, probeFD] where fd >= 0 { close(fd) }
     }
 
     var status: ServiceStatus {

@@ -80,6 +80,7 @@ final class ServiceSupervisor {
         var fds: [Int32] = []
         for s in services {
             if s.notifyFD >= 0 && s.state == .starting { fds.append(s.notifyFD) }
+            if s.probeFD >= 0 { fds.append(s.probeFD) }
             if s.outFD >= 0 { fds.append(s.outFD) }
             if s.errFD >= 0 { fds.append(s.errFD) }
         }
@@ -97,6 +98,10 @@ final class ServiceSupervisor {
             }
             if fd == s.errFD {
                 if !s.log.drain(fd: fd, stream: 1, now: now) { close(fd); s.errFD = -1 }
+                return
+            }
+            if fd == s.probeFD {
+                probeReadable(s, now: now)
                 return
             }
             if fd == s.notifyFD {
@@ -122,7 +127,8 @@ final class ServiceSupervisor {
     /// The in-memory tail of a service's log.
     func logTail(of name: String) -> String? { service(named: name)?.log.tailText }
 
-    private func markReady(_ s: SupervisedService, now: Int64) {
+    func markReady(_ s: SupervisedService, now: Int64) {
+        if s.probeFD >= 0 { endProbe(s, now: now) }
         s.readyAt = now
         s.error = nil
         set(s, .ready, reason: nil)
@@ -161,9 +167,14 @@ final class ServiceSupervisor {
                             s.nextProbeAt = now + SupervisorTiming.probeIntervalMs
                         }
                     }
+                    if case .http(let port, let path) = s.spec.readiness { probeHTTP(s, port: port, path: path, now: now) }
                     if s.state == .starting {
                         next = min(next, s.startedAt + s.spec.readinessTimeoutMs)
-                        if case .tcp = s.spec.readiness { next = min(next, s.nextProbeAt) }
+                        switch s.spec.readiness {
+                        case .tcp: next = min(next, s.nextProbeAt)
+                        case .http: next = min(next, s.probeFD >= 0 ? s.probeDeadline : s.nextProbeAt)
+                        default: break
+                        }
                     }
                 }
             case .ready:
@@ -198,6 +209,11 @@ final class ServiceSupervisor {
     }
 
     private func start(_ s: SupervisedService, now: Int64) {
+        if let missing = s.spec.preflight?() {
+            s.error = missing
+            set(s, .failed, reason: missing)
+            return
+        }
         if access(s.spec.path, X_OK) != 0 {
             let why = FileSystem.errorText(errno)
             s.error = "cannot execute \(s.spec.path): \(why)"
@@ -216,16 +232,23 @@ final class ServiceSupervisor {
                 extra.append(p[1])
             }
         }
+        var input: [Int32] = [-1, -1]
+        if s.spec.openStdin {
+            // Blocking at both ends (a service reads its stdin as it expects); close-on-exec so
+            // no other child inherits the write end.
+            if pipe(&input) == 0 { for fd in input { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } } else { input = [-1, -1] }
+        }
         var out: [Int32] = [-1, -1]
         var err: [Int32] = [-1, -1]
         if csbx_notify_pipe(&out) != 0 { out = [-1, -1] }
         if csbx_notify_pipe(&err) != 0 { err = [-1, -1] }
         var spawnError: Int32 = 0
-        let pid = SpawnCall.spawn(spec: s.spec, extraFDs: extra, stdout: out[1] >= 0 ? out[1] : 1,
+        let pid = SpawnCall.spawn(spec: s.spec, extraFDs: extra, stdin: input[0], stdout: out[1] >= 0 ? out[1] : 1,
                                   stderr: err[1] >= 0 ? err[1] : 2, err: &spawnError)
-        for fd in [notifyWrite, out[1], err[1]] where fd >= 0 { close(fd) }
+        for fd in [notifyWrite, out[1], err[1], input[0]] where fd >= 0 { close(fd) }
         s.outFD = out[0]
         s.errFD = err[0]
+        s.stdinFD = input[1]
         guard pid > 0 else {
             closePipes(s)
             let text = SpawnCall.describe(spawnError)
@@ -250,6 +273,8 @@ final class ServiceSupervisor {
 
     private func closePipes(_ s: SupervisedService) {
         if s.notifyFD >= 0 { close(s.notifyFD); s.notifyFD = -1 }
+        if s.stdinFD >= 0 { close(s.stdinFD); s.stdinFD = -1 }
+        if s.probeFD >= 0 { close(s.probeFD); s.probeFD = -1; s.probeBytes = [] }
         if s.outFD >= 0 { _ = s.log.drain(fd: s.outFD, stream: 0, now: monotonicMs()); close(s.outFD); s.outFD = -1 }
         if s.errFD >= 0 { _ = s.log.drain(fd: s.errFD, stream: 1, now: monotonicMs()); close(s.errFD); s.errFD = -1 }
     }
@@ -305,6 +330,8 @@ final class ServiceSupervisor {
         s.lastExit = description
         s.pid = 0
         if s.notifyFD >= 0 { close(s.notifyFD); s.notifyFD = -1 }
+        if s.stdinFD >= 0 { close(s.stdinFD); s.stdinFD = -1 }
+        if s.probeFD >= 0 { close(s.probeFD); s.probeFD = -1; s.probeBytes = [] }
         // The process group may still hold helpers (Chromium's zygote); take them down too.
         kill(-pid, SIGKILL)
         var oom = ""
@@ -333,6 +360,11 @@ final class ServiceSupervisor {
             return
         case .none, .shutdown:
             break
+        }
+        if !signaled, let final = s.spec.finalExits[code] {
+            s.error = final
+            set(s, .failed, reason: final)
+            return
         }
         let failure = signaled || code != 0 || !wasReady
         if wasReady && now - s.readyAt >= s.spec.backoff.stableAfterMs { s.backoffStep = 0 }

@@ -118,7 +118,7 @@ def test_instance_crud_errors(admin):
     error_of(admin.post("/api/v1/instances", data=b"{"), 400, "invalid_body")
     ok = admin.create("a" * 40)
     assert ok["state"] == "stopped" and ok["name"] == "a" * 40 and ok["last_error"] is None
-    assert {s["name"] for s in ok["services"]} == {"xvfb", "vnc", "chromium"}
+    assert {s["name"] for s in ok["services"]} == {"xvfb", "vnc", "chromium", "agent"}
     error_of(admin.post("/api/v1/instances", {"name": "a" * 40}), 409, "name_taken")
     for path in ["/api/v1/instances/999", "/api/v1/instances/abc", "/api/v1/instances/-1"]:
         error_of(admin.get(path), 404, "not_found")

@@ -22,6 +22,15 @@ def test_admin_sets_up_the_agent(admin, driver, tmp_path):  # noqa: F811
     driver.find_element(By.ID, "bundle-upload").click()
     row = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#bundles-list li[data-version="2026.11.30"]')))
     assert "active" in row.text
+    # A second version, made active: the page says when instances pick it up.
+    second = tmp_path / "openclaw-2.tar.gz"
+    second.write_bytes(bundle("2026.12.1"))
+    driver.find_element(By.ID, "bundle-file").send_keys(str(second))
+    driver.find_element(By.ID, "bundle-upload").click()
+    newer = '#bundles-list li[data-version="2026.12.1"] button'
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, newer))).click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "bundles-note"), "next start"))
+    wait.until(lambda d: "active" in d.find_element(By.CSS_SELECTOR, '#bundles-list li[data-version="2026.12.1"]').text)
 
     wait.until(lambda d: len(Select(d.find_element(By.ID, "provider-preset")).options) > 1)
     Select(driver.find_element(By.ID, "provider-preset")).select_by_value("openai")

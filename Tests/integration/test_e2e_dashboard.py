@@ -329,7 +329,10 @@ def run_scenario(server, drv):
 
     # 6b. The Files tab: upload, see it inside the instance, new folder, rename, edit, delete.
     files_tab(server, drv)
-    # 6c. The Logs tab and the services panel.
+    # 6c. The Logs tab and the services panel. No OpenClaw is installed here: the agent's
+    # banner names the remedy.
+    banner = visible(drv, "#agent-banner")
+    assert "an admin installs one under Agent" in banner.text and banner.get_attribute("data-state") == "failed"
     logs_tab(server, drv)
     clickable(drv, "#tab-browser").click()
     visible(drv, "#vnc-screen")

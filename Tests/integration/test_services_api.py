@@ -14,7 +14,10 @@ def test_services_listed_and_restarted(admin):
     assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
     admin.wait_all_services_ready(iid)
     services = {s["name"]: s for s in admin.get(f"/api/v1/instances/{iid}/services").json()["services"]}
-    assert set(services) == {"xvfb", "vnc", "chromium"} and all(s["state"] == "ready" for s in services.values()), services
+    assert set(services) == {"xvfb", "vnc", "chromium", "agent"}, services
+    assert all(s["state"] == "ready" for n, s in services.items() if n != "agent"), services
+    # No bundle installed: the agent is failed with the remedy, and nothing else suffers.
+    assert services["agent"]["state"] == "failed" and "an admin installs one under Agent" in services["agent"]["reason"], services
     init = init_pid(admin.daemon, "svc")
     old = host_pid_of(init, services["vnc"]["pid"])
 

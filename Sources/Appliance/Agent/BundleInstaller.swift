@@ -43,6 +43,7 @@ struct BundleInstaller {
             let root = open(staging, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
             guard root >= 0 else { throw BundleError("storage_failed", "The staging directory could not be opened.") }
             defer { close(root) }
+            fchmod(root, 0o755)   // the daemon's umask (077) must not hide the bundle from instances
             let bytes = try unpack(TarReader(GzipFile(fd: fd)), into: root)
             let version = try Self.version(root)
             var st = stat()
@@ -159,6 +160,7 @@ struct BundleInstaller {
             let next = csbx_openat2(dir, part, O_DIRECTORY | O_RDONLY, 0, UInt64(CSBX_RESOLVE_BENEATH | CSBX_RESOLVE_NO_SYMLINKS))
             close(dir)
             guard next >= 0 else { throw BundleError.invalid("\(parts.joined(separator: "/")) goes through something that is not a folder.") }
+            fchmod(next, 0o755)   // as the root: readable by the instances' agent user despite the umask
             dir = next
         }
         if keepOpen { return dir }

@@ -99,13 +99,17 @@ func buildApplication(configuration: Configuration, logger: Logger,
         (host, launcher) = (.detached, nil)
     }
     let layers = SettingsLayers(settings: store, instances: store, defaultNetwork: configuration.defaultNetwork)
-    let secrets = try SecretBox(keyFile: paths.secretKey)
-    let providers = Providers(store: store, secrets: secrets)
+    let secretBox = try SecretBox(keyFile: paths.secretKey)
+    let bundles = AgentBundles(directory: paths.agentBundles, settings: store)
+    let agentConfig = AgentConfigWriter(layers: layers, providers: store, credentials: AgentCredentials(secrets: secretBox),
+                                        bundles: bundles, paths: paths)
+    let providers = Providers(store: store, secrets: secretBox)
     let keyProxy = LLMProxy(planner: ProxyPlanner(providers: providers, layers: layers, instances: store, usage: store),
-                            credentials: AgentCredentials(secrets: secrets), usage: store, logger: logger)
+                            credentials: AgentCredentials(secrets: secretBox), usage: store, logger: logger)
     let manager = InstanceManager(instances: store, settings: layers, paths: paths, logger: logger,
                                   host: host, launcher: launcher, services: configuration.instanceServices,
-                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot, keyProxy: keyProxy)
+                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot, agentConfig: agentConfig,
+                                  keyProxy: keyProxy)
     let policy = AccessPolicy(instances: store)
     let control = ControlRegistry()
     let tokens = APITokens(store: store)
@@ -129,10 +133,10 @@ func buildApplication(configuration: Configuration, logger: Logger,
     AccountController(policy: policy, administration: administration, tokens: tokens, audit: audit).addRoutes(to: api)
     UsersController(policy: policy, administration: administration, instances: store, audit: audit).addRoutes(to: api)
     AuditController(policy: policy, store: store).addRoutes(to: api)
-    AgentController(policy: policy, bundles: AgentBundles(directory: paths.agentBundles, settings: store)).addRoutes(to: api)
+    AgentController(policy: policy, bundles: bundles).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
     SettingsController(policy: policy, layers: layers, manager: manager, providers: providers).addRoutes(to: api)
-    ProvidersController(policy: policy, providers: providers).addRoutes(to: api)
+    ProvidersController(policy: policy, providers: providers, manager: manager).addRoutes(to: api)
     UsageController(policy: policy, usage: store, layers: layers, instances: store).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)

@@ -9,6 +9,9 @@ import Sandbox
 struct AgentController {
     struct ActiveBody: Decodable { var version: String }
     struct BundlesEnvelope: Encodable { var bundles: [AgentBundles.Bundle] }
+    struct ActivatedEnvelope: Encodable { var bundles: [AgentBundles.Bundle]; var note: String }
+    static let activationNote = "Running instances keep the version they started with; each picks up the new one at its next start (or when its agent service is restarted after a stop of the instance)."
+
     struct BundleEnvelope: Encodable { var bundle: AgentBundles.Bundle }
 
     let policy: AccessPolicy
@@ -24,7 +27,7 @@ struct AgentController {
             _ = try policy.authorize(.manageAgent, by: context.user)
             let body = try await JSON.decode(ActiveBody.self, from: request, expecting: #"with "version""#)
             try bundles.activate(body.version)
-            return JSON.response(BundlesEnvelope(bundles: try bundles.list()))
+            return JSON.response(ActivatedEnvelope(bundles: try bundles.list(), note: Self.activationNote))
         }
         group.delete("/agent/bundles/:version") { _, context in
             _ = try policy.authorize(.manageAgent, by: context.user)

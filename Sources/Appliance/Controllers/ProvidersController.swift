@@ -10,10 +10,11 @@ struct ProvidersController {
         enum CodingKeys: String, CodingKey { case api, models, baseURL = "base_url", apiKey = "api_key" }
     }
     struct ListEnvelope: Encodable { var providers: [Providers.View]; var presets: [Providers.Preset] }
-    struct Envelope: Encodable { var provider: Providers.View }
+    struct Envelope: Encodable { var provider: Providers.View; var agents: [InstanceManager.AgentReport] }
 
     let policy: AccessPolicy
     let providers: Providers
+    let manager: InstanceManager
 
     func addRoutes(to group: RouterGroup<AppContext>) {
         group.get("/providers") { _, context in
@@ -25,11 +26,13 @@ struct ProvidersController {
             let body = try await JSON.decode(Body.self, from: request, expecting: #"with "api" (openai-completions, openai-responses or anthropic-messages), "base_url", "models" and optionally "api_key""#)
             let view = try providers.save(name: context.parameters.get("name") ?? "", api: body.api, baseURL: body.baseURL,
                                           apiKey: body.apiKey, models: body.models)
-            return JSON.response(Envelope(provider: view))
+            return JSON.response(Envelope(provider: view, agents: await manager.reconfigureAgents()))
         }
         group.delete("/providers/:name") { _, context in
             _ = try policy.authorize(.manageAgent, by: context.user)
             try providers.delete(name: context.parameters.get("name") ?? "")
+            // 204 has no body to report in: the running agents are rewritten all the same.
+            _ = await manager.reconfigureAgents()
             return Response(status: .noContent)
         }
     }

@@ -7,7 +7,13 @@ struct SettingsController {
         var effective: InstanceSettings
         /// The instance's own provider keys (their last four characters only).
         var providerKeys: [Providers.InstanceKey]
-        enum CodingKeys: String, CodingKey { case overrides, effective, providerKeys = "provider_keys" }
+        /// After a change: what it did to the instance's agent.
+        var agent: AgentReconfiguration?
+        enum CodingKeys: String, CodingKey { case overrides, effective, agent, providerKeys = "provider_keys" }
+    }
+    struct DefaultsEnvelope: Encodable {
+        var settings: InstanceSettings
+        var agents: [InstanceManager.AgentReport]
     }
     /// An instance's settings body: the settings, plus `provider_keys` ({"openai": "sk-…"} sets
     /// the instance's own key, {"openai": null} goes back to the provider's).
@@ -36,7 +42,7 @@ struct SettingsController {
             let body = try await JSON.decode(InstanceSettings.self, from: request, expecting: "of instance settings")
             let settings = try layers.setDefaults(body)
             await manager.applyLimits()
-            return JSON.response(["settings": settings])
+            return JSON.response(DefaultsEnvelope(settings: settings, agents: await manager.reconfigureAgents()))
         }
         group.get("/instances/:id/settings") { _, context in
             let record = try policy.authorize(.view, instance: try context.instanceID(), by: context.user)
@@ -50,7 +56,9 @@ struct SettingsController {
             if let keys = body.providerKeys { try providers.setInstanceKeys(id, keys) }
             let record = try layers.setOverrides(id, body.settings)
             await manager.applyLimits(only: id)
-            return JSON.response(try envelope(record))
+            var response = try envelope(record)
+            response.agent = await manager.reconfigureAgent(id)
+            return JSON.response(response)
         }
     }
 

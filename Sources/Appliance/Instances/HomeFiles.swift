@@ -119,7 +119,7 @@ struct HomeFiles: Sendable {
 
     /// An unnamed file in the target's directory (O_TMPFILE): what is written to it becomes
     /// visible under its name only in `commit`, whole, and a failed upload leaves nothing.
-    func beginUpload(_ path: String) throws(FileError) -> Upload {
+    func beginUpload(_ path: String, mode: mode_t = 0o644) throws(FileError) -> Upload {
         let parts = try Self.components(path)
         let (dir, name) = try parent(of: parts)
         var st = stat()
@@ -127,9 +127,10 @@ struct HomeFiles: Sendable {
             close(dir)
             throw .isADirectory
         }
-        let fd = openat(dir, ".", CSBX_O_TMPFILE | O_WRONLY | O_CLOEXEC, 0o644)
+        let fd = openat(dir, ".", CSBX_O_TMPFILE | O_WRONLY | O_CLOEXEC, mode)
         guard fd >= 0 else { let e = errno; close(dir); throw FileError(errno: e) }
         fchown(fd, owner, owner)
+        fchmod(fd, mode)   // not narrowed by the daemon's umask
         return Upload(dir: dir, name: name, fd: fd)
     }
 
@@ -179,10 +180,10 @@ struct HomeFiles: Sendable {
         deinit { close() }
     }
 
-    func makeDirectory(_ path: String) throws(FileError) {
+    func makeDirectory(_ path: String, mode: mode_t = 0o755) throws(FileError) {
         let (dir, name) = try parent(of: Self.components(path))
         defer { close(dir) }
-        guard mkdirat(dir, name, 0o755) == 0 else { throw FileError(errno: errno) }
+        guard mkdirat(dir, name, mode) == 0 else { throw FileError(errno: errno) }
         fchownat(dir, name, owner, owner, AT_SYMLINK_NOFOLLOW)
     }
 

@@ -58,7 +58,7 @@ struct InstanceLauncher: Sendable {
     /// The launch of `record`: prepares its storage (homes adopted into its id range, the
     /// overlay layers in image mode) and its mount plan. The instance is not running here.
     /// `movedAside(link, newName)` is told of each symbolic link image mode moved out of the way.
-    func request(for record: InstanceRecord, settings: InstanceSettings,
+    func request(for record: InstanceRecord, settings: InstanceSettings, agentBundle: String? = nil,
                  movedAside: (String, String) -> Void = { _, _ in }) throws -> LaunchRequest {
         let home = paths.home(record.id)
         guard FileSystem.isDirectory(home) else {
@@ -73,6 +73,7 @@ struct InstanceLauncher: Sendable {
         let sizes = TmpfsSizes(shmMiB: settings.shmMiB ?? 512, tmpMiB: settings.tmpMiB ?? 512)
         var plan = MountPlan(homeSource: home, browserHomeSource: browserHome, sizes: sizes, extraReadOnly: mountExtras)
         plan.stageDir = paths.stage
+        plan.agentBundleSource = agentBundle
         plan.logsSource = try privateDirectory(paths.instanceDir(record.id) + "/logs", owner: base)   // services' logs
         if baseRoot != nil {
             // Root inside the instance owns its layers; `root/` keeps everyone else on the host

@@ -20,13 +20,17 @@ actor InstanceManager {
     /// State changes and service snapshots, for the events stream.
     let events: InstanceEvents
     var runtimes: [Int64: InstanceRuntime] = [:]
+    /// Writes each instance's OpenClaw config and names the bundle it mounts (nil: no agent
+    /// setup, as in-process tests build it).
+    let agentConfig: AgentConfigWriter?
     /// Accepts on each running instance's key proxy listener (nil: no proxy, in-process tests).
     let keyProxy: LLMProxy?
 
     init(instances: any InstanceRepository, settings: SettingsLayers, paths: DataPaths, logger: Logger,
          host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices,
          slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot, events: InstanceEvents = InstanceEvents(),
-         keyProxy: LLMProxy? = nil) {
+         agentConfig: AgentConfigWriter? = nil, keyProxy: LLMProxy? = nil) {
+        self.agentConfig = agentConfig
         self.keyProxy = keyProxy
         self.slots = slots
         self.events = events
@@ -132,7 +136,8 @@ actor InstanceManager {
                 throw InstanceLauncher.StorageError("instance networking is unavailable on this host: \(host.networkError ?? "unknown")")
             }
             let logger = self.logger
-            let request = try launcher.request(for: record, settings: settings) { link, aside in
+            let agentBundle = await writeAgentConfig(record)
+            let request = try launcher.request(for: record, settings: settings, agentBundle: agentBundle) { link, aside in
                 logger.warning("moved aside a symbolic link the instance put where the appliance mounts",
                                metadata: ["instance": "\(record.name)", "path": "\(link)", "now": "\(aside)"])
             }
@@ -293,6 +298,7 @@ actor InstanceManager {
     /// starts afresh; a running one is stopped and started again.
     func restartService(_ id: Int64, name: String) async throws -> [ServiceStatus] {
         guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
+        if name == AgentService.name, let record = try instances.instance(id: id) { _ = await writeAgentConfig(record) }
         let channel = runtime.channel
         do {
             return try await Blocking.run { try channel.restartService(name) }

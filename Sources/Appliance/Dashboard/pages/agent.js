@@ -4,6 +4,7 @@
 // model with its fallbacks (per-instance overrides live in each instance's settings).
 import { api, request } from "../api.js";
 import { h, replaceChildren, setText, showError } from "../dom.js";
+import { agentOutcome } from "./agent-status.js";
 
 const APIS = [["openai-completions", "OpenAI chat completions"], ["openai-responses", "OpenAI responses"],
     ["anthropic-messages", "Anthropic messages"]];
@@ -24,6 +25,7 @@ function section(id, title, intro, ...body) {
 function bundlesSection(ctx) {
     const error = h("p", { class: "error", role: "alert", id: "bundles-error", hidden: true });
     const list = h("ul", { class: "plain-list", id: "bundles-list" });
+    const note = h("p", { class: "muted", id: "bundles-note" });
     const file = h("input", { type: "file", id: "bundle-file", accept: ".tar.gz,.tgz,application/gzip" });
     const progress = h("progress", { id: "bundle-progress", max: 100, value: 0, hidden: true });
     const upload = h("button", { type: "submit", class: "btn btn-primary", id: "bundle-upload" }, "Install");
@@ -38,7 +40,10 @@ function bundlesSection(ctx) {
     function row(b) {
         const activate = h("button", { type: "button", class: "btn btn-sm", hidden: b.active }, "Make active");
         const remove = h("button", { type: "button", class: "btn btn-sm btn-danger", hidden: b.active }, "Delete");
-        activate.onclick = () => act(() => request("PUT", "/agent/active", { version: b.version }));
+        activate.onclick = () => act(async () => {
+            const res = await request("PUT", "/agent/active", { version: b.version });
+            setText(note, res.note || "");
+        });
         remove.onclick = () => { if (confirm(`Delete OpenClaw ${b.version}?`)) act(() => request("DELETE", `/agent/bundles/${encodeURIComponent(b.version)}`)); };
         return h("li", { class: "bundle-row", "data-version": b.version },
             h("strong", {}, b.version), b.active ? h("span", { class: "badge state-running" }, "active") : null,
@@ -81,7 +86,7 @@ function bundlesSection(ctx) {
     refresh();
     return section("agent-bundles", "OpenClaw",
         "A bundle is an npm install prefix made into a .tar.gz (tar -C PREFIX -czf openclaw.tar.gz .). " +
-        "Instances use the active one from their next agent start.", error, list, form);
+        "A running instance keeps the version it started with and mounts the active one at its next start.", error, note, list, form);
 }
 
 // ---- providers ----------------------------------------------------------------------------
@@ -179,8 +184,8 @@ function modelSection(ctx) {
         const body = { fallbacks: fallbacks.value.split(",").map((m) => m.trim()).filter(Boolean) };
         if (primary.value.trim()) body.model = primary.value.trim();
         try {
-            await request("PUT", "/settings/instance-defaults", body);
-            setText(saved, "Saved.");
+            const res = await request("PUT", "/settings/instance-defaults", body);
+            setText(saved, "Saved." + agentOutcome(res.agents));
         } catch (e) { showError(error, e.message); }
     };
     return section("agent-model", "Default model",

@@ -4,6 +4,7 @@
 // the init pushes) and the page's poll; a restart asks for a poll at once.
 import { api } from "../api.js";
 import { h, replaceChildren, setText, showError } from "../dom.js";
+import { AgentBanner } from "./agent-status.js";
 
 function uptime(startedAt, now) {
     if (!startedAt) return "—";
@@ -26,8 +27,9 @@ export class ServicesPanel {
         this.busy = new Set();
         this.rows = h("tbody", { id: "services-rows" });
         this.error = h("p", { class: "error", role: "alert", id: "services-error", hidden: true });
+        this.agent = new AgentBanner();
         this.element = h("section", { class: "services-panel", id: "services-panel", "aria-label": "Services" },
-            this.error,
+            this.agent.element, this.error,
             h("table", { class: "table services-table" },
                 h("thead", {}, h("tr", {},
                     ...["Service", "State", "Uptime", "Restarts", "Last exit", "Reason", ""].map((t) => h("th", {}, t)))),
@@ -40,6 +42,7 @@ export class ServicesPanel {
     update(services, running) {
         this.services = services || [];
         this.running = running;
+        this.agent.update(this.services, running);
         this.element.hidden = this.services.length === 0;
         const key = JSON.stringify([running, [...this.busy], this.services]);
         if (this.key === key) return;
