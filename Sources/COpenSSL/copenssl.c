@@ -291,9 +291,17 @@ struct cossl_conn {
 };
 
 cossl_conn *cossl_conn_new(cossl_server *server) {
+    SSL *ssl = p_SSL_new(server->ctx);
+    if (!ssl) return NULL;
+    cossl_conn *conn = cossl_conn_wrap(ssl);
+    if (conn) p_SSL_set_accept_state(conn->ssl);
+    return conn;
+}
+
+cossl_conn *cossl_conn_wrap(SSL *ssl) {
     cossl_conn *conn = calloc(1, sizeof *conn);
-    if (!conn) return NULL;
-    conn->ssl = p_SSL_new(server->ctx);
+    if (!conn) { p_SSL_free(ssl); return NULL; }
+    conn->ssl = ssl;
     conn->in = p_BIO_new(p_BIO_s_mem());
     conn->out = p_BIO_new(p_BIO_s_mem());
     if (!conn->ssl || !conn->in || !conn->out) {
@@ -306,7 +314,6 @@ cossl_conn *cossl_conn_new(cossl_server *server) {
     // An empty input buffer means "wait for more", not end of stream.
     p_BIO_ctrl(conn->in, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, NULL);
     p_SSL_set_bio(conn->ssl, conn->in, conn->out);  // the SSL owns both from here
-    p_SSL_set_accept_state(conn->ssl);
     return conn;
 }
 

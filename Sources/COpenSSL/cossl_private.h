@@ -22,6 +22,14 @@
 // *_ctrl functions listed, so the sources call those directly.
 #define COSSL_FUNCTIONS(X)                                                                         \
     X(ssl, TLS_server_method, const SSL_METHOD *, (void))                                          \
+    X(ssl, TLS_client_method, const SSL_METHOD *, (void))                                          \
+    X(ssl, SSL_CTX_set_default_verify_paths, int, (SSL_CTX *))                                     \
+    X(ssl, SSL_CTX_set_verify, void, (SSL_CTX *, int, SSL_verify_cb))                              \
+    X(ssl, SSL_set1_host, int, (SSL *, const char *))                                              \
+    X(ssl, SSL_ctrl, long, (SSL *, int, long, void *))                                             \
+    X(ssl, SSL_set_connect_state, void, (SSL *))                                                   \
+    X(ssl, SSL_get_verify_result, long, (const SSL *))                                             \
+    X(crypto, X509_verify_cert_error_string, const char *, (long))                                 \
     X(ssl, SSL_CTX_new, SSL_CTX *, (const SSL_METHOD *))                                           \
     X(ssl, SSL_CTX_free, void, (SSL_CTX *))                                                        \
     X(ssl, SSL_CTX_ctrl, long, (SSL_CTX *, int, long, void *))                                     \
@@ -115,5 +123,9 @@
 // Bound by cossl_load (copenssl.c); hidden, so they never clash with another library's symbols.
 #define DECLARE_POINTER(lib, name, ret, params) extern __attribute__((visibility("hidden"))) ret(*p_##name) params;
 COSSL_FUNCTIONS(DECLARE_POINTER)
+
+// Wraps an SSL (taking it, also on failure) in a connection over two memory buffers
+// (copenssl.c); the caller sets the role.
+__attribute__((visibility("hidden"))) struct cossl_conn *cossl_conn_wrap(SSL *ssl);
 
 #endif

@@ -14,6 +14,12 @@ extension ControlChannel {
         try descriptor(.connect(port: port), timeoutMs: timeoutMs).fd
     }
 
+    /// The socket listening on 127.0.0.1:`port` inside the instance (the key proxy's); the
+    /// caller accepts on it and closes it.
+    public func listeningSocket(port: UInt16) throws(Failure) -> Int32 {
+        try descriptor(.listen(port: port), timeoutMs: 5000).fd
+    }
+
     /// A login shell on a new pty: the terminal's id and the master (the caller closes it).
     public func openTerminal(user: InstanceUser, cols: UInt16, rows: UInt16) throws(Failure) -> (terminal: UInt64, master: Int32) {
         let (reply, fd) = try descriptor(.openTerminal(user: user, cols: cols, rows: rows), timeoutMs: 5000)

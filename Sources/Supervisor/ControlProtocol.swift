@@ -28,9 +28,12 @@ public enum ControlCall: Sendable, Equatable {
     case restartService(String)
     /// A login shell on a new pty; the master is handed over with the reply.
     case openTerminal(user: InstanceUser, cols: UInt16, rows: UInt16)
+    /// A TCP socket listening on 127.0.0.1:port inside the instance (the key proxy's, bound
+    /// before the first service starts), handed over with the reply; the daemon accepts on it.
+    case listen(port: UInt16)
 
     public enum Op: String, Sendable, CaseIterable {
-        case status, connect, shutdown, run, restartService, openTerminal
+        case status, connect, shutdown, run, restartService, openTerminal, listen
     }
 
     public var op: Op {
@@ -41,12 +44,13 @@ public enum ControlCall: Sendable, Equatable {
         case .run: .run
         case .restartService: .restartService
         case .openTerminal: .openTerminal
+        case .listen: .listen
         }
     }
 
     /// The replies that hand over a descriptor: one mechanism for sockets and ptys alike.
     public var handsOverDescriptor: Bool { Self.handsOverDescriptor(op) }
-    static func handsOverDescriptor(_ op: Op) -> Bool { op == .connect || op == .openTerminal }
+    static func handsOverDescriptor(_ op: Op) -> Bool { op == .connect || op == .openTerminal || op == .listen }
 
     /// The members of a request as they were on the wire, before they are checked.
     struct Members {
@@ -73,6 +77,9 @@ public enum ControlCall: Sendable, Equatable {
         case .connect:
             guard let port = m.port, (1...65535).contains(port) else { return refuse("invalid port") }
             return .success(.connect(port: UInt16(port)))
+        case .listen:
+            guard let port = m.port, (1...65535).contains(port) else { return refuse("invalid port") }
+            return .success(.listen(port: UInt16(port)))
         case .run:
             guard let argv = m.argv, let first = argv.first, !first.isEmpty else { return refuse("run needs a command") }
             guard let user = user() else { return refuse("user must be agent or root") }
@@ -117,7 +124,7 @@ public struct ControlRequest: Sendable, Equatable, Encodable {
         switch call {
         case .status, .shutdown:
             break
-        case .connect(let port):
+        case .connect(let port), .listen(let port):
             try c.encode(port, forKey: .port)
         case .run(let argv, let user, let timeoutMs):
             try c.encode(argv, forKey: .argv)
@@ -170,7 +177,7 @@ public enum ControlReply: Sendable, Equatable {
             return
         }
         switch op {
-        case .connect, .shutdown: self = .done
+        case .connect, .shutdown, .listen: self = .done
         case .status, .restartService:
             guard let services = r.services else { return nil }
             self = .services(services)
@@ -316,7 +323,7 @@ public struct ControlResponse: Codable, Sendable {
 public enum ControlCodec {
     /// Sent in the init's hello. A daemon refuses an init of a major version it does not
     /// know; minor versions only add (ops, optional fields, events) and are compatible.
-    public static let protocolVersion = "1.2"
+    public static let protocolVersion = "1.3"
     public static let protocolMajor = 1
     public static let maxMessage = 256 * 1024
     /// Output a `run` returns, at most; JSON escaping keeps a reply under maxMessage.

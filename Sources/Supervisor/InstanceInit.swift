@@ -82,6 +82,9 @@ public enum InstanceInit {
             onEvent: { log($0.logLine); pacer.dirty = true })
         let runner = CommandRunner()
         let terminals = InitTerminals()
+        // Before the first service starts (the supervisor starts them from its first advance).
+        let listeners = InitListeners()
+        listeners.prebind([ServiceCatalog.llmProxyPort])
         var controlOpen = true
         let listening = isListener(listenerFD)
         sendHello(supervisor)
@@ -130,7 +133,7 @@ public enum InstanceInit {
                 } else if runnerFDs.contains(p.fd) {
                     runner.readable(p.fd)
                 } else if p.fd == controlFD {
-                    if !handleControl(supervisor, runner, terminals, now: after) {
+                    if !handleControl(supervisor, runner, terminals, listeners, now: after) {
                         controlOpen = false
                         runner.orphanRequests()
                         if listening {
@@ -247,7 +250,7 @@ public enum InstanceInit {
 
     /// Answers one request; returns false when the daemon's end is closed.
     static func handleControl(_ supervisor: ServiceSupervisor, _ runner: CommandRunner, _ terminals: InitTerminals,
-                              now: Int64) -> Bool {
+                              _ listeners: InitListeners, now: Int64) -> Bool {
         var buffer = [UInt8](repeating: 0, count: ControlCodec.maxMessage)
         var stray: Int32 = -1
         let n = buffer.withUnsafeMutableBytes { csbx_recv_with_fd(controlFD, $0.baseAddress, $0.count, &stray) }
@@ -290,6 +293,14 @@ public enum InstanceInit {
         case .run(let argv, let user, let timeoutMs):
             if let failure = runner.start(id: id, argv: argv, user: user, timeoutMs: timeoutMs, now: now) {
                 send(.reply(id: id, .failed(failure.text)), fd: -1)
+            }
+        case .listen(let port):
+            switch listeners.socket(for: Int(port)) {
+            case .success(let fd):
+                // The init keeps its own: a daemon that re-attaches gets the same socket.
+                send(.reply(id: id, .done), fd: fd)
+            case .failure(let reason):
+                send(.reply(id: id, .failed("listen on port \(port): \(reason)")), fd: -1)
             }
         case .openTerminal(let user, let cols, let rows):
             switch terminals.open(user: user, cols: cols, rows: rows) {

@@ -12,7 +12,7 @@ import Testing
 @Suite struct ApiDocumentTests {
     /// Pages of the dashboard and its files: not API, deliberately undocumented.
     static let notAPI: Set<String> = ["GET /", "GET /login", "GET /setup", "GET /instances/{id}", "GET /users", "GET /account", "GET /audit",
-                                        "GET /agent", "GET /static/**"]
+                                        "GET /agent", "GET /usage", "GET /static/**"]
     static let accessClasses: Set<String> = ["public", "signed-in", "admin", "instance-view", "instance-operate", "instance-admin"]
     static let methods: Set<String> = ["get", "put", "post", "delete", "patch", "head", "options", "trace"]
 

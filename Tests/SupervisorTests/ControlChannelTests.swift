@@ -270,6 +270,15 @@ import Testing
         if passed >= 0 { close(passed) }
         #expect(channel.violations == 3)
 
+        let listen = Background { () -> Int32 in (try? channel.listeningSocket(port: 8399)) ?? -2 }
+        let listenRequest = try #require(fake.request())
+        #expect(listenRequest.call == .listen(port: 8399))
+        _ = fake.reply(ControlResponse(id: listenRequest.id, ok: true), fd: devNull)
+        let listening = listen.join()
+        #expect(listening >= 0, "a successful listen hands over its socket")
+        if listening >= 0 { close(listening) }
+        #expect(channel.violations == 3)
+
         _ = fake.reply(ControlResponse(id: 0, ok: true, services: []))
         let probe = Background { Self.status(channel) }
         let probeRequest = try #require(fake.request())

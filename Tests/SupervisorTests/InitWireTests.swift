@@ -49,6 +49,7 @@ import Testing
             ControlRequest(id: UInt64(Int64.max), call: .shutdown),
             ControlRequest(id: 3, call: .restartService("chromium")),
             ControlRequest(id: 4, call: .openTerminal(user: .root, cols: 132, rows: 43)),
+            ControlRequest(id: 5, call: .listen(port: 8399)),
         ] + Self.awkward.enumerated().map { i, text in
             ControlRequest(id: UInt64(10 + i), call: .run(argv: ["sh", "-c", text, ""], user: i % 2 == 0 ? .agent : .root, timeoutMs: 29_000))
         }

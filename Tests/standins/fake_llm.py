@@ -8,6 +8,7 @@ each API's error shape), records every request (method, path, lower-cased header
 answers deterministically from the prompt: `answer_for(prompt)`. A prompt containing "[429]" gets
 a rate-limit error. `hold()` makes the next streams stop before their last chunk until `release()`,
 so a test can observe the first bytes before the last one is produced without sleeping.
+`streams` holds each streamed body as it was sent.
 
     llm = FakeLLM(api_key="sk-test").start()   # llm.url, llm.requests, llm.stop()
     python3 fake_llm.py --port 0 --key sk-test  # prints "fake-llm listening on http://127.0.0.1:PORT"
@@ -52,6 +53,10 @@ def prompt_of(path, body):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-llm"
+    # Each streamed event is its own small write: without TCP_NODELAY, Nagle holds an event
+    # until the previous one is acknowledged, and on a kept-alive connection the peer's delayed
+    # ACK makes that 40 ms. Providers' streaming servers send at once.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         pass
@@ -95,7 +100,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             body = None
         llm.record({"method": "POST", "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
-                    "at": time.monotonic()})
+                    "at": time.monotonic(), "peer": self.client_address})
         routes = {"/v1/chat/completions": self.chat_completions, "/v1/responses": self.openai_responses, "/v1/messages": self.anthropic_messages}
         route = routes.get(self.path)
         if route is None:
@@ -123,6 +128,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
+        self._sent = bytearray()
+        self.server.llm.streams.append(self._sent)
 
     def _event(self, data, event=None, last=False):
         llm = self.server.llm
@@ -132,6 +139,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(llm.chunk_delay)
         text = (f"event: {event}\n" if event else "") + f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
         payload = text.encode()
+        self._sent += payload
         self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         self.wfile.flush()
 
@@ -213,6 +221,9 @@ class FakeLLM:
     def __init__(self, api_key="sk-fake-test", chunk_delay=0.0, host="127.0.0.1", port=0, models=("fake-model",)):
         self.api_key, self.chunk_delay, self.models = api_key, chunk_delay, list(models)
         self.requests = []
+        # The body of every stream as sent (one bytearray per stream, in order), so a test can
+        # hold what a client received against what the provider produced.
+        self.streams = []
         self._lock = threading.Lock()
         self.gate = threading.Event()
         self.gate.set()

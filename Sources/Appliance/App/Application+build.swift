@@ -103,9 +103,13 @@ func buildApplication(configuration: Configuration, logger: Logger,
     let bundles = AgentBundles(directory: paths.agentBundles, settings: store)
     let agentConfig = AgentConfigWriter(layers: layers, providers: store, credentials: AgentCredentials(secrets: secretBox),
                                         bundles: bundles, paths: paths)
+    let providers = Providers(store: store, secrets: secretBox)
+    let keyProxy = LLMProxy(planner: ProxyPlanner(providers: providers, layers: layers, instances: store, usage: store),
+                            credentials: AgentCredentials(secrets: secretBox), usage: store, logger: logger)
     let manager = InstanceManager(instances: store, settings: layers, paths: paths, logger: logger,
                                   host: host, launcher: launcher, services: configuration.instanceServices,
-                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot, agentConfig: agentConfig)
+                                  slots: configuration.unsafe.firstSlot...InstanceIDs.maxSlot, agentConfig: agentConfig,
+                                  keyProxy: keyProxy)
     let policy = AccessPolicy(instances: store)
     let control = ControlRegistry()
     let tokens = APITokens(store: store)
@@ -131,9 +135,9 @@ func buildApplication(configuration: Configuration, logger: Logger,
     AuditController(policy: policy, store: store).addRoutes(to: api)
     AgentController(policy: policy, bundles: bundles).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
-    let providers = Providers(store: store, secrets: secretBox)
     SettingsController(policy: policy, layers: layers, manager: manager, providers: providers).addRoutes(to: api)
     ProvidersController(policy: policy, providers: providers, manager: manager).addRoutes(to: api)
+    UsageController(policy: policy, usage: store, layers: layers, instances: store).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)
     EventsController(policy: policy, manager: manager).addRoutes(to: api)

@@ -15,6 +15,7 @@ import { usersPage } from "./pages/users.js";
 import { accountPage } from "./pages/account.js";
 import { auditPage } from "./pages/audit.js";
 import { agentPage } from "./pages/agent.js";
+import { usagePage } from "./pages/usage.js";
 
 const root = document.getElementById("app");
 
@@ -27,6 +28,7 @@ const routes = [
     { path: /^\/users\/?$/, page: usersPage, auth: true, admin: true },
     { path: /^\/audit\/?$/, page: auditPage, auth: true, admin: true },
     { path: /^\/agent\/?$/, page: agentPage, auth: true, admin: true },
+    { path: /^\/usage\/?$/, page: usagePage, auth: true, admin: true },
     { path: /^\/account\/?$/, page: accountPage, auth: true },
     { path: /^\/login\/?$/, page: loginPage },
     { path: /^\/setup\/?$/, page: setupPage },
@@ -213,6 +215,7 @@ function navLinks(user) {
         { href: "/", id: "nav-instances", label: "Instances", here: (p) => p === "/" || p.startsWith("/instances/") },
         admin && { href: "/users", id: "nav-users", label: "Users" },
         admin && { href: "/agent", id: "nav-agent", label: "Agent" },
+        admin && { href: "/usage", id: "nav-usage", label: "Usage" },
         admin && { href: "/audit", id: "nav-audit", label: "Audit" },
         { href: "/account", id: "nav-account", label: "Account" },
     ].filter(Boolean);

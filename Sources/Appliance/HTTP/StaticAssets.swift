@@ -81,7 +81,7 @@ struct StaticAssets: Sendable {
             return response
         }
         // The dashboard is one page that routes on location.pathname.
-        for page in ["/", "/login", "/setup", "/instances/:id", "/users", "/account", "/audit", "/agent"] {
+        for page in ["/", "/login", "/setup", "/instances/:id", "/users", "/account", "/audit", "/agent", "/usage"] {
             router.get(RouterPath(page)) { request, _ in
                 guard let response = response(for: "index.html", request: request) else { throw APIError.notFound("The page") }
                 return response

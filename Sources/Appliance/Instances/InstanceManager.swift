@@ -23,12 +23,15 @@ actor InstanceManager {
     /// Writes each instance's OpenClaw config and names the bundle it mounts (nil: no agent
     /// setup, as in-process tests build it).
     let agentConfig: AgentConfigWriter?
+    /// Accepts on each running instance's key proxy listener (nil: no proxy, in-process tests).
+    let keyProxy: LLMProxy?
 
     init(instances: any InstanceRepository, settings: SettingsLayers, paths: DataPaths, logger: Logger,
          host: InstanceHost, launcher: InstanceLauncher?, services: Configuration.InstanceServices,
          slots: ClosedRange<Int64> = 1...InstanceIDs.maxSlot, events: InstanceEvents = InstanceEvents(),
-         agentConfig: AgentConfigWriter? = nil) {
+         agentConfig: AgentConfigWriter? = nil, keyProxy: LLMProxy? = nil) {
         self.agentConfig = agentConfig
+        self.keyProxy = keyProxy
         self.slots = slots
         self.events = events
         self.instances = instances
@@ -167,11 +170,27 @@ actor InstanceManager {
         Task.detached {
             _ = try? await Blocking.run { channel.pump { events.publish(id, .services($0)) } }
         }
+        if let keyProxy { attachKeyProxy(id, channel, keyProxy) }
+    }
+
+    /// Takes the key proxy's listener from the instance's init (it bound it before its first
+    /// service started) and accepts on it: at start and on re-attach after a daemon restart.
+    private func attachKeyProxy(_ id: Int64, _ channel: ControlChannel, _ proxy: LLMProxy) {
+        let logger = self.logger
+        Task.detached {
+            do {
+                let fd = try await Blocking.run { try channel.listeningSocket(port: ServiceCatalog.llmProxyPort) }
+                try await proxy.attach(instance: id, fd: fd)
+            } catch {
+                logger.error("the instance's LLM key proxy is unavailable", metadata: ["instance": "\(id)", "error": "\(error)"])
+            }
+        }
     }
 
     /// What is left of an instance on the host once its init is gone.
     func release(_ id: Int64, _ runtime: InstanceRuntime) {
         runtime.channel.stopPump()
+        keyProxy?.detach(instance: id)
         unlink(paths.controlSocket(id))
         try? instances.setInit(id, pid: nil, identity: nil)
         if runtime.hasCgroup { host.cgroups?.destroy(id) }

@@ -26,6 +26,9 @@ struct InstanceSettings: Codable, Sendable, Equatable {
     /// Everyone's chat with the agent is one conversation (`agent:main:main`) instead of one
     /// session per user.
     var chatShared: Bool?
+    /// Input plus output tokens the instance may spend through the key proxy per UTC month;
+    /// nil: the default's, and nil there too: unlimited.
+    var monthlyTokenBudget: Int?
 
     enum CodingKeys: String, CodingKey {
         case cpus, network, model, fallbacks
@@ -33,13 +36,15 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         case memoryMaxMiB = "memory_max_mib", memoryHighMiB = "memory_high_mib", pidsMax = "pids_max"
         case shmMiB = "shm_mib", tmpMiB = "tmp_mib", egressAllow = "egress_allow"
         case ioReadMiBps = "io_read_mib_per_s", ioWriteMiBps = "io_write_mib_per_s"
+        case monthlyTokenBudget = "monthly_token_budget"
     }
 
     init(memoryMaxMiB: Int? = nil, memoryHighMiB: Int? = nil, cpus: Double? = nil, pidsMax: Int? = nil,
          shmMiB: Int? = nil, tmpMiB: Int? = nil, ioReadMiBps: Int? = nil, ioWriteMiBps: Int? = nil,
          network: String? = nil, egressAllow: [String]? = nil, model: String? = nil, fallbacks: [String]? = nil,
-         chatShared: Bool? = nil) {
+         chatShared: Bool? = nil, monthlyTokenBudget: Int? = nil) {
         self.chatShared = chatShared
+        self.monthlyTokenBudget = monthlyTokenBudget
         self.model = model
         self.fallbacks = fallbacks
         self.memoryMaxMiB = memoryMaxMiB
@@ -66,7 +71,8 @@ struct InstanceSettings: Codable, Sendable, Equatable {
             init?(intValue: Int) { nil }
         }
         let known = Set(["memory_max_mib", "memory_high_mib", "cpus", "pids_max", "shm_mib", "tmp_mib",
-                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow", "model", "fallbacks", "chat_shared"]
+                         "io_read_mib_per_s", "io_write_mib_per_s", "network", "egress_allow", "model", "fallbacks",
+                         "chat_shared", "monthly_token_budget"]
                         + extraKeys)
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }
         if let first = unknown.sorted().first {
@@ -88,6 +94,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
         model = try c.decodeIfPresent(String.self, forKey: .model)
         fallbacks = try c.decodeIfPresent([String].self, forKey: .fallbacks)
         chatShared = try c.decodeIfPresent(Bool.self, forKey: .chatShared)
+        monthlyTokenBudget = try c.decodeIfPresent(Int.self, forKey: .monthlyTokenBudget)
     }
 
     static let builtIn = InstanceSettings(memoryMaxMiB: 4096, memoryHighMiB: 3584, cpus: 2, pidsMax: 4096,
@@ -101,7 +108,8 @@ struct InstanceSettings: Codable, Sendable, Equatable {
                          tmpMiB: tmpMiB ?? base.tmpMiB, ioReadMiBps: ioReadMiBps ?? base.ioReadMiBps,
                          ioWriteMiBps: ioWriteMiBps ?? base.ioWriteMiBps, network: network ?? base.network,
                          egressAllow: egressAllow ?? base.egressAllow, model: model ?? base.model,
-                         fallbacks: fallbacks ?? base.fallbacks, chatShared: chatShared ?? base.chatShared)
+                         fallbacks: fallbacks ?? base.fallbacks, chatShared: chatShared ?? base.chatShared,
+                         monthlyTokenBudget: monthlyTokenBudget ?? base.monthlyTokenBudget)
     }
 
     /// Rejects nonsense with a message naming the field.
@@ -135,6 +143,7 @@ struct InstanceSettings: Codable, Sendable, Equatable {
             try check(Self.isModelReference(value), field, "\"provider/model\", such as \"openai/gpt-5\"")
         }
         if let list = fallbacks { try check(list.count <= 8, "fallbacks", "at most 8 models") }
+        if let v = monthlyTokenBudget { try check(v >= 0 && v <= 1_000_000_000_000, "monthly_token_budget", "0 to 10^12 tokens, or null for unlimited") }
         if let high = memoryHighMiB, let max = memoryMaxMiB {
             try check(high <= max, "memory_high_mib", "at most memory_max_mib")
         }

@@ -124,5 +124,20 @@ enum Migrations {
             );
             CREATE INDEX passkeys_user ON passkeys(user_id);
             """),
+        // LLM token usage the key proxy counted: one row per instance, UTC day and model. The
+        // latency is the sum over `requests` (milliseconds from request to response end).
+        (8, """
+            CREATE TABLE llm_usage (
+                instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+                day TEXT NOT NULL,
+                model TEXT NOT NULL,
+                requests INTEGER NOT NULL DEFAULT 0,
+                input_tokens INTEGER NOT NULL DEFAULT 0,
+                output_tokens INTEGER NOT NULL DEFAULT 0,
+                errors INTEGER NOT NULL DEFAULT 0,
+                latency_ms_sum INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (instance_id, day, model)
+            )
+            """),
     ]
 }

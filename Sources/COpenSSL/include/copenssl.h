@@ -117,4 +117,17 @@ size_t cossl_take_output(cossl_conn *conn, uint8_t *buf, size_t cap);
 // Why the last COSSL_ERROR happened (never NULL).
 const char *cossl_conn_error(cossl_conn *conn);
 
+// ---- client (tlsclient.c) --------------------------------------------------------------------
+
+typedef struct cossl_client cossl_client;  // an SSL_CTX that verifies servers
+
+// A client context: TLS 1.2+, peers verified against the system's CA store. NULL with `why`.
+cossl_client *cossl_client_new(char *why, size_t why_size);
+void cossl_client_free(cossl_client *client);
+
+// A client connection to `host` (a DNS name or an IP address): SNI for names, and the
+// certificate must match `host`. Drive it like a server connection: cossl_handshake first
+// produces the ClientHello in the output. NULL with `why`.
+cossl_conn *cossl_client_conn_new(cossl_client *client, const char *host, char *why, size_t why_size);
+
 #endif

@@ -10,6 +10,7 @@ import { FilesPanel } from "./files.js";
 import { LogsPanel } from "./logs.js";
 import { ServicesPanel } from "./services.js";
 import { TerminalPanel } from "./terminal.js";
+import { UsageCard } from "./usage.js";
 
 const POLL_MS = 2000;
 // While the instance starts or runs without a ready VNC server yet (the first second after
@@ -116,6 +117,7 @@ export async function instancePage(root, ctx) {
         pollError,
         lastError,
         services.element,
+        new UsageCard(id, ctx).element,
         tabs,
         viewer,
         chat.element,

@@ -12,7 +12,7 @@ struct TLSChildChannel<Base: ServerChildChannel>: ServerChildChannel {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(TLSServerHandler(server: server), position: .first)
+            try channel.pipeline.syncOperations.addHandler(TLSHandler(server: server), position: .first)
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }

@@ -21,27 +21,79 @@ struct TLSSetupError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// A TLS client context for the key proxy's connections to providers: peers verified against
+/// the system's CA store, by name.
+final class TLSClient: Sendable {
+    nonisolated(unsafe) let handle: OpaquePointer
+
+    /// One for the process: loading the CA store is the expensive part.
+    static let shared: Result<TLSClient, TLSSetupError> = Result { () throws(TLSSetupError) in try TLSClient() }
+
+    private init() throws(TLSSetupError) {
+        var why = [CChar](repeating: 0, count: 512)
+        guard let handle = cossl_client_new(&why, why.count) else {
+            throw TLSSetupError(String(decoding: why.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self))
+        }
+        self.handle = handle
+    }
+
+    deinit { cossl_client_free(handle) }
+}
+
 /// TLS for one connection, first in its pipeline: ciphertext from the socket in, plaintext on
 /// to the HTTP handlers; their plaintext in, ciphertext out. OpenSSL works on memory buffers
-/// (COpenSSL), never on the socket, so NIO keeps owning all I/O.
-final class TLSServerHandler: ChannelDuplexHandler {
+/// (COpenSSL), never on the socket, so NIO keeps owning all I/O. The appliance's HTTPS server
+/// and the key proxy's client connections to providers both use it.
+final class TLSHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let server: TLSServer
+    /// The context the connection was made from, kept alive as long as it.
+    private let owner: AnyObject
     private let connection: OpaquePointer
+    private let isClient: Bool
     private var established = false
     private var closing = false
-    /// Writes from above before the handshake ends; a server has nothing to say before the
-    /// client's first request, so this stays empty in practice.
+    /// Writes from above before the handshake ends: a client's request, made as soon as the
+    /// socket connects (a server has nothing to say before the client's first request).
     private var early: [(ByteBuffer, EventLoopPromise<Void>?)] = []
 
     init(server: TLSServer) throws(TLSSetupError) {
         guard let connection = cossl_conn_new(server.handle) else { throw TLSSetupError("out of memory for a TLS connection") }
-        self.server = server
+        self.owner = server
         self.connection = connection
+        self.isClient = false
+    }
+
+    /// A client connection to `host`, whose certificate must name it.
+    init(clientTo host: String) throws(TLSSetupError) {
+        let client = try TLSClient.shared.get()
+        var why = [CChar](repeating: 0, count: 512)
+        guard let connection = cossl_client_conn_new(client.handle, host, &why, why.count) else {
+            throw TLSSetupError(String(decoding: why.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self))
+        }
+        self.owner = client
+        self.connection = connection
+        self.isClient = true
+    }
+
+    /// A client speaks first: its hello goes out as soon as the socket is connected.
+    func channelActive(context: ChannelHandlerContext) {
+        if isClient && !established {
+            if Int(cossl_handshake(connection)) == COSSL_ERROR { return fail(context) }
+            sendOutput(context, promise: nil, flush: true)
+        }
+        context.fireChannelActive()
+    }
+
+    /// Added to a channel that is already connected: the hello goes now.
+    func handlerAdded(context: ChannelHandlerContext) {
+        if isClient && context.channel.isActive && !established {
+            if Int(cossl_handshake(connection)) == COSSL_ERROR { return fail(context) }
+            sendOutput(context, promise: nil, flush: true)
+        }
     }
 
     deinit { cossl_conn_free(connection) }
@@ -137,10 +189,12 @@ final class TLSServerHandler: ChannelDuplexHandler {
     }
 
     /// A broken or hostile handshake, or a corrupt record: send what alert there is and drop
-    /// the connection. The reason stays here (it is the client's doing, not ours to log loudly).
+    /// the connection. A server keeps the reason (the client's doing, not ours to log
+    /// loudly); a client reports it (a provider's certificate that does not verify).
     private func fail(_ context: ChannelHandlerContext) {
         closing = true
         sendOutput(context, promise: nil, flush: true)
+        if isClient { context.fireErrorCaught(TLSSetupError(String(cString: cossl_conn_error(connection)))) }
         context.close(promise: nil)
     }
 }
