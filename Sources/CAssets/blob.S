@@ -1,4 +1,4 @@
-/* assets.bin sha256: fa733b84848ad7815869e0dcc872a496f49669310cb480a350fafdb667e2afec */
+/* assets.bin sha256: 21ecab88d4415cf0099982e7b9d94f866f582db5b4c00eea30a9c69ec7071378 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -1,13 +1,10 @@
-"""The Chat tab in headless Chromium, through the real path as far as it exists: an admin
-uploads the stand-in as the OpenClaw bundle, sets a provider (a fake LLM on loopback) and the
-default model; a user opens an assigned instance, sends a message, watches the answer stream in,
-sees a tool card, stops a run, reloads and finds the history; a second user has a session of
-their own; with chat_shared both see one conversation.
-
-When the instance has an `agent` service (the agent helper's work: it runs the installed bundle
-with the written config), the test uses it. Until then the stand-in and a fake provider are
-started inside the instance through the exec API (chat_helpers.Standin): the gateway, the
-daemon's link and the browser side are the same either way.
+"""The Chat tab in headless Chromium, through the real path end to end: an admin uploads the
+stand-in as the OpenClaw bundle, sets a provider (a fake LLM on the host's loopback) and the
+default model; the instance's `agent` service runs the bundle with the config the daemon wrote,
+and the agent reaches the provider only through the daemon's key proxy (127.0.0.1:8399 inside
+the instance). A user opens an assigned instance, sends a message, watches the answer stream
+in, sees a tool card, stops a run, reloads and finds the history; a second user has a session
+of their own; with chat_shared both see one conversation.
 """
 import json
 import shutil
@@ -18,7 +15,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from claworc_harness import ADMIN, Client
-from chat_helpers import LLM_KEY, Chat, Standin
+from chat_helpers import LLM_KEY, Chat
 from test_agent_bundles import upload
 from test_e2e_accounts import sign_in, sign_out
 from test_e2e_dashboard import clickable, driver, save_failure_artifacts, visible, wait  # noqa: F401
@@ -90,17 +87,9 @@ def test_chat_in_the_dashboard(admin, driver, tmp_path):  # noqa: F811
         carol = make_user(admin, "carol", iid)
         assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
         inst = admin.wait_for(iid, lambda i: i["state"] == "running", what="running")
-        real_agent = any(s["name"] == "agent" for s in inst["services"])
-        if real_agent:
-            admin.wait_for(iid, lambda i: any(s["name"] == "agent" and s["state"] == "ready" for s in i["services"]),
-                           timeout=120, what="the agent service ready")
-            probe = admin.post(f"/api/v1/instances/{iid}/exec", {"argv": [
-                "python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 8399), 2)"]}).json()
-            if probe["exit_code"] != 0:
-                pytest.skip("the agent runs, but the daemon's key proxy (127.0.0.1:8399 inside) is not there "
-                            "yet: the agent cannot reach the provider")
-        else:
-            Standin(daemon, admin, iid, chunk_delay=0.3).start()
+        assert any(s["name"] == "agent" for s in inst["services"]), inst["services"]
+        admin.wait_for(iid, lambda i: any(s["name"] == "agent" and s["state"] == "ready" for s in i["services"]),
+                       timeout=120, what="the agent service ready")
 
         # Bob: a streamed answer.
         sign_in(driver, base, "bob", PASSWORD)
@@ -119,15 +108,13 @@ def test_chat_in_the_dashboard(admin, driver, tmp_path):  # noqa: F811
         wait(driver, 30).until(lambda d: last_answer(d) == ANSWER.format("please use a tool"), "no answer after the tool")
 
         # Stop a run half-way.
-        if real_agent:
-            llm.hold()
+        llm.hold()
         send(driver, "a story to stop")
         wait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".chat-assistant.streaming")
                                and last_answer(d), "the run never started streaming")
         clickable(driver, "#chat-stop").click()
         wait(driver, 30).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".chat-assistant.streaming"), "the run did not stop")
-        if real_agent:
-            llm.release()
+        llm.release()
         assert last_answer(driver) != ANSWER.format("a story to stop")
         assert not driver.find_element(By.ID, "chat-error").is_displayed()
 

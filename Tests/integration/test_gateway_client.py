@@ -279,8 +279,7 @@ def test_link_follows_the_agent_service(tmp_path):
         iid = admin.create("agent-link")["id"]
         assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
         inst = admin.wait_for(iid, lambda i: i["state"] == "running", what="running")
-        if not any(s["name"] == "agent" for s in inst["services"]):
-            pytest.skip("the instance has no `agent` service yet (the agent helper's branch adds it)")
+        assert any(s["name"] == "agent" for s in inst["services"]), inst["services"]
         chat = Chat(admin, iid)
         chat.ready(120)
         chat.of_type("history")
@@ -296,10 +295,9 @@ def test_link_follows_the_agent_service(tmp_path):
         # between the ready report and the link (its first wait alone would be 500 ms).
         assert max(since) < 500_000, since
         _, got = chat.run("after the restart", timeout=60)
-        # The run reaches the fake provider through the daemon's key proxy; without the proxy (it
-        # is another branch's work) the provider is unreachable from inside the instance, and the
-        # run must then end with that error rather than hang.
-        assert got[-1]["type"] == "final" or "unreachable" in got[-1].get("message", ""), got
+        # The run reaches the fake provider through the daemon's key proxy.
+        assert got[-1]["type"] == "final", got
+        assert any(r["path"].endswith("/chat/completions") for r in llm.requests)
         chat.close()
     finally:
         llm.stop()

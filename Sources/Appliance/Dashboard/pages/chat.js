@@ -46,9 +46,8 @@ export class ChatPanel {
         this.id = id;
         this.ws = null;
         this.md = null;
-        this.runId = null;          // the run this page is showing live
-        this.bubble = null;         // its answer bubble
-        this.tools = new Map();     // toolCallId → card
+        this.runs = new Map();      // runId → its answer bubble, while the run lasts
+        this.pending = null;        // the bubble of a message sent, until its run has an id
         this.retry = 0;
         this.closed = false;
         this.status = h("span", { class: "chat-status", id: "chat-status", "data-testid": "chat-status", role: "status" }, "");
@@ -97,11 +96,7 @@ export class ChatPanel {
         this.control({ type: "send", text });
         this.input.value = "";
         this.log.appendChild(this.messageEl("user", text));
-        this.bubble = this.messageEl("assistant", "");
-        this.bubble.classList.add("streaming");
-        this.log.appendChild(this.bubble);
-        this.tools.clear();
-        this.stopBtn.hidden = false;
+        this.pending = this.newBubble();
         this.scroll();
     }
 
@@ -149,72 +144,74 @@ export class ChatPanel {
             this.renderHistory(m.messages || []);
             break;
         case "started":
-            this.runId = m.runId;
-            if (this.bubble) this.bubble.dataset.run = m.runId;
+            this.bubbleFor(m.runId);
             break;
         case "delta":
-            if (!this.ownRun(m.runId)) break;
-            this.setAnswer(m.text);
+            this.setAnswer(this.bubbleFor(m.runId), m.text);
             break;
         case "tool":
-            if (!this.ownRun(m.runId)) break;
-            this.toolCard(m);
+            this.toolCard(this.bubbleFor(m.runId), m);
             break;
         case "final":
-            if (this.ownRun(m.runId) && m.text) this.setAnswer(m.text);
-            this.endRun();
+            this.endRun(m.runId, m.text, null);
             break;
         case "aborted":
-            if (this.ownRun(m.runId) && m.text) this.setAnswer(m.text);
-            this.endRun("stopped");
+            this.endRun(m.runId, m.text, "stopped");
             break;
         case "error":
             this.showError(m.message);
-            if (m.runId) this.endRun("failed");
+            if (m.runId) this.endRun(m.runId, null, "failed");
             break;
         }
     }
 
-    /** Adopts the run for the live bubble; a run this page did not start (another tab of this
-     *  session, or a shared chat) gets a bubble of its own. */
-    ownRun(runId) {
-        if (!this.bubble || (this.runId && this.runId !== runId)) {
-            this.bubble = this.messageEl("assistant", "");
-            this.bubble.classList.add("streaming");
-            this.log.appendChild(this.bubble);
-            this.tools.clear();
-            this.stopBtn.hidden = false;
-        }
-        this.runId = runId;
-        this.bubble.dataset.run = runId;
-        return true;
+    newBubble() {
+        const bubble = this.messageEl("assistant", "");
+        bubble.classList.add("streaming");
+        this.log.appendChild(bubble);
+        this.stopBtn.hidden = false;
+        return bubble;
     }
 
-    endRun(how) {
-        if (this.bubble) {
-            this.bubble.classList.remove("streaming");
-            if (how) this.bubble.dataset.end = how;
+    /** The bubble of a run: its own, else the message this page just sent (a run's first events
+     *  may come before its `started`), else a new one (a run started in another tab of this
+     *  session, or by someone else in a shared chat). Each run keeps its bubble to its end, so
+     *  a run that ends late never writes into the next one's. */
+    bubbleFor(runId) {
+        let bubble = this.runs.get(runId);
+        if (!bubble) {
+            bubble = this.pending || this.newBubble();
+            this.pending = null;
+            bubble.dataset.run = runId;
+            this.runs.set(runId, bubble);
         }
-        this.stopBtn.hidden = true;
-        this.runId = null;
-        this.bubble = null;
+        return bubble;
     }
 
-    setAnswer(text) {
-        const body = this.bubble.querySelector(".chat-text");
-        this.renderMarkdown(body, text);
+    endRun(runId, text, how) {
+        const bubble = this.runs.get(runId) || (this.pending && this.bubbleFor(runId));
+        if (bubble) {
+            if (text) this.setAnswer(bubble, text);
+            bubble.classList.remove("streaming");
+            if (how) bubble.dataset.end = how;
+            this.runs.delete(runId);
+        }
+        this.stopBtn.hidden = this.runs.size === 0 && !this.pending;
+    }
+
+    setAnswer(bubble, text) {
+        this.renderMarkdown(bubble.querySelector(".chat-text"), text);
         this.scroll();
     }
 
-    toolCard(m) {
-        const key = m.toolCallId || `${m.name}-${this.tools.size}`;
-        let card = this.tools.get(key);
+    toolCard(bubble, m) {
+        const key = m.toolCallId || m.name;
+        let card = [...bubble.querySelectorAll(".chat-tool")].find((c) => c.dataset.call === key);
         if (!card) {
-            card = h("div", { class: "chat-tool", "data-testid": "chat-tool", dataset: { tool: m.name } },
+            card = h("div", { class: "chat-tool", "data-testid": "chat-tool", dataset: { tool: m.name, call: key } },
                 h("span", { class: "chat-tool-name" }, `🔧 ${m.name}`), h("span", { class: "chat-tool-phase" }, ""),
                 m.args ? h("pre", { class: "chat-tool-args" }, JSON.stringify(m.args, null, 1).slice(0, 2000)) : null);
-            this.tools.set(key, card);
-            this.bubble.insertBefore(card, this.bubble.querySelector(".chat-text"));
+            bubble.insertBefore(card, bubble.querySelector(".chat-text"));
         }
         card.dataset.phase = m.phase;
         setText(card.querySelector(".chat-tool-phase"), m.phase === "result" ? (m.isError ? " failed" : " done") : " running…");
@@ -222,8 +219,8 @@ export class ChatPanel {
     }
 
     renderHistory(messages) {
-        // A run still streaming here keeps its bubble; the history replaces the rest.
-        const live = this.bubble && this.runId ? this.bubble : null;
+        // Runs still streaming here keep their bubbles; the history replaces the rest.
+        const live = [...this.runs.values(), ...(this.pending ? [this.pending] : [])];
         const items = [];
         for (const msg of messages) {
             if (msg.role === "user") items.push(this.messageEl("user", textOf(msg.content)));
@@ -239,7 +236,7 @@ export class ChatPanel {
             }
         }
         replaceChildren(this.log, items, live);
-        if (!messages.length && !live) this.log.appendChild(h("p", { class: "muted chat-empty" }, "No messages yet."));
+        if (!messages.length && !live.length) this.log.appendChild(h("p", { class: "muted chat-empty" }, "No messages yet."));
         this.scroll();
     }
 
