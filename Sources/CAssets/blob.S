@@ -1,4 +1,4 @@
-/* assets.bin sha256: 21ecab88d4415cf0099982e7b9d94f866f582db5b4c00eea30a9c69ec7071378 */
+/* assets.bin sha256: 3e3a22e945d5d0f4510bf1a5a5f4d79201700e7fc13532fa5738b5bb868592c5 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -591,6 +591,17 @@ def fd_identities(pid):
     return found
 
 
+def listening_inodes(pid, address_hex, port):
+    """Inodes of TCP sockets listening on address:port in `pid`'s network namespace."""
+    inodes = []
+    for line in pathlib.Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and local == f"{address_hex}:{port:04X}":
+            inodes.append(inode)
+    return inodes
+
+
 def test_36_fd_hygiene(inst):
     for user in ("agent", "root"):
         fds = inst.probe("fds", user=user)["value"]
@@ -612,11 +623,18 @@ def test_36_fd_hygiene(inst):
     assert stat.S_ISSOCK(init_fds[4][2]), "fd 4 is the control listener (for a restarted daemon)"
     init_anon = sorted(t for _, _, _, t in init_fds.values() if not real(t))
     assert init_anon == ["anon_inode:[signalfd]"], f"the init's own anon fds: {init_anon}"
+    # One socket goes the other way, by design: the key proxy's listener, which the init binds
+    # on 127.0.0.1:8399 in the instance's network namespace and hands to the daemon (control op
+    # `listen`). Only the init may hold it besides the daemon, and it must be exactly that.
+    proxy_listeners = {f"socket:[{inode}]" for inode in listening_inodes(inst.init, "0100007F", 8399)}
+    assert len(proxy_listeners) == 1, f"the key proxy's listener inside the instance: {proxy_listeners}"
     for pid in [inst.init] + [inst.service_host_pid(s) for s in SERVICES]:
         fds = fd_identities(pid)
         for fd, (dev, ino, mode, target) in fds.items():
             assert not stat.S_ISDIR(mode), f"pid {pid} holds a directory fd {fd} -> {target}"
-            assert not real(target) or (dev, ino) not in shared_with_daemon, f"pid {pid} fd {fd} -> {target} is the daemon's"
+            handed_over = pid == inst.init and target in proxy_listeners
+            assert not real(target) or handed_over or (dev, ino) not in shared_with_daemon, \
+                f"pid {pid} fd {fd} -> {target} is the daemon's"
             # Besides instance.log, only the init holds files of the data dir: its services' logs.
             assert not (target.startswith(str(inst.client.daemon.data_dir)) and target != log_target
                         and not (pid == inst.init and target.startswith(str(inst.log.parent / "logs") + "/"))), (pid, fd, target)

@@ -59,6 +59,7 @@ def test_usage_page_card_and_budget(setup, driver):  # noqa: F811
     driver.get(f"{daemon.base_url}/instances/{iid}")
     wait.until(EC.text_to_be_present_in_element((By.ID, "usage-spent"), f"{spent:,}"))
     assert driver.find_element(By.ID, "usage-budget").text == "unlimited"
+    driver.find_element(By.CSS_SELECTOR, "#usage-card > summary").click()   # folded by default
     driver.find_element(By.ID, "usage-budget-input").send_keys(str(spent))
     driver.find_element(By.ID, "usage-budget-save").click()
     wait.until(EC.text_to_be_present_in_element((By.ID, "usage-budget"), "spent"))

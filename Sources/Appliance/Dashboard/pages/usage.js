@@ -129,9 +129,10 @@ export class UsageCard {
             onsubmit: (ev) => { ev.preventDefault(); this.saveBudget(); } },
         h("label", { for: "usage-budget-input" }, "Monthly budget (tokens) "), this.input,
         h("button", { type: "submit", class: "btn btn-sm", id: "usage-budget-save" }, "Save"));
-        this.element = h("section", { class: "card usage-card", id: "usage-card", "aria-label": "Token usage" },
-            h("h2", {}, "Token usage"),
-            h("p", {}, "This month: ", this.spent, " tokens · budget: ", this.budget),
+        // Folded by default: the instance page's room belongs to the browser and its tabs. It
+        // unfolds by itself once the budget is nearly spent.
+        this.element = h("details", { class: "card usage-card", id: "usage-card", "aria-label": "Token usage" },
+            h("summary", {}, h("strong", {}, "Token usage"), " · this month: ", this.spent, " tokens · budget: ", this.budget),
             this.bar, form, this.error, this.chart);
         this.load();
     }
@@ -161,6 +162,7 @@ export class UsageCard {
             if (document.activeElement !== this.input) this.input.value = budget.inherited || limit === null ? "" : String(limit);
             this.bar.hidden = limit === null;
             if (limit !== null) this.bar.value = limit === 0 ? 100 : Math.min(100, (100 * budget.spent_this_month) / limit);
+            if (limit !== null && this.bar.value >= 80 && !this.unfolded) this.element.open = this.unfolded = true;
             replaceChildren(this.chart, usageChart(usage, lastDays(14), { label: "Tokens per day, last 14 days" }));
         } catch (e) {
             if (!e.aborted) showError(this.error, e.message);
