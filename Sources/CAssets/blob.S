@@ -1,4 +1,4 @@
-/* assets.bin sha256: 3e3a22e945d5d0f4510bf1a5a5f4d79201700e7fc13532fa5738b5bb868592c5 */
+/* assets.bin sha256: 0952b16bb5d062640ee0b22fed18469d36371b9babe91c11303e58f1917edb15 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

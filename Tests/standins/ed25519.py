@@ -84,6 +84,13 @@ def backend():
         return "pure-python"
 
 
+def preload():
+    """Loads the verifier before the first connect needs it (importing `cryptography` costs
+    ~50 ms): OpenClaw's Ed25519 is Node's built-in crypto, ready when the gateway listens."""
+    if backend() == "cryptography":
+        from cryptography.exceptions import InvalidSignature  # noqa: F401
+
+
 def verify(public_key, message, signature):
     if backend() == "pure-python":
         return verify_pure(public_key, message, signature)

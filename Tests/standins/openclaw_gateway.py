@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import ed25519  # noqa: E402
 import schema  # noqa: E402
 from gateway_config import (EXIT_CONFIG, ConfigError, UsageError, config_path, load_config,  # noqa: E402
                             load_settings, parse_args, secret)
@@ -330,6 +331,7 @@ def main(argv, defaults_path=None):
         return 1
     gateway = Gateway(config, settings, version, auth_mode, token, password, path)
     server.gateway = gateway
+    ed25519.preload()
     threading.Thread(target=server.serve_forever, args=(0.1,), name="http", daemon=True).start()
     threading.Thread(target=gateway.tick_forever, name="ticks", daemon=True).start()
     try:

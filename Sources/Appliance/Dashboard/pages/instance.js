@@ -7,6 +7,7 @@ import { allowedActions, displayReady, stateBadge, updateServiceChips, updateSta
 import { VncView } from "../vnc.js";
 import { ChatPanel } from "./chat.js";
 import { FilesPanel } from "./files.js";
+import { InstanceSettingsPanel } from "./instance-settings.js";
 import { LogsPanel } from "./logs.js";
 import { ServicesPanel } from "./services.js";
 import { TerminalPanel } from "./terminal.js";
@@ -88,9 +89,13 @@ export async function instancePage(root, ctx) {
     terminal.element.hidden = true;
     const chat = new ChatPanel(id, ctx.signal);
     chat.element.hidden = true;
+    const settings = new InstanceSettingsPanel(id, ctx);
+    settings.element.hidden = true;
     const tabs = h("div", { class: "tabs", role: "tablist" });
-    const panels = { browser: viewer, chat: chat.element, files: files.element, logs: logs.element, terminal: terminal.element };
-    for (const [name, label] of [["browser", "Browser"], ["chat", "Chat"], ["files", "Files"], ["logs", "Logs"], ["terminal", "Terminal"]]) {
+    const panels = { browser: viewer, chat: chat.element, files: files.element, logs: logs.element, terminal: terminal.element,
+                     settings: settings.element };
+    for (const [name, label] of [["browser", "Browser"], ["chat", "Chat"], ["files", "Files"], ["logs", "Logs"], ["terminal", "Terminal"],
+                                 ["settings", "Settings"]]) {
         tabs.appendChild(h("button", {
             type: "button", role: "tab", class: "tab", id: `tab-${name}`, dataset: { tab: name },
             "aria-selected": name === "browser" ? "true" : "false",
@@ -98,6 +103,7 @@ export async function instancePage(root, ctx) {
                 for (const tab of tabs.children) tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
                 for (const [key, panel] of Object.entries(panels)) panel.hidden = key !== name;
                 if (name === "files") files.load();
+                if (name === "settings") settings.load();
                 if (name === "logs") logs.show(); else logs.hide();
                 if (name === "terminal") terminal.show(); else terminal.hide();
                 if (name === "chat") chat.show(); else chat.hide();
@@ -123,7 +129,8 @@ export async function instancePage(root, ctx) {
         chat.element,
         files.element,
         logs.element,
-        terminal.element);
+        terminal.element,
+        settings.element);
 
     const vnc = new VncView(screen, vncURL(id), {
         onStatus: (state, detail) => {
