@@ -6,14 +6,14 @@ events, repeated snapshots, a gateway that stops ticking, shutdown/1012, startup
 tool events (only with the cap), abort, and sessions kept apart per user unless shared.
 """
 import shutil
-import sqlite3
 import tempfile
 import pathlib
 import time
 
 import pytest
 
-from claworc_harness import ADMIN, Client, Daemon, bootstrap_admin
+from claworc_harness import Client, Daemon, bootstrap_admin
+from test_terminal import add_user
 from chat_helpers import Chat, Standin
 
 ANSWER = "Fake answer to: {}. Have a nice day."
@@ -28,20 +28,6 @@ def env():
     yield {"daemon": daemon, "admin": admin}
     daemon.stop()
     shutil.rmtree(base, ignore_errors=True)
-
-
-def add_user(daemon, name, assigned):
-    db = sqlite3.connect(daemon.data_dir / "claworc.db", timeout=10)
-    with db:
-        db.execute("INSERT INTO users (username, password_hash, role) "
-                   "SELECT ?, password_hash, 'user' FROM users WHERE username = ?", (name, ADMIN[0]))
-        uid = db.execute("SELECT id FROM users WHERE username = ?", (name,)).fetchone()[0]
-        for iid in assigned:
-            db.execute("INSERT INTO instance_users (instance_id, user_id) VALUES (?, ?)", (iid, uid))
-    db.close()
-    client = Client(daemon)
-    client.login(name, ADMIN[1])
-    return client
 
 
 _count = [0]

@@ -23,19 +23,12 @@ struct SecretBox: Sendable {
             guard key.withUnsafeMutableBytes({ read(fd, $0.baseAddress, 32) }) == 32 else { throw Failure.keyFile("\(path) could not be read") }
         } else {
             guard errno == ENOENT, cossl_random(&key, 32) == 0 else { throw Failure.keyFile("\(path) could not be opened") }
-            let tmp = path + ".tmp"
-            unlink(tmp)
-            let out = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard out >= 0 else { throw Failure.keyFile("\(path) could not be created") }
-            let written = key.withUnsafeBytes { write(out, $0.baseAddress, 32) }
-            let synced = fsync(out) == 0
-            close(out)
-            // link, not rename: if another process made the key meanwhile, its key wins and ours is dropped.
-            let linked = written == 32 && synced && link(tmp, path) == 0
-            let raced = !linked && errno == EEXIST
-            unlink(tmp)
-            guard linked || raced else { throw Failure.keyFile("\(path) could not be written") }
-            if raced {
+            let created: KeyFile.Created
+            switch KeyFile.create(path, bytes: key) {
+            case .success(let c): created = c
+            case .failure(let e): throw Failure.keyFile(e.message)
+            }
+            if created == .anothers {
                 self = try SecretBox(keyFile: path)
                 return
             }

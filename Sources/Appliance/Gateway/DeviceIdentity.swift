@@ -41,18 +41,11 @@ struct DeviceIdentity: Sendable {
         guard errno == ENOENT else { throw Failure.keyFile("\(path) could not be opened") }
         var seed = [UInt8](repeating: 0, count: 32), pub = [UInt8](repeating: 0, count: 32)
         guard cossl_ed25519_keygen(&seed, &pub) == 0 else { throw Failure.cryptoUnavailable }
-        let tmp = path + ".tmp"
-        unlink(tmp)
-        let out = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard out >= 0 else { throw Failure.keyFile("\(path) could not be created") }
-        let written = seed.withUnsafeBytes { write(out, $0.baseAddress, 32) }
-        let synced = fsync(out) == 0
-        close(out)
-        let linked = written == 32 && synced && link(tmp, path) == 0
-        let raced = !linked && errno == EEXIST
-        unlink(tmp)
-        guard linked || raced else { throw Failure.keyFile("\(path) could not be written") }
-        if raced { try self.init(keyFile: path) } else { try self.init(seed: seed) }
+        switch KeyFile.create(path, bytes: seed) {
+        case .success(.ours): try self.init(seed: seed)
+        case .success(.anothers): try self.init(keyFile: path)
+        case .failure(let e): throw Failure.keyFile(e.message)
+        }
     }
 
     /// The Ed25519 signature of `payload`, base64url without padding.
