@@ -76,7 +76,7 @@ def test_50c_appliance_is_not_a_router():
         daemon.start()
         assert guard_drops() is None
         assert a.reaches(b.addr), "the host's own routing was broken"
-        assert "forwarding was already on" in daemon.log_text()
+        daemon.wait_for_log("forwarding was already on")
     finally:
         if daemon:
             daemon.stop()

@@ -346,7 +346,7 @@ def test_52_image_mode_launch_never_follows_links_the_instance_made():
                 "sh", "-c", "ls -d /home.claworc-moved-*; ls /home"]}).json()
             assert after["exit_code"] == 0 and after["output"].split() == [
                 after["output"].split()[0], "browser", "claworc"], after
-            assert "moved aside a symbolic link" in daemon.log_text()
+            daemon.wait_for_log("moved aside a symbolic link")
             admin.post(f"/api/v1/instances/{iid}/stop")
     finally:
         shutil.rmtree(bait, ignore_errors=True)

@@ -10,6 +10,7 @@ import re
 import select
 import signal
 import subprocess
+import threading
 import time
 
 import requests
@@ -50,6 +51,8 @@ class Daemon:
     """One `claworc serve` process; restartable on the same data dir."""
 
     started = 0
+    # Notified whenever any daemon's output reaches its log file.
+    logged = threading.Condition()
 
     def __init__(self, data_dir: pathlib.Path, extra_args=()):
         self.data_dir = data_dir
@@ -102,14 +105,31 @@ class Daemon:
 
     def _drain_in_background(self):
         # Keep reading the daemon's output into its log file so it never blocks on a full pipe.
-        import threading
-
+        # The file lags the daemon by this thread's next turn: `wait_for_log` waits for a line
+        # on the pump's signal instead of reading the file too early.
         def pump(stream, sink):
             for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
-                sink.write(chunk)
-                sink.flush()
+                with Daemon.logged:
+                    sink.write(chunk)
+                    sink.flush()
+                    Daemon.logged.notify_all()
 
         threading.Thread(target=pump, args=(self.proc.stdout, self._log), daemon=True).start()
+
+    def wait_for_log(self, pattern, count=1, timeout=20):
+        """The log's lines matching the regex `pattern` once there are `count` of them (the
+        daemon has written them; the pump may not have yet). Fails with the log's tail."""
+        deadline = time.monotonic() + timeout
+        with Daemon.logged:
+            while True:
+                lines = [line for line in self.log_text().splitlines() if re.search(pattern, line)]
+                left = deadline - time.monotonic()
+                if len(lines) >= count or left <= 0:
+                    break
+                Daemon.logged.wait(left)
+        assert len(lines) >= count, (f"{count} log line(s) matching {pattern!r} expected, {len(lines)} in {timeout} s; "
+                                     "the log ends:\n" + "\n".join(self.log_text().splitlines()[-30:]))
+        return lines
 
     def stop(self, timeout=60, keep_instances=False):
         """Stops the daemon. Instances outlive it (stopping one is an API action), so unless

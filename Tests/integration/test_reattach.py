@@ -101,10 +101,10 @@ def test_kill_9_daemon_reattaches_same_inits(pair):
     daemon.kill()
     for name in ids:
         assert alive(before[name]), f"{name}'s init died with the daemon"
+    earlier = daemon.log_text().count("re-attached running instances")
     daemon.start()
 
-    log = daemon.log_text()
-    line = [l for l in log.splitlines() if "re-attached running instances" in l][-1]
+    line = daemon.wait_for_log("re-attached running instances", count=earlier + 1)[-1]
     assert "count=2" in line, line
     for name, iid in ids.items():
         inst = admin.instance(iid)
@@ -169,7 +169,7 @@ def test_sigterm_leaves_instances_running(pair):
     assert daemon.proc is None
     for name in ids:
         assert alive(before[name]), f"{name}'s init stopped with the daemon"
-    assert "instances keep running" in daemon.log_text()
+    daemon.wait_for_log("instances keep running")
     daemon.start()
     for name, iid in ids.items():
         assert admin.instance(iid)["state"] == "running"

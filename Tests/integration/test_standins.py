@@ -218,7 +218,7 @@ def test_provider_failure_is_a_run_error(start, device):
 def test_abort_in_flight_and_reset(start, llm, device):
     gw = start()
     c = Client(gw.port, device=device)
-    llm.hold()  # the provider stops before its last chunk until released
+    llm.hold()  # the provider pauses after its first piece of text until released
     c.request("chat.send", {"sessionKey": "s1", "message": "tell me a long story", "idempotencyKey": "a1"})
     c.event(lambda f: f["event"] == "chat" and f["payload"]["state"] == "delta")
     dup = c.request("chat.send", {"sessionKey": "s1", "message": "tell me a long story", "idempotencyKey": "a1"})

@@ -101,21 +101,29 @@ def open_stream(llm, path, body, headers):
 
 
 def test_openai_stream_arrives_in_pieces_with_final_usage(llm):
-    llm.hold()  # the last event waits for release(): what came before must already be readable
+    llm.hold()  # the stream pauses after its first piece of text: what came before must be readable
     conn, response = open_stream(llm, "/v1/chat/completions", {**OPENAI_BODY, "stream_options": {"include_usage": True}},
                                  {"Authorization": "Bearer sk-right"})
     events = sse_events(response)
     chunks = []
     for _, data in events:
         chunks.append(json.loads(data))
-        if not chunks[-1]["choices"]:
-            break  # the usage chunk: only [DONE] (held) is still to come
+        if chunks[-1]["choices"] and chunks[-1]["choices"][0]["delta"].get("content"):
+            break
+    first = pieces(answer_for("Hello there"))[0]
+    assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["", first], chunks
+    llm.release()
+    for _, data in events:
+        if data == "[DONE]":
+            break
+        chunks.append(json.loads(data))
+    else:
+        raise AssertionError("the stream ended without [DONE]")
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == answer_for("Hello there") and len(chunks) > 4
     assert all(c["usage"] is None for c in chunks[:-1]) and chunks[-1]["usage"]["completion_tokens"] == len(pieces(text))
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
-    llm.release()
-    assert [d for _, d in events] == ["[DONE]"]
+    assert list(events) == [], "nothing follows [DONE]"
     conn.close()
 
 

@@ -6,8 +6,9 @@ Speaks OpenAI `/v1/chat/completions` and `/v1/responses` and Anthropic `/v1/mess
 with the usage fields those APIs report. It checks the one API key it expects (401 otherwise, in
 each API's error shape), records every request (method, path, lower-cased headers, body) for assertions, and
 answers deterministically from the prompt: `answer_for(prompt)`. A prompt containing "[429]" gets
-a rate-limit error. `hold()` makes the next streams stop before their last chunk until `release()`,
-so a test can observe the first bytes before the last one is produced without sleeping.
+a rate-limit error. `hold()` makes streams pause after their first piece of text until `release()`,
+so a test can observe the first bytes, or stop a run half-way, before the rest is produced, without
+racing the stream.
 `streams` holds each streamed body as it was sent.
 
     llm = FakeLLM(api_key="sk-test").start()   # llm.url, llm.requests, llm.stop()
@@ -118,7 +119,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if anthropic:
                 return self._send_json(429, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
             return self._send_json(429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})
-        route(body, answer_for(prompt), input_tokens)
+        try:
+            route(body, answer_for(prompt), input_tokens)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away mid-stream (a stopped run): what a provider sees, not an error here.
+            self.close_connection = True
 
     # -- streaming plumbing: one SSE event per HTTP chunk, flushed, with the configured delay
     def _start_stream(self):
@@ -129,14 +134,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self._sent = bytearray()
+        self._pieces = 0
         self.server.llm.streams.append(self._sent)
 
-    def _event(self, data, event=None, last=False):
+    def _event(self, data, event=None, piece=False):
+        """One SSE event; `piece` marks one carrying a piece of the answer's text."""
         llm = self.server.llm
-        if last:
+        if self._pieces:
             llm.gate.wait()
-        elif llm.chunk_delay:
+        if llm.chunk_delay:
             time.sleep(llm.chunk_delay)
+        self._pieces += piece
         text = (f"event: {event}\n" if event else "") + f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
         payload = text.encode()
         self._sent += payload
@@ -163,12 +171,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._start_stream()
         self._event(chunk({"role": "assistant", "content": ""}, **({"usage": None} if include_usage else {})))
         for part in parts:
-            self._event(chunk({"content": part}, **({"usage": None} if include_usage else {})))
+            self._event(chunk({"content": part}, **({"usage": None} if include_usage else {})), piece=True)
         self._event(chunk({}, "stop", **({"usage": None} if include_usage else {})))
         if include_usage:
             self._event({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
                          "choices": [], "usage": usage})
-        self._event("[DONE]", last=True)
+        self._event("[DONE]")
         self._end_stream()
 
     def openai_responses(self, body, answer, input_tokens):
@@ -187,11 +195,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._event({"type": "response.created", "sequence_number": next(seq), "response": started}, "response.created")
         for part in parts:
             self._event({"type": "response.output_text.delta", "sequence_number": next(seq), "item_id": item,
-                         "output_index": 0, "content_index": 0, "delta": part}, "response.output_text.delta")
+                         "output_index": 0, "content_index": 0, "delta": part}, "response.output_text.delta", piece=True)
         self._event({"type": "response.output_text.done", "sequence_number": next(seq), "item_id": item,
                      "output_index": 0, "content_index": 0, "text": answer}, "response.output_text.done")
         self._event({"type": "response.completed", "sequence_number": next(seq), "response": done},
-                    "response.completed", last=True)
+                    "response.completed")
         self._end_stream()
 
     def anthropic_messages(self, body, answer, input_tokens):
@@ -209,11 +217,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._event({"type": "ping"}, "ping")
         for part in parts:
             self._event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}},
-                        "content_block_delta")
+                        "content_block_delta", piece=True)
         self._event({"type": "content_block_stop", "index": 0}, "content_block_stop")
         self._event({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                      "usage": {"output_tokens": len(parts)}}, "message_delta")
-        self._event({"type": "message_stop"}, "message_stop", last=True)
+        self._event({"type": "message_stop"}, "message_stop")
         self._end_stream()
 
 

@@ -241,29 +241,20 @@ extension GatewayLink {
                     }
                     reader = WebSocketFrames.Reader(maxMessage: hello.maxPayload)
                     wasReady = true
-                    link.state.withLock { s in
+                    let timings = link.state.withLock { s in
                         s.hello = hello
                         s.runs.mainKey = hello.mainKey
                         s.runs.agentID = hello.defaultAgentID
                         s.runs.protocolVersion = hello.protocolVersion
                         s.readyAt = .now
+                        defer { s.agentReadyAt = nil }
+                        return ConnectTimings(s, at: .now)
                     }
+                    // Logged before anyone hears `ready`, so the line is there once a client is.
+                    link.logger.info("agent gateway connected", metadata: timings.metadata(instance: link.instance, protocol: hello.protocolVersion))
                     // Every listener hears `ready` (the status was `connecting` meanwhile) and
                     // re-fetches the history: events missed while away are not replayed.
                     link.setStatus(.ready)
-                    let (sinceReady, handshake, dial, challenge, sent) = link.state.withLock { s in
-                        defer { s.agentReadyAt = nil }
-                        return (s.agentReadyAt.map { ContinuousClock.now - $0 }, ContinuousClock.now - s.attemptAt,
-                                s.dialledAt - s.attemptAt, s.challengedAt - s.attemptAt, s.connectSentAt - s.attemptAt)
-                    }
-                    func micros(_ d: Duration) -> String {
-                        "\(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000)"
-                    }
-                    var metadata: Logger.Metadata = ["instance": "\(link.instance)", "protocol": "\(hello.protocolVersion)",
-                                                     "handshake_us": "\(micros(handshake))", "dial_us": "\(micros(dial))",
-                                                     "challenge_us": "\(micros(challenge))", "connect_sent_us": "\(micros(sent))"]
-                    if let sinceReady { metadata["since_agent_ready_us"] = "\(micros(sinceReady))" }
-                    link.logger.info("agent gateway connected", metadata: metadata)
                     return nil
                 }
                 let continuation = link.state.withLock { $0.pending.removeValue(forKey: id) }
@@ -279,5 +270,29 @@ extension GatewayLink {
                 return nil
             }
         }
+    }
+}
+
+/// How long one connection took to become usable, phase by phase, and since the agent's `ready`.
+private struct ConnectTimings {
+    var sinceAgentReady: Duration?
+    var handshake, dial, challenge, connectSent: Duration
+
+    init(_ s: GatewayLink.State, at now: ContinuousClock.Instant) {
+        sinceAgentReady = s.agentReadyAt.map { now - $0 }
+        handshake = now - s.attemptAt
+        dial = s.dialledAt - s.attemptAt
+        challenge = s.challengedAt - s.attemptAt
+        connectSent = s.connectSentAt - s.attemptAt
+    }
+
+    func metadata(instance: Int64, protocol version: Int64) -> Logger.Metadata {
+        func micros(_ d: Duration) -> Logger.MetadataValue {
+            "\(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000)"
+        }
+        var metadata: Logger.Metadata = ["instance": "\(instance)", "protocol": "\(version)", "handshake_us": micros(handshake),
+                                         "dial_us": micros(dial), "challenge_us": micros(challenge), "connect_sent_us": micros(connectSent)]
+        if let sinceAgentReady { metadata["since_agent_ready_us"] = micros(sinceAgentReady) }
+        return metadata
     }
 }
