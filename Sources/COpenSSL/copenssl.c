@@ -62,6 +62,12 @@ int cossl_sha256(const void *bytes, size_t len, uint8_t out[32]) {
     return p_EVP_Digest(bytes, len, out, &n, p_EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -1;
 }
 
+int cossl_sha1(const void *bytes, size_t len, uint8_t out[20]) {
+    if (cossl_load(NULL, 0) != 0) return -1;
+    unsigned int n = 0;
+    return p_EVP_Digest(bytes, len, out, &n, p_EVP_sha1(), NULL) == 1 && n == 20 ? 0 : -1;
+}
+
 int cossl_hmac_sha256(const uint8_t *key, size_t key_len, const void *bytes, size_t len, uint8_t out[32]) {
     if (cossl_load(NULL, 0) != 0 || key_len > INT32_MAX) return -1;
     unsigned int n = 0;

@@ -59,6 +59,7 @@
     X(crypto, EVP_PKEY_Q_keygen, EVP_PKEY *, (OSSL_LIB_CTX *, const char *, const char *, ...))    \
     X(crypto, EVP_PKEY_free, void, (EVP_PKEY *))                                                   \
     X(crypto, EVP_sha256, const EVP_MD *, (void))                                                  \
+    X(crypto, EVP_sha1, const EVP_MD *, (void))                                                    \
     X(crypto, EVP_Digest, int, (const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, ENGINE *)) \
     X(crypto, RAND_bytes, int, (unsigned char *, int))                                             \
     X(crypto, EVP_aes_256_gcm, const EVP_CIPHER *, (void))                                          \

@@ -59,12 +59,21 @@ import Testing
         #expect(throws: WebSocketFrames.ProtocolError.self) { try notUTF8.next() }
     }
 
-    @Test func upgradeNeedsA101ToWebSocket() throws {
-        let ok = Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".utf8) + [0x81]
-        #expect(try WebSocketFrames.upgradeResponseEnd(ok) == ok.count - 1)
-        #expect(try WebSocketFrames.upgradeResponseEnd(Array("HTTP/1.1 101 Switching".utf8)) == nil)
-        #expect(throws: WebSocketFrames.ProtocolError.self) {
-            try WebSocketFrames.upgradeResponseEnd(Array("HTTP/1.1 404 Not Found\r\n\r\n".utf8))
+    @Test func upgradeNeedsA101ToWebSocketThatAcceptsOurKey() throws {
+        // RFC 6455 §1.3's example.
+        let key = "dGhlIHNhbXBsZSBub25jZQ=="
+        #expect(WebSocketFrames.acceptValue(for: key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        func response(_ headers: String) -> [UInt8] {
+            Array("HTTP/1.1 101 Switching Protocols\r\n\(headers)\r\n".utf8) + [0x81]
+        }
+        let ok = response("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n")
+        #expect(try WebSocketFrames.upgradeResponseEnd(ok, key: key) == ok.count - 1)
+        #expect(try WebSocketFrames.upgradeResponseEnd(Array("HTTP/1.1 101 Switching".utf8), key: key) == nil)
+        for bad in [Array("HTTP/1.1 404 Not Found\r\n\r\n".utf8),
+                    response("Upgrade: websocket\r\nConnection: Upgrade\r\n"),
+                    response("Upgrade: websocket\r\nSec-WebSocket-Accept: \(WebSocketFrames.acceptValue(for: "another key"))\r\n"),
+                    response("Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n")] {
+            #expect(throws: WebSocketFrames.ProtocolError.self) { try WebSocketFrames.upgradeResponseEnd(bad, key: key) }
         }
         let request = String(decoding: WebSocketFrames.upgradeRequest(host: "127.0.0.1:18789", path: "/", key: "k"), as: UTF8.self)
         #expect(!request.lowercased().contains("forwarded") && !request.lowercased().contains("x-real-ip"))

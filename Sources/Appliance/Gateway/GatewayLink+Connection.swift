@@ -100,7 +100,7 @@ extension GatewayLink {
                     }
                     group.addTask { [self] in await watchdog(channel.channel) }
                     send.yield(WebSocketFrames.upgradeRequest(host: "127.0.0.1:\(ServiceCatalog.gatewayPort)", path: "/",
-                                                              key: WebSocketFrames.newKey()))
+                                                              key: session.key))
                     let result = await session.read(inbound)
                     group.cancelAll()
                     send.finish()
@@ -153,6 +153,8 @@ extension GatewayLink {
         var upgraded = false
         var connectID: String?
         var closeCode: UInt16?
+        /// This connection's Sec-WebSocket-Key; the upgrade must accept it.
+        let key = WebSocketFrames.newKey()
 
         init(link: GatewayLink) { self.link = link }
 
@@ -162,7 +164,7 @@ extension GatewayLink {
                     link.state.withLock { $0.lastFrame = .now }
                     if !upgraded {
                         head += buffer.readableBytesView
-                        guard let end = try WebSocketFrames.upgradeResponseEnd(head) else { continue }
+                        guard let end = try WebSocketFrames.upgradeResponseEnd(head, key: key) else { continue }
                         upgraded = true
                         reader.feed(head[end...])
                         head = []

@@ -1,3 +1,4 @@
+import COpenSSL
 import FoundationEssentials
 
 /// The client side of RFC 6455, as bytes: the upgrade request, masked frames out, and an
@@ -31,9 +32,18 @@ enum WebSocketFrames {
     /// A fresh Sec-WebSocket-Key: 16 random bytes, base64.
     static func newKey() -> String { Data(Secrets.randomBytes(16)).base64EncodedString() }
 
+    /// The Sec-WebSocket-Accept a server must answer `key` with: base64(SHA-1(key + the
+    /// RFC's GUID)). It proves the server read this request (no cached or stray response).
+    static func acceptValue(for key: String) -> String {
+        let input = Array((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8)
+        var digest = [UInt8](repeating: 0, count: 20)
+        precondition(cossl_sha1(input, input.count, &digest) == 0, "SHA-1 failed")
+        return Data(digest).base64EncodedString()
+    }
+
     /// Where the server's response head ends in `buffer` (the bytes after it are frames), nil
-    /// while incomplete; throws unless it is a 101 upgrade to websocket.
-    static func upgradeResponseEnd(_ buffer: [UInt8]) throws -> Int? {
+    /// while incomplete; throws unless it is a 101 upgrade to websocket that accepts `key`.
+    static func upgradeResponseEnd(_ buffer: [UInt8], key: String) throws -> Int? {
         guard let end = headEnd(buffer) else {
             if buffer.count > 16 << 10 { throw ProtocolError("upgrade response head over 16 KiB") }
             return nil
@@ -43,11 +53,17 @@ enum WebSocketFrames {
         guard let status = lines.first, status.hasPrefix("HTTP/1.1 101") else {
             throw ProtocolError("not upgraded: \(lines.first.map(String.init) ?? "")")
         }
-        let upgraded = lines.dropFirst().contains { line in
+        let headers = lines.dropFirst().compactMap { line -> (name: String, value: String)? in
             let parts = line.split(separator: ":", maxSplits: 1)
-            return parts.count == 2 && parts[0].lowercased() == "upgrade" && parts[1].lowercased().split(separator: " ").joined() == "websocket"
+            guard parts.count == 2 else { return nil }
+            return (parts[0].lowercased(), parts[1].split(separator: " ").joined(separator: " "))
         }
-        guard upgraded else { throw ProtocolError("upgrade response without Upgrade: websocket") }
+        guard headers.contains(where: { $0.name == "upgrade" && $0.value.lowercased() == "websocket" }) else {
+            throw ProtocolError("upgrade response without Upgrade: websocket")
+        }
+        guard headers.contains(where: { $0.name == "sec-websocket-accept" && $0.value == acceptValue(for: key) }) else {
+            throw ProtocolError("upgrade response without the Sec-WebSocket-Accept for our key")
+        }
         return end + 4
     }
 

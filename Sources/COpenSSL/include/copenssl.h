@@ -21,6 +21,9 @@ int cossl_load(char *why, size_t why_size);
 // SHA-256 of `len` bytes into `out`. 0, or -1 (the library is not loaded).
 int cossl_sha256(const void *bytes, size_t len, uint8_t out[32]);
 
+// SHA-1 of `len` bytes into `out`, for RFC 6455's Sec-WebSocket-Accept only. 0 or -1.
+int cossl_sha1(const void *bytes, size_t len, uint8_t out[20]);
+
 // HMAC-SHA-256 of `len` bytes under `key` into `out`. 0 or -1.
 int cossl_hmac_sha256(const uint8_t *key, size_t key_len, const void *bytes, size_t len, uint8_t out[32]);
 
