@@ -268,6 +268,8 @@ def test_budget_refuses_without_reaching_the_provider_until_raised(env, llm):
     budget = usage_of(admin, b)["budget"]
     assert budget["exhausted"] and budget["monthly_tokens"] == 1 and not budget["inherited"], budget
     seen = len(llm.requests)
+    counted = [u for u in usage_of(admin, b)["usage"] if u["model"] == "budget-model"]
+    before = counted[0] if counted else {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0}
     got = inside(admin, b, "/providers/oai/chat/completions", body, bearer(cred))
     assert got["status"] == 429, got
     message = json.loads(got["body"])["error"]["message"]
@@ -275,6 +277,10 @@ def test_budget_refuses_without_reaching_the_provider_until_raised(env, llm):
     got = inside(admin, b, "/providers/anth/v1/messages", body | {"max_tokens": 5}, anthropic_headers(cred))
     assert got["status"] == 429 and json.loads(got["body"])["error"]["type"] == "rate_limit_error", got
     assert len(llm.requests) == seen, "a refused request must not reach the provider"
+    # Each refusal is counted (stored before the 429 is sent): a request, an error, no tokens.
+    after = row(usage_of(admin, b), "budget-model")
+    assert (after["requests"], after["errors"]) == (before["requests"] + 2, before["errors"] + 2), (before, after)
+    assert (after["input_tokens"], after["output_tokens"]) == (before["input_tokens"], before["output_tokens"]), (before, after)
     # The global default applies where the instance sets none; raising it lets requests through.
     r = admin.http.put(settings, json={}, timeout=30)
     assert r.status_code == 200

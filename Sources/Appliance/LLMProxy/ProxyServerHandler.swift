@@ -72,21 +72,30 @@ final class ProxyServerHandler: ChannelInboundHandler {
         let (proxy, instance) = (self.proxy, self.instance)
         // The body's model is read there too: decoding megabytes of JSON must not hold the loop.
         let planned = context.eventLoop.makeFutureWithTask {
-            try await Blocking.run { (try proxy.planner.plan(instance: instance, route: route), Self.model(of: body)) }
+            try await Blocking.run { (Self.model(of: body), Result { try proxy.planner.plan(instance: instance, route: route) }) }
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        planned.whenComplete { result in
+        planned.whenComplete { outcome in
             let (handler, context) = bound.value
-            guard context.channel.isActive else { return }
+            guard context.channel.isActive, case .success(let (model, result)) = outcome else { return }
             switch result {
-            case .success(let (plan, model)):
+            case .success(let plan):
                 let exchange = ProxyExchange(proxy: proxy, instance: instance, context: context, request: head, body: body,
                                              plan: plan, provider: route.provider, model: model, started: started)
                 handler.exchange = exchange
                 exchange.onFinish = { [weak handler] in handler?.exchange = nil }
                 exchange.start()
             case .failure(let refusal as ProxyPlanner.Refusal):
-                handler.reply(context, head, .refused(family, refusal))
+                guard case .budgetSpent = refusal else { return handler.reply(context, head, .refused(family, refusal)) }
+                // A request the budget stopped is still a request, and an error, in the usage:
+                // stored before the answer, so whoever got the 429 finds it counted.
+                let elapsed = (NIODeadline.now() - started).nanoseconds / 1_000_000
+                proxy.record(UsageSample(instanceID: instance, day: UsageCalendar.day(), model: model ?? "unknown",
+                                         inputTokens: 0, outputTokens: 0, failed: true, latencyMs: elapsed), on: context.eventLoop)
+                    .whenComplete { _ in
+                        let (handler, context) = bound.value
+                        if context.channel.isActive { handler.reply(context, head, .refused(family, refusal)) }
+                    }
             case .failure(let error):
                 proxy.logger.error("key proxy cannot plan a request", metadata: ["instance": "\(instance)", "error": "\(error)"])
                 handler.reply(context, head, ProxyErrorReply.internalError(family))
