@@ -1,4 +1,4 @@
-/* assets.bin sha256: 0952b16bb5d062640ee0b22fed18469d36371b9babe91c11303e58f1917edb15 */
+/* assets.bin sha256: 189265637de0c0ea587f75883ab974f1968751ed727c8a80575fa8c1f8a7f441 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

@@ -21,8 +21,34 @@ extension ControlChannel {
     }
 
     /// A login shell on a new pty: the terminal's id and the master (the caller closes it).
-    public func openTerminal(user: InstanceUser, cols: UInt16, rows: UInt16) throws(Failure) -> (terminal: UInt64, master: Int32) {
-        let (reply, fd) = try descriptor(.openTerminal(user: user, cols: cols, rows: rows), timeoutMs: 5000)
+    /// The init keeps `tag` with the shell for a daemon that takes it back later.
+    public func openTerminal(user: InstanceUser, cols: UInt16, rows: UInt16, tag: String) throws(Failure) -> (terminal: UInt64, master: Int32) {
+        try terminal(.openTerminal(user: user, cols: cols, rows: rows, tag: tag))
+    }
+
+    /// The shells that run in the instance, with their tags.
+    public func terminals() throws(Failure) -> [TerminalEntry] {
+        guard case .terminals(let terminals) = try expect(.terminals).reply else { throw Self.misfit }
+        return terminals
+    }
+
+    /// A running terminal's master, taken back after a daemon restart (the caller closes it).
+    public func adoptTerminal(_ terminal: UInt64) throws(Failure) -> Int32 {
+        let (id, master) = try self.terminal(.adoptTerminal(terminal))
+        guard id == terminal else {
+            close(master)
+            throw Self.misfit
+        }
+        return master
+    }
+
+    /// Hangs a terminal up (its shell gets SIGHUP; the init drops its copy of the master).
+    public func closeTerminal(_ terminal: UInt64) throws(Failure) {
+        guard case .done = try expect(.closeTerminal(terminal)).reply else { throw Self.misfit }
+    }
+
+    private func terminal(_ call: ControlCall) throws(Failure) -> (terminal: UInt64, master: Int32) {
+        let (reply, fd) = try descriptor(call, timeoutMs: 5000)
         guard case .terminal(let terminal) = reply else {
             close(fd)
             throw Self.misfit

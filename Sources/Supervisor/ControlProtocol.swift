@@ -26,15 +26,26 @@ public enum ControlCall: Sendable, Equatable {
     case run(argv: [String], user: InstanceUser, timeoutMs: Int)
     /// Restart one service (a `failed` one leaves its start limit behind).
     case restartService(String)
-    /// A login shell on a new pty; the master is handed over with the reply.
-    case openTerminal(user: InstanceUser, cols: UInt16, rows: UInt16)
+    /// A login shell on a new pty; the master is handed over with the reply. The init keeps a
+    /// copy of the master and the daemon's `tag` with the shell, so a restarted daemon can
+    /// take the terminal back (`terminals`, `adoptTerminal`).
+    case openTerminal(user: InstanceUser, cols: UInt16, rows: UInt16, tag: String)
+    /// The shells that run, with their tags.
+    case terminals
+    /// Another copy of a running terminal's master, handed over with the reply.
+    case adoptTerminal(UInt64)
+    /// Hang a terminal up: its process group gets SIGHUP and the init drops its master.
+    case closeTerminal(UInt64)
     /// A TCP socket listening on 127.0.0.1:port inside the instance (the key proxy's, bound
     /// before the first service starts), handed over with the reply; the daemon accepts on it.
     case listen(port: UInt16)
 
     public enum Op: String, Sendable, CaseIterable {
-        case status, connect, shutdown, run, restartService, openTerminal, listen
+        case status, connect, shutdown, run, restartService, openTerminal, listen, terminals, adoptTerminal, closeTerminal
     }
+
+    /// A terminal's tag, at most: the daemon's own bookkeeping, not a place for data.
+    public static let maxTagBytes = 256
 
     public var op: Op {
         switch self {
@@ -45,12 +56,17 @@ public enum ControlCall: Sendable, Equatable {
         case .restartService: .restartService
         case .openTerminal: .openTerminal
         case .listen: .listen
+        case .terminals: .terminals
+        case .adoptTerminal: .adoptTerminal
+        case .closeTerminal: .closeTerminal
         }
     }
 
     /// The replies that hand over a descriptor: one mechanism for sockets and ptys alike.
     public var handsOverDescriptor: Bool { Self.handsOverDescriptor(op) }
-    static func handsOverDescriptor(_ op: Op) -> Bool { op == .connect || op == .openTerminal || op == .listen }
+    static func handsOverDescriptor(_ op: Op) -> Bool {
+        op == .connect || op == .openTerminal || op == .listen || op == .adoptTerminal
+    }
 
     /// The members of a request as they were on the wire, before they are checked.
     struct Members {
@@ -61,6 +77,8 @@ public enum ControlCall: Sendable, Equatable {
         var service: String?
         var cols: Int64?
         var rows: Int64?
+        var terminal: Int64?
+        var tag: String?
     }
 
     /// The call `op` names, or why the members do not make one (the init answers that text).
@@ -93,7 +111,14 @@ public enum ControlCall: Sendable, Equatable {
             guard let user = user() else { return refuse("user must be agent or root") }
             let cols = m.cols ?? 80, rows = m.rows ?? 24
             guard (1...1000).contains(cols), (1...1000).contains(rows) else { return refuse("invalid terminal size") }
-            return .success(.openTerminal(user: user, cols: UInt16(cols), rows: UInt16(rows)))
+            let tag = m.tag ?? ""
+            guard tag.utf8.count <= maxTagBytes else { return refuse("terminal tag too long") }
+            return .success(.openTerminal(user: user, cols: UInt16(cols), rows: UInt16(rows), tag: tag))
+        case .terminals:
+            return .success(.terminals)
+        case .adoptTerminal, .closeTerminal:
+            guard let terminal = m.terminal, terminal > 0 else { return refuse("invalid terminal") }
+            return .success(Op(rawValue: op) == .adoptTerminal ? .adoptTerminal(UInt64(terminal)) : .closeTerminal(UInt64(terminal)))
         }
     }
 }
@@ -114,7 +139,7 @@ public struct ControlRequest: Sendable, Equatable, Encodable {
         self.call = call
     }
 
-    enum Key: String, CodingKey { case id, op, port, argv, user, timeoutMs, service, cols, rows }
+    enum Key: String, CodingKey { case id, op, port, argv, user, timeoutMs, service, cols, rows, terminal, tag }
 
     /// Flat: `{"id", "op", ...the op's members}`.
     public func encode(to encoder: any Encoder) throws {
@@ -122,7 +147,7 @@ public struct ControlRequest: Sendable, Equatable, Encodable {
         try c.encode(id, forKey: .id)
         try c.encode(call.op.rawValue, forKey: .op)
         switch call {
-        case .status, .shutdown:
+        case .status, .shutdown, .terminals:
             break
         case .connect(let port), .listen(let port):
             try c.encode(port, forKey: .port)
@@ -132,10 +157,13 @@ public struct ControlRequest: Sendable, Equatable, Encodable {
             try c.encode(timeoutMs, forKey: .timeoutMs)
         case .restartService(let name):
             try c.encode(name, forKey: .service)
-        case .openTerminal(let user, let cols, let rows):
+        case .openTerminal(let user, let cols, let rows, let tag):
             try c.encode(user.rawValue, forKey: .user)
             try c.encode(cols, forKey: .cols)
             try c.encode(rows, forKey: .rows)
+            try c.encode(tag, forKey: .tag)
+        case .adoptTerminal(let terminal), .closeTerminal(let terminal):
+            try c.encode(terminal, forKey: .terminal)
         }
     }
 }
@@ -157,17 +185,30 @@ public struct RunResult: Codable, Sendable, Equatable {
     }
 }
 
+/// A running terminal as the init lists it: its id and the tag the daemon gave it.
+public struct TerminalEntry: Codable, Sendable, Equatable {
+    public var id: UInt64
+    public var tag: String
+
+    public init(id: UInt64, tag: String) {
+        self.id = id
+        self.tag = tag
+    }
+}
+
 /// A reply, typed by the request it answers.
 public enum ControlReply: Sendable, Equatable {
     case failed(String)
-    /// `connect` (with its socket), `shutdown`.
+    /// `connect` and `listen` (with their socket), `shutdown`, `closeTerminal`.
     case done
     /// `status`, `restartService`.
     case services([ServiceStatus])
     /// `run`.
     case ran(RunResult)
-    /// `openTerminal` (with the pty master): the terminal's id.
+    /// `openTerminal`, `adoptTerminal` (with the pty master): the terminal's id.
     case terminal(UInt64)
+    /// `terminals`.
+    case terminals([TerminalEntry])
 
     /// The reply a wire record makes for `op`, or nil when it does not fit (a `status` reply
     /// without services): counted against the init.
@@ -177,16 +218,19 @@ public enum ControlReply: Sendable, Equatable {
             return
         }
         switch op {
-        case .connect, .shutdown, .listen: self = .done
+        case .connect, .shutdown, .listen, .closeTerminal: self = .done
         case .status, .restartService:
             guard let services = r.services else { return nil }
             self = .services(services)
         case .run:
             guard let run = r.run else { return nil }
             self = .ran(run)
-        case .openTerminal:
+        case .openTerminal, .adoptTerminal:
             guard let terminal = r.terminal else { return nil }
             self = .terminal(terminal)
+        case .terminals:
+            guard let terminals = r.terminals else { return nil }
+            self = .terminals(terminals)
         }
     }
 }
@@ -237,6 +281,8 @@ public enum InitMessage: Sendable, Equatable {
             return ControlResponse(id: id, ok: true, run: run)
         case .reply(let id, .terminal(let terminal)):
             return ControlResponse(id: id, ok: true, terminal: terminal)
+        case .reply(let id, .terminals(let terminals)):
+            return ControlResponse(id: id, ok: true, terminals: terminals)
         }
     }
 }
@@ -305,9 +351,12 @@ public struct ControlResponse: Codable, Sendable {
     public var event: String?
     public var terminal: UInt64?
     public var code: Int32?
+    /// The `terminals` reply's list.
+    public var terminals: [TerminalEntry]?
 
     public init(id: UInt64, ok: Bool, error: String? = nil, services: [ServiceStatus]? = nil, run: RunResult? = nil,
-                version: String? = nil, event: String? = nil, terminal: UInt64? = nil, code: Int32? = nil) {
+                version: String? = nil, event: String? = nil, terminal: UInt64? = nil, code: Int32? = nil,
+                terminals: [TerminalEntry]? = nil) {
         self.id = id
         self.ok = ok
         self.error = error
@@ -317,13 +366,14 @@ public struct ControlResponse: Codable, Sendable {
         self.event = event
         self.terminal = terminal
         self.code = code
+        self.terminals = terminals
     }
 }
 
 public enum ControlCodec {
     /// Sent in the init's hello. A daemon refuses an init of a major version it does not
     /// know; minor versions only add (ops, optional fields, events) and are compatible.
-    public static let protocolVersion = "1.3"
+    public static let protocolVersion = "1.4"
     public static let protocolMajor = 1
     public static let maxMessage = 256 * 1024
     /// Output a `run` returns, at most; JSON escaping keeps a reply under maxMessage.

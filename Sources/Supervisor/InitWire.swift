@@ -43,6 +43,18 @@ enum InitWire {
             }
             w.bytes.append(UInt8(ascii: "]"))
         }
+        if let terminals = response.terminals {
+            w.key("terminals")
+            w.bytes.append(UInt8(ascii: "["))
+            for (i, t) in terminals.enumerated() {
+                if i > 0 { w.bytes.append(UInt8(ascii: ",")) }
+                w.open()
+                w.key("id"); w.number(t.id)
+                w.key("tag"); w.string(t.tag)
+                w.close()
+            }
+            w.bytes.append(UInt8(ascii: "]"))
+        }
         if let run = response.run {
             w.key("run")
             w.open()
@@ -142,6 +154,8 @@ enum InitWire {
             case "timeoutMs": return optionalInteger(&r, into: &m.timeoutMs)
             case "cols": return optionalInteger(&r, into: &m.cols)
             case "rows": return optionalInteger(&r, into: &m.rows)
+            case "terminal": return optionalInteger(&r, into: &m.terminal)
+            case "tag": return optionalString(&r, into: &m.tag)
             case "user": return optionalString(&r, into: &m.user)
             case "service": return optionalString(&r, into: &m.service)
             case "argv":

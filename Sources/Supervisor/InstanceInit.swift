@@ -302,14 +302,26 @@ public enum InstanceInit {
             case .failure(let reason):
                 send(.reply(id: id, .failed("listen on port \(port): \(reason)")), fd: -1)
             }
-        case .openTerminal(let user, let cols, let rows):
-            switch terminals.open(user: user, cols: cols, rows: rows) {
+        case .openTerminal(let user, let cols, let rows, let tag):
+            switch terminals.open(user: user, cols: cols, rows: rows, tag: tag) {
             case .success(let (terminal, master)):
                 send(.reply(id: id, .terminal(terminal)), fd: master)
                 close(master)
             case .failure(let refusal):
                 send(.reply(id: id, .failed(refusal.text)), fd: -1)
             }
+        case .terminals:
+            send(.reply(id: id, .terminals(terminals.list)), fd: -1)
+        case .adoptTerminal(let terminal):
+            switch terminals.adopt(terminal) {
+            case .success(let master):
+                send(.reply(id: id, .terminal(terminal)), fd: master)
+                close(master)
+            case .failure(let refusal):
+                send(.reply(id: id, .failed(refusal.text)), fd: -1)
+            }
+        case .closeTerminal(let terminal):
+            send(.reply(id: id, terminals.hangUp(terminal) ? .done : .failed("no terminal \(terminal)")), fd: -1)
         }
         return true
     }

@@ -48,8 +48,11 @@ import Testing
             ControlRequest(id: 2, call: .connect(port: 5900)),
             ControlRequest(id: UInt64(Int64.max), call: .shutdown),
             ControlRequest(id: 3, call: .restartService("chromium")),
-            ControlRequest(id: 4, call: .openTerminal(user: .root, cols: 132, rows: 43)),
+            ControlRequest(id: 4, call: .openTerminal(user: .root, cols: 132, rows: 43, tag: "v1 3 root \u{e9}\"\\")),
             ControlRequest(id: 5, call: .listen(port: 8399)),
+            ControlRequest(id: 6, call: .terminals),
+            ControlRequest(id: 7, call: .adoptTerminal(12)),
+            ControlRequest(id: 8, call: .closeTerminal(UInt64(Int64.max))),
         ] + Self.awkward.enumerated().map { i, text in
             ControlRequest(id: UInt64(10 + i), call: .run(argv: ["sh", "-c", text, ""], user: i % 2 == 0 ? .agent : .root, timeoutMs: 29_000))
         }
@@ -65,6 +68,8 @@ import Testing
         let replies: [(ControlCall.Op, ControlReply)] = [
             (.status, .services(services)), (.restartService, .services([])), (.connect, .done), (.shutdown, .done),
             (.run, .ran(run)), (.openTerminal, .terminal(9)), (.connect, .failed("connect to port 1: refused")),
+            (.adoptTerminal, .terminal(9)), (.closeTerminal, .done), (.terminals, .terminals([])),
+            (.terminals, .terminals([TerminalEntry(id: 1, tag: ""), TerminalEntry(id: 7, tag: "v1 2 agent \"\n\u{1}")])),
         ]
         for (op, reply) in replies {
             let record = try JSONDecoder().decode(ControlResponse.self, from: Data(InitWire.encode(InitMessage.reply(id: 4, reply))))
@@ -78,6 +83,8 @@ import Testing
         #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .status) == nil)
         #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .openTerminal) == nil)
         #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .run) == nil)
+        #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .terminals) == nil)
+        #expect(ControlReply(wire: ControlResponse(id: 4, ok: true), for: .adoptTerminal) == nil)
     }
 
     @Test func terminalRepliesAndEventsDecodeWithJSONDecoder() throws {
@@ -108,6 +115,9 @@ import Testing
             (#"{"id":7,"op":"restartService"}"#, "restartService needs a service"),
             (#"{"id":8,"op":"openTerminal","cols":0}"#, "invalid terminal size"),
             (#"{"id":9,"op":"openTerminal","user":"guest"}"#, "user must be agent or root"),
+            (#"{"id":10,"op":"openTerminal","tag":"\#(String(repeating: "x", count: 257))"}"#, "terminal tag too long"),
+            (#"{"id":11,"op":"adoptTerminal"}"#, "invalid terminal"),
+            (#"{"id":12,"op":"closeTerminal","terminal":0}"#, "invalid terminal"),
         ]
         for (i, (text, reason)) in refused.enumerated() {
             #expect(InitWire.decodeRequest(Array(text.utf8)[...]) == .refused(id: UInt64(i + 1), ControlRefusal(reason)), "\(text)")

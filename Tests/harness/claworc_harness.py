@@ -74,10 +74,13 @@ class Daemon:
     def base_url(self):
         return f"{getattr(self, 'scheme', 'http')}://127.0.0.1:{self.port}"
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, same_port=False):
+        """Starts the daemon; `same_port` binds the port of the previous run again (a browser
+        page that stayed open reconnects to the same origin)."""
         log = open(self.log_path, "ab")
+        port = self.port if same_port and self.port else 0
         self.proc = subprocess.Popen(
-            [str(BINARY), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.extra_args],
+            [str(BINARY), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir), *self.extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._log = log
         deadline = time.monotonic() + timeout

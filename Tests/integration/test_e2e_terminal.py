@@ -1,7 +1,9 @@
 """End-to-end: the instance page's Terminal tab in headless Chromium against a real daemon.
 
 Type a command and see its output; reload the page and find the same session with its
-scrollback; upload a file through the files API and see it with `ls`. Same browser setup as
+scrollback; `kill -9` the daemon and start it again on the same port: the open page
+re-attaches to the same shell on its own, keeping what it showed; upload a file through the
+files API and see it with `ls`. Same browser setup as
 test_e2e_dashboard (its `driver` fixture and wait helpers); every wait is an explicit
 WebDriverWait on what the page shows.
 """
@@ -73,6 +75,19 @@ def run(server, drv):
     drv.refresh()
     assert open_terminal(drv) == sid, "the reloaded page opened another session"
     shows(drv, "e2e-42", "the scrollback after a reload")
+
+    # The daemon dies and comes back: the page says so, then re-attaches to the same shell.
+    type_line(drv, "export KEPT=$((20+3))")
+    server.kill()
+    wait(drv, LONG).until(lambda d: d.find_element(By.CSS_SELECTOR, "#terminal-status").get_attribute("data-state")
+                          == "disconnected", "the page never noticed the daemon was gone")
+    server.start(same_port=True)
+    wait(drv, LONG).until(lambda d: d.find_element(By.CSS_SELECTOR, "#terminal-status").get_attribute("data-state")
+                          == "connected", "the page never re-attached after the restart")
+    assert drv.find_element(By.CSS_SELECTOR, "#terminal-status").get_attribute("data-session") == sid
+    assert "e2e-42" in screen_text(drv), "the screen was cleared by a re-attach without replay"
+    type_line(drv, "echo kept-$KEPT")
+    shows(drv, "kept-23", "the shell's state after the daemon restart")
 
     # A file uploaded through the files API is there for the shell.
     r = admin.http.put(admin.url(f"/api/v1/instances/{iid}/files/content?path=uploaded-e2e.txt"),

@@ -246,6 +246,57 @@ def test_a_detached_session_ends_after_the_idle_timeout(env):
     assert refused(admin, iid, f"?session={t.sid}") == 404
 
 
+def test_shells_outlive_a_daemon_restart(tmp_path):
+    """`kill -9` of the daemon leaves the shells running (the init holds their ptys); the next
+    daemon takes them back: the same shell, with its state, for the same user only, resized,
+    reporting its exit, and hung up by the idle timeout as before."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="claworc-term-restart-"))
+    base.chmod(0o711)
+    daemon = Daemon(base / "data", extra_args=["--instance-services", "none",
+                                                "--unsafe-test-terminal-idle-ms", str(IDLE_MS)]).start()
+    try:
+        admin = bootstrap_admin(daemon)
+        iid = admin.create("term-restart")["id"]
+        assert admin.post(f"/api/v1/instances/{iid}/start").status_code == 200
+        admin.wait_for(iid, lambda i: i["state"] == "running", what="running")
+        bob = add_user(daemon, "bob", assigned=[iid])
+        kept, ending = Term(bob, iid), Term(bob, iid)
+        pid = kept.run("export MARK=kept-$((6*7)); echo pid-$$", rb"^pid-(\d+)\r?$").group(1)
+        ending.run("echo other-$$", rb"^other-\d+\r?$")
+
+        daemon.kill()
+        daemon.start()
+        # Taken back before the daemon listens: no wait needed once it answers.
+        assert "count=2" in daemon.wait_for_log("took back running terminals")[-1]
+
+        assert refused(admin, iid, f"?session={kept.sid}") == 404, "another user attached to bob's shell"
+        again = Term(bob, iid, f"?session={kept.sid}")
+        assert again.sid == kept.sid
+        got = again.run("echo $MARK-$$", rb"^kept-42-(\d+)\r?$")
+        assert got.group(1) == pid, "a new shell instead of the one that ran before the restart"
+        again.control({"type": "resize", "cols": 101, "rows": 33})
+        again.run("stty size", rb"^33 101\r?$")
+
+        other = Term(bob, iid, f"?session={ending.sid}")
+        other.send("exit 7\n")
+        other.pump(lambda t: any(c.get("type") == "exit" for c in t.controls), what="exit message")
+        assert {"type": "exit", "code": 7} in other.controls, other.controls
+        other.close()
+
+        # Detached: the idle timeout hangs the shell up through the init, which holds its pty too.
+        again.close()
+        deadline = time.monotonic() + IDLE_MS / 1000 + 20
+        while shell_alive(admin, iid, pid.decode()):
+            assert time.monotonic() < deadline, "the idle session's shell outlived its timeout"
+            time.sleep(0.2)   # nothing announces a process's end to an API client
+        assert refused(bob, iid, f"?session={kept.sid}") == 404
+    finally:
+        if daemon.proc is None:
+            daemon.start()
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_stopping_the_instance_ends_its_sessions(env):
     """Last in the module: it stops the shared instance."""
     admin, iid = env["admin"], env["iid"]

@@ -18,6 +18,8 @@ struct BuiltApplication<App: ApplicationProtocol> {
     /// The plain-HTTP listener that only redirects to HTTPS, when asked for.
     let redirect: (any Service)?
     let manager: InstanceManager
+    /// Terminal sessions: those whose shells outlived the previous daemon are taken back.
+    let terminals: TerminalSessions
     let logger: Logger
     /// Every route of both routers as "METHOD /path/{param}" (the API document is held
     /// against this list by a test).
@@ -27,6 +29,7 @@ struct BuiltApplication<App: ApplicationProtocol> {
     /// until SIGINT/SIGTERM, and leaves the instances running.
     func run() async throws {
         await manager.resume()
+        await terminals.adoptRunning(manager)
         let manager = self.manager
         let sweeper = Task {
             while !Task.isCancelled {
@@ -151,9 +154,8 @@ func buildApplication(configuration: Configuration, logger: Logger,
     webSocketRouter.middlewares.add(SessionMiddleware(accounts: accounts, tokens: tokens, refusesBadTokens: false))
     webSocketRouter.middlewares.add(AuditMiddleware(audit: audit))
     VNCController(policy: policy, manager: manager, control: control).addRoutes(to: webSocketRouter)
-    TerminalController(policy: policy, manager: manager,
-                       sessions: TerminalSessions(idleTimeoutMs: unsafe.terminalIdleMs, logger: logger))
-        .addRoutes(to: webSocketRouter)
+    let terminals = TerminalSessions(idleTimeoutMs: unsafe.terminalIdleMs, logger: logger)
+    TerminalController(policy: policy, manager: manager, sessions: terminals).addRoutes(to: webSocketRouter)
     let gatewayLinks = GatewayLinks(manager: manager, credentials: AgentCredentials(secrets: secretBox),
                                     device: try DeviceIdentity(keyFile: paths.deviceKey), logger: logger)
     gatewayLinks.follow(manager.events)
@@ -171,7 +173,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     }
     let routes = (router.routes + webSocketRouter.routes).map { "\($0.method) \($0.path)" }
     return BuiltApplication(application: application, setupCode: setupCode, certificate: certificate, redirect: redirect,
-                            manager: manager, logger: logger, routes: routes)
+                            manager: manager, terminals: terminals, logger: logger, routes: routes)
 }
 
 /// HTTP/1 with the WebSocket upgrade (the VNC relay), over TLS when there is a certificate,

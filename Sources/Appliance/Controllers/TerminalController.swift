@@ -6,10 +6,11 @@ import Supervisor
 
 /// `GET /api/v1/instances/{id}/terminal`: a WebSocket to a shell on a pty inside the instance.
 /// Binary frames carry the pty's bytes both ways; text frames carry JSON control messages:
-/// the server's first is `{"type":"session","id":S}`, the client may send
-/// `{"type":"resize","cols":C,"rows":R}`, and the server ends with `{"type":"exit","code":N}`.
-/// `?user=root` (admins only) opens a root shell; `?session=S` re-attaches to a running
-/// session of the same user on the same instance, replaying its scrollback first.
+/// the server's first is `{"type":"session","id":S,"replay":N}` (N bytes of scrollback follow),
+/// the client may send `{"type":"resize","cols":C,"rows":R}`, and the server ends with
+/// `{"type":"exit","code":N}`. `?user=root` (admins only) opens a root shell; `?session=S`
+/// re-attaches to a running session of the same user on the same instance (one a restarted
+/// daemon took back included), replaying its scrollback first.
 ///
 /// Refusals are close codes before anything is opened, as on the VNC relay: 4000 + the status
 /// the API would answer (4401, 4403 foreign origin or root for a non-admin, 4404 no such
@@ -22,7 +23,7 @@ struct TerminalController {
 
     /// What the checks allow: a session to attach to, or a new one to open.
     private enum Admission {
-        case attach(TerminalSession)
+        case attach(id: String, TerminalSession)
         case open(instance: Int64, owner: Int64, root: Bool)
     }
 
@@ -34,19 +35,18 @@ struct TerminalController {
 
     func addRoutes(to router: Router<AppContext>) {
         router.ws("/api/v1/instances/:id/terminal") { inbound, outbound, wsContext in
-            let session: TerminalSession
+            let session: TerminalSession, sessionID: String
             do {
                 switch try admit(wsContext.request, wsContext.requestContext) {
-                case .attach(let existing):
-                    session = existing
+                case .attach(let id, let existing):
+                    (sessionID, session) = (id, existing)
                 case .open(let instance, let owner, let root):
                     let query = wsContext.request.uri.queryParameters
                     let cols = query.get("cols").flatMap { Int($0) } ?? 80
                     let rows = query.get("rows").flatMap { Int($0) } ?? 24
-                    let opened = try await manager.openTerminal(instance, user: root ? .root : .agent,
-                                                                cols: UInt16(min(max(cols, 1), 1000)),
-                                                                rows: UInt16(min(max(rows, 1), 1000)))
-                    session = try sessions.start(instance: instance, owner: owner, root: root, opened: opened)
+                    (sessionID, session) = try await sessions.open(manager, instance: instance, owner: owner, root: root,
+                                                                   cols: UInt16(min(max(cols, 1), 1000)),
+                                                                   rows: UInt16(min(max(rows, 1), 1000)))
                 }
             } catch {
                 guard let error = APIError(mapping: error) else { throw error }
@@ -61,7 +61,7 @@ struct TerminalController {
             defer {
                 if let generation = session.detach(client) { sessions.armIdleTimer(session, generation: generation) }
             }
-            try await outbound.write(.text(#"{"type":"session","id":"\#(session.id)"}"#))
+            try await outbound.write(.text(#"{"type":"session","id":"\#(sessionID)","replay":\#(replay.count)}"#))
             if !replay.isEmpty { try await outbound.write(.binary(ByteBuffer(bytes: replay))) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -121,7 +121,7 @@ struct TerminalController {
                   !session.root || user.role == .admin, !session.isEnded else {
                 throw APIError(status: .notFound, code: "no_such_terminal", message: "No such terminal session.")
             }
-            return .attach(session)
+            return .attach(id: sid, session)
         }
         guard record.state == .running else { throw InstanceError.notRunning }
         guard sessions.count(instance: id) < TerminalSessions.maxPerInstance else {

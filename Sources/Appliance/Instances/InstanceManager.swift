@@ -256,32 +256,6 @@ actor InstanceManager {
         }
     }
 
-    struct OpenedTerminal: Sendable {
-        let terminal: UInt64
-        let master: Int32
-        /// The instance's control channel: it reports the shell's exit.
-        let channel: ControlChannel
-    }
-
-    /// A login shell on a new pty inside the instance (as its agent or its root); the master
-    /// is the caller's to close.
-    func openTerminal(_ id: Int64, user: InstanceUser, cols: UInt16, rows: UInt16) async throws -> OpenedTerminal {
-        guard let runtime = runtimes[id] else { throw InstanceError.notRunning }
-        let channel = runtime.channel
-        let terminal: UInt64, fd: Int32
-        do {
-            (terminal, fd) = try await Blocking.run { try channel.openTerminal(user: user, cols: cols, rows: rows) }
-        } catch let failure as ControlChannel.Failure where failure.refusedByInit {
-            throw InstanceError.serviceUnreachable(failure.description)
-        }
-        // The init is untrusted: what it handed over must at least be a terminal.
-        guard isatty(fd) == 1 else {
-            close(fd)
-            throw InstanceError.serviceUnreachable("the instance's init handed over something that is not a terminal")
-        }
-        return OpenedTerminal(terminal: terminal, master: fd, channel: channel)
-    }
-
     /// The services of a running instance as its init reports them: the snapshot it pushed
     /// last (it pushes every change), asked for only when there is none.
     func services(_ id: Int64) async throws -> [ServiceStatus] {

@@ -12,17 +12,21 @@ enum TerminalOutput: Sendable {
     case exit(Int32?)
 }
 
-/// A shell inside an instance, on a pty whose master the daemon holds. Output is always
-/// read (so the shell never blocks, attached or not), kept in a scrollback ring and copied to
-/// every attached WebSocket. Ends when the shell exits, when its instance stops (the pty hangs
-/// up), or after the idle timeout with nobody attached.
+/// A shell inside an instance, on a pty whose master the daemon holds (the init keeps a copy
+/// so the shell outlives a daemon restart). Output is always read (so the shell never blocks,
+/// attached or not), kept in a scrollback ring and copied to every attached WebSocket. Ends
+/// when the shell exits, when its instance stops (the pty hangs up), or after the idle
+/// timeout with nobody attached (the init hangs it up).
 final class TerminalSession: @unchecked Sendable {
-    let id: String
+    /// SHA-256 of the session id, hex: the daemon keeps no session id, and neither does the init.
+    let key: String
     let instance: Int64
     let owner: Int64
     let root: Bool
     /// The init's id for the terminal (its `terminalExit` events name it).
     let terminal: UInt64
+    /// The instance's control channel, which reports the shell's exit and hangs it up.
+    let control: ControlChannel
     static let scrollbackBytes = 256 * 1024
     /// Output chunks queued for one slow WebSocket; past it the client is detached (it can
     /// re-attach and gets the scrollback) rather than have the shell wait for it.
@@ -45,12 +49,13 @@ final class TerminalSession: @unchecked Sendable {
     /// Bumped on every attach: an idle timer armed at a detach only fires if none came since.
     private var generation = 0
 
-    init(id: String, instance: Int64, owner: Int64, root: Bool, terminal: UInt64, sizeFD: Int32) {
-        self.id = id
+    init(tag: TerminalTag, instance: Int64, opened: InstanceManager.OpenedTerminal, sizeFD: Int32) {
+        self.key = tag.key
         self.instance = instance
-        self.owner = owner
-        self.root = root
-        self.terminal = terminal
+        self.owner = tag.owner
+        self.root = tag.root
+        self.terminal = opened.terminal
+        self.control = opened.channel
         self.sizeFD = sizeFD
         (input, inputContinuation) = AsyncStream<ByteBuffer>.makeStream(bufferingPolicy: .bufferingOldest(Self.inputQueue))
         pthread_mutex_init(&lock, nil)
@@ -93,15 +98,20 @@ final class TerminalSession: @unchecked Sendable {
         }
     }
 
-    /// True if the session is still idle since `generation` (then it is being closed).
-    func closeIfIdle(since generation: Int) -> Bool {
+    /// True if the session is still idle since `generation`: then its shell is hung up (by
+    /// the init, which also holds the pty) and the session ends.
+    func closeIfIdle(since generation: Int) async -> Bool {
         let close: Bool = locked {
             guard clients.isEmpty, ended == nil, self.generation == generation else { return false }
             endedByUs = true
             return true
         }
-        if close { closePTY() }
-        return close
+        guard close else { return false }
+        let control = self.control, terminal = self.terminal
+        // An init of protocol 1.3 keeps no copy and knows no such op: closing ours hangs up.
+        _ = try? await Blocking.run { try control.closeTerminal(terminal) }
+        closePTY()
+        return true
     }
 
     /// False when the shell is so far behind that the input was not queued: the caller
@@ -122,7 +132,7 @@ final class TerminalSession: @unchecked Sendable {
 
     /// Reads the pty until it hangs up, then learns the shell's exit code and tells everyone.
     /// Owns `master` from the start.
-    func run(master: Int32, channel control: ControlChannel, onEnd: @escaping @Sendable () -> Void) async {
+    func run(master: Int32, onEnd: @escaping @Sendable () -> Void) async {
         do {
             let pty = try await FDRelay.pipeChannel(master)
             let live = adopt(pty.channel)
@@ -143,7 +153,7 @@ final class TerminalSession: @unchecked Sendable {
         let byUs = locked { endedByUs }
         var code: Int32?
         if !byUs {
-            let terminal = self.terminal
+            let terminal = self.terminal, control = self.control
             code = try? await Blocking.run { try control.awaitTerminalExit(terminal, timeoutMs: 3000) }
         }
         let finished: [AsyncStream<TerminalOutput>.Continuation] = locked {
@@ -188,8 +198,8 @@ final class TerminalSession: @unchecked Sendable {
     }
 }
 
-/// Every terminal session of the appliance, by id. A session id alone never grants access:
-/// it must belong to the same instance and the same user (TerminalController).
+/// Every terminal session of the appliance, by the hash of its id. A session id alone never
+/// grants access: it must belong to the same instance and the same user (TerminalController).
 final class TerminalSessions: @unchecked Sendable {
     let idleTimeoutMs: Int
     let logger: Logger
@@ -209,31 +219,74 @@ final class TerminalSessions: @unchecked Sendable {
         return body()
     }
 
-    func session(_ id: String) -> TerminalSession? { locked { sessions[id] } }
+    func session(_ id: String) -> TerminalSession? {
+        let key = Self.key(id)
+        return locked { sessions[key] }
+    }
 
-    private func remove(_ id: String) { locked { _ = sessions.removeValue(forKey: id) } }
+    private func remove(_ key: String) { locked { _ = sessions.removeValue(forKey: key) } }
 
     func count(instance: Int64) -> Int { locked { sessions.values.filter { $0.instance == instance }.count } }
 
+    /// Opens a shell in the instance and registers its session: the new session id (the
+    /// client's to keep; only its hash stays here) and the session.
+    func open(_ manager: InstanceManager, instance: Int64, owner: Int64, root: Bool,
+              cols: UInt16, rows: UInt16) async throws -> (id: String, session: TerminalSession) {
+        let id = Hex.encode(Secrets.randomBytes(16))
+        let tag = TerminalTag(owner: owner, root: root, key: Self.key(id))
+        let opened = try await manager.openTerminal(instance, user: root ? .root : .agent, cols: cols, rows: rows, tag: tag.text)
+        do {
+            return (id, try start(instance: instance, tag: tag, opened: opened))
+        } catch {
+            _ = try? await Blocking.run { try opened.channel.closeTerminal(opened.terminal) }
+            throw error
+        }
+    }
+
+    /// Takes back the terminals that outlived the previous daemon, in every running
+    /// instance: each is a session again (its scrollback starts now), idle until its user
+    /// re-attaches with the session id they kept. A terminal whose tag is not one of ours
+    /// cannot be reached by anyone and is hung up.
+    func adoptRunning(_ manager: InstanceManager) async {
+        var adopted = 0
+        for instance in await manager.runningIDs {
+            for (text, opened) in await manager.runningTerminals(instance) {
+                let session: TerminalSession?
+                if let tag = TerminalTag(text) {
+                    session = try? start(instance: instance, tag: tag, opened: opened)   // closes the master if it throws
+                } else {
+                    close(opened.master)
+                    session = nil
+                }
+                guard let session else {
+                    _ = try? await Blocking.run { try opened.channel.closeTerminal(opened.terminal) }
+                    continue
+                }
+                armIdleTimer(session, generation: 0)
+                adopted += 1
+            }
+        }
+        if adopted > 0 { logger.info("took back running terminals", metadata: ["count": "\(adopted)"]) }
+    }
+
     /// Registers a session for a pty the init handed over and starts reading it.
-    func start(instance: Int64, owner: Int64, root: Bool, opened: InstanceManager.OpenedTerminal) throws -> TerminalSession {
+    private func start(instance: Int64, tag: TerminalTag, opened: InstanceManager.OpenedTerminal) throws -> TerminalSession {
         let sizeFD = fcntl(opened.master, F_DUPFD_CLOEXEC, 0)
         guard sizeFD >= 0 else {
             close(opened.master)
             throw InstanceError.serviceUnreachable("cannot keep the terminal: \(String(cString: strerror(errno)))")
         }
-        let session = TerminalSession(id: Self.newID(), instance: instance, owner: owner, root: root,
-                                      terminal: opened.terminal, sizeFD: sizeFD)
-        locked { sessions[session.id] = session }
+        let session = TerminalSession(tag: tag, instance: instance, opened: opened, sizeFD: sizeFD)
+        locked { sessions[session.key] = session }
         // Events are read by whoever reads the channel (a call, the manager's sweep).
         opened.channel.onTerminalExit = { [weak self] terminal, _ in
             guard let self else { return }
             let ended = self.locked { self.sessions.values.filter { $0.instance == instance && $0.terminal == terminal } }
             ended.forEach { $0.shellExited() }
         }
-        let control = opened.channel, master = opened.master
+        let master = opened.master
         Task.detached { [self] in
-            await session.run(master: master, channel: control) { self.remove(session.id) }
+            await session.run(master: master) { self.remove(session.key) }
         }
         return session
     }
@@ -245,12 +298,34 @@ final class TerminalSessions: @unchecked Sendable {
         let logger = logger
         Task.detached {
             try? await Task.sleep(for: .milliseconds(delay))
-            if session.closeIfIdle(since: generation) {
+            if await session.closeIfIdle(since: generation) {
                 logger.info("terminal session idle, closed", metadata: ["instance": "\(session.instance)"])
             }
         }
     }
 
-    /// 128 random bits, hex.
-    static func newID() -> String { Hex.encode(Secrets.randomBytes(16)) }
+    static func key(_ id: String) -> String { SHA256.hex(Array(id.utf8)) }
+}
+
+/// What the init keeps with each shell for the daemon (opaque to the init): enough to make
+/// the session again after a daemon restart. The session id is not in it, only its hash.
+struct TerminalTag: Equatable {
+    var owner: Int64
+    var root: Bool
+    var key: String
+
+    var text: String { "v1 \(owner) \(root ? "root" : "agent") \(key)" }
+
+    init(owner: Int64, root: Bool, key: String) {
+        self.owner = owner
+        self.root = root
+        self.key = key
+    }
+
+    init?(_ text: String) {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == "v1", let owner = Int64(parts[1]), parts[2] == "root" || parts[2] == "agent",
+              parts[3].utf8.count == 64, parts[3].utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else { return nil }
+        self.init(owner: owner, root: parts[2] == "root", key: String(parts[3]))
+    }
 }

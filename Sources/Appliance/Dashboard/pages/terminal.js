@@ -1,7 +1,8 @@
 // The Terminal tab of an instance: xterm.js over /api/v1/instances/<id>/terminal.
 // Binary frames carry the pty's bytes; text frames are JSON control messages (session,
 // resize, exit). The session id is kept in sessionStorage per instance, so reloading the page
-// re-attaches to the same shell and the server replays its scrollback.
+// re-attaches to the same shell and the server replays its scrollback. A connection that
+// drops (the daemon restarting: the shell lives on in the instance) is re-attached on its own.
 import { terminalURL } from "../api.js";
 import { h, setText } from "../dom.js";
 
@@ -32,6 +33,8 @@ export class TerminalPanel {
         this.key = `claworc.terminal.${id}`;
         this.ws = null;
         this.term = null;
+        this.retry = null;
+        this.retryMs = 500;
         this.fit = null;
         this.status = h("span", { class: "muted", id: "terminal-status", "data-testid": "terminal-status", role: "status" }, "");
         this.newBtn = h("button", { type: "button", class: "btn btn-sm btn-secondary", id: "terminal-new" }, "New session");
@@ -91,12 +94,12 @@ export class TerminalPanel {
 
     connect() {
         if (this.ws) { this.ws.onclose = null; this.ws.close(); }
+        clearTimeout(this.retry);
         const sid = this.sessionID;
         const url = terminalURL(this.id, { cols: this.term.cols, rows: this.term.rows, session: sid });
         const ws = new WebSocket(url);
         ws.binaryType = "arraybuffer";
         this.ws = ws;
-        this.term.reset();
         setText(this.status, sid ? "re-attaching…" : "connecting…");
         this.status.dataset.state = "connecting";
         ws.onmessage = (event) => {
@@ -107,6 +110,10 @@ export class TerminalPanel {
             let message;
             try { message = JSON.parse(event.data); } catch { return; }
             if (message.type === "session") {
+                // The replay redraws the screen; with none (a new shell, or one whose daemon
+                // restarted and read nothing yet) what is on screen stays for a re-attached shell.
+                if (message.replay > 0 || message.id !== sid) this.term.reset();
+                this.retryMs = 500;
                 sessionStorage.setItem(this.key, message.id);
                 this.status.dataset.state = "connected";
                 this.status.dataset.session = message.id;
@@ -128,14 +135,19 @@ export class TerminalPanel {
                 this.connect();
                 return;
             }
-            if (this.status.dataset.state !== "exited") {
-                this.status.dataset.state = "disconnected";
-                setText(this.status, event.code >= 4000 ? `disconnected (${event.reason || event.code})` : "disconnected");
+            if (this.status.dataset.state === "exited") return;
+            this.status.dataset.state = "disconnected";
+            setText(this.status, event.code >= 4000 ? `disconnected (${event.reason || event.code})` : "disconnected; reconnecting…");
+            if (event.code < 4000) {
+                // Dropped, not refused: try again, backing off to 10 s.
+                this.retry = setTimeout(() => { if (this.term && !this.ws) this.connect(); }, this.retryMs);
+                this.retryMs = Math.min(this.retryMs * 2, 10000);
             }
         };
     }
 
     destroy() {
+        clearTimeout(this.retry);
         this.resizeObserver.disconnect();
         if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
         if (this.term) { this.term.dispose(); this.term = null; }
