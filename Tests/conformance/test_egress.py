@@ -3,11 +3,11 @@ nothing else: not a fake LAN host, not a fake link-local "metadata" host, not a 
 host itself, not another instance, unless an admin allows a destination. Every peer is a test
 host in a network namespace this test creates, or a listener this test binds on the host; no
 packet is ever sent to any other address, not even to show that it would be dropped."""
+import http.server
+import ipaddress
 import json
 import pathlib
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,16 +31,16 @@ def world():
         for name, addrs in (("cwtest-inet", INTERNET), ("cwtest-lan", LAN), ("cwtest-meta", METADATA)):
             hosts.append(TestHost(name, *addrs))
         # A service on the host's own address on the fake-internet link: instances must not reach it.
-        host_service = subprocess.Popen([sys.executable, "-m", "http.server", "8081", "--bind", INTERNET[1]],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        host_service = http.server.ThreadingHTTPServer((INTERNET[1], 8081), http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=host_service.serve_forever, args=(0.1,), daemon=True).start()
         daemon = Daemon(base / "data", extra_args=["--default-network", "egress"]).start()
         yield bootstrap_admin(daemon)
     finally:
         if daemon:
             daemon.stop()
         if host_service:
-            host_service.kill()
-            host_service.wait()
+            host_service.shutdown()
+            host_service.server_close()
         for h in hosts:
             h.close()
         shutil.rmtree(base, ignore_errors=True)
@@ -90,21 +90,18 @@ def test_24_egress_reaches_only_the_outside(world):
     # Everything else is dropped (a timeout, not a refusal: the packets never arrive): the LAN
     # and link-local test hosts, and services of the host on its fake-internet address and on
     # the instance's own gateway address.
-    gateway = a["network"]["address"].rsplit(".", 1)[0] + ".1"
-    gateway_service = subprocess.Popen([sys.executable, "-m", "http.server", "8082", "--bind", gateway],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Each instance has a /30: the host's side is the address just below the instance's.
+    gateway = str(ipaddress.IPv4Address(a["network"]["address"]) - 1)
+    # Listening once constructed (bind and listen happen there): no readiness to wait for.
+    gateway_service = http.server.ThreadingHTTPServer((gateway, 8082), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=gateway_service.serve_forever, args=(0.1,), daemon=True).start()
     try:
-        deadline = time.monotonic() + 20   # readiness: the listener accepts on the host
-        while sh(sys.executable, "-c", f"import socket; socket.create_connection(('{gateway}', 8082), 1)",
-                 check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the gateway listener did not come up"
-            time.sleep(0.05)
         for host, port in [(LAN[0], 8080), (METADATA[0], 8080), (INTERNET[1], 8081), (gateway, 8082)]:
             blocked = connect(admin, a["id"], host, port, timeout=1.5)
             assert not blocked["ok"] and blocked["error"] in ("TimeoutError", "timeout"), (host, blocked)
     finally:
-        gateway_service.kill()
-        gateway_service.wait()
+        gateway_service.shutdown()
+        gateway_service.server_close()
 
     # Another instance: B listens on all its addresses; B reaches itself, A does not reach B.
     listener = threading.Thread(target=lambda: admin.post(

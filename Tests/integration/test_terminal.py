@@ -267,7 +267,9 @@ def test_shells_outlive_a_daemon_restart(tmp_path):
         daemon.kill()
         daemon.start()
         # Taken back before the daemon listens: no wait needed once it answers.
-        assert "count=2" in daemon.wait_for_log("took back running terminals")[-1]
+        took = daemon.wait_for_log("took back running terminals")[-1]
+        assert "count=2" in took, took
+        print(f"terminals taken back: {took}")
 
         assert refused(admin, iid, f"?session={kept.sid}") == 404, "another user attached to bob's shell"
         again = Term(bob, iid, f"?session={kept.sid}")

@@ -248,6 +248,7 @@ final class TerminalSessions: @unchecked Sendable {
     /// re-attaches with the session id they kept. A terminal whose tag is not one of ours
     /// cannot be reached by anyone and is hung up.
     func adoptRunning(_ manager: InstanceManager) async {
+        let began = ContinuousClock.now
         var adopted = 0
         for instance in await manager.runningIDs {
             for (text, opened) in await manager.runningTerminals(instance) {
@@ -266,7 +267,11 @@ final class TerminalSessions: @unchecked Sendable {
                 adopted += 1
             }
         }
-        if adopted > 0 { logger.info("took back running terminals", metadata: ["count": "\(adopted)"]) }
+        if adopted > 0 {
+            let took = (ContinuousClock.now - began).components
+            logger.info("took back running terminals", metadata: [
+                "count": "\(adopted)", "us": "\(took.seconds * 1_000_000 + took.attoseconds / 1_000_000_000_000)"])
+        }
     }
 
     /// Registers a session for a pty the init handed over and starts reading it.
