@@ -26,10 +26,7 @@ enum InitWire {
         if let error = response.error { w.key("error"); w.string(error) }
         if let services = response.services {
             w.key("services")
-            w.bytes.append(UInt8(ascii: "["))
-            for (i, s) in services.enumerated() {
-                if i > 0 { w.bytes.append(UInt8(ascii: ",")) }
-                w.open()
+            w.objects(services) { w, s in
                 w.key("name"); w.string(s.name)
                 w.key("state"); w.string(s.state)
                 w.key("pid"); if let pid = s.pid { w.number(Int64(pid)) } else { w.null() }
@@ -39,21 +36,14 @@ enum InitWire {
                 w.key("reason"); if let r = s.reason { w.string(r) } else { w.null() }
                 w.key("oom_kills"); if let o = s.oomKills { w.number(Int64(o)) } else { w.null() }
                 w.key("started_at"); if let t = s.startedAt { w.number(t) } else { w.null() }
-                w.close()
             }
-            w.bytes.append(UInt8(ascii: "]"))
         }
         if let terminals = response.terminals {
             w.key("terminals")
-            w.bytes.append(UInt8(ascii: "["))
-            for (i, t) in terminals.enumerated() {
-                if i > 0 { w.bytes.append(UInt8(ascii: ",")) }
-                w.open()
+            w.objects(terminals) { w, t in
                 w.key("id"); w.number(t.id)
                 w.key("tag"); w.string(t.tag)
-                w.close()
             }
-            w.bytes.append(UInt8(ascii: "]"))
         }
         if let run = response.run {
             w.key("run")
@@ -83,6 +73,18 @@ enum InitWire {
         mutating func close() {
             bytes.append(UInt8(ascii: "}"))
             first.removeLast()
+        }
+
+        /// An array of objects, each written by `members`.
+        mutating func objects<T>(_ items: [T], _ members: (inout Writer, T) -> Void) {
+            bytes.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                open()
+                members(&self, item)
+                close()
+            }
+            bytes.append(UInt8(ascii: "]"))
         }
 
         mutating func key(_ name: StaticString) {
