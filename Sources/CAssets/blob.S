@@ -1,4 +1,4 @@
-/* assets.bin sha256: 189265637de0c0ea587f75883ab974f1968751ed727c8a80575fa8c1f8a7f441 */
+/* assets.bin sha256: dd68af6bb1202980de68d7bcec5f49be5b276e2c990265fe3942e7b274b4e204 */
 /*
  * The packed dashboard (assets.bin, made by scripts/pack-web.py), linked in as read-only data.
  *

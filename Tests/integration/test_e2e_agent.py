@@ -1,6 +1,6 @@
 """The Agent page in headless Chromium: an admin installs an OpenClaw bundle, adds a provider
-from a preset with a key (shown afterwards only as its last four characters) and sets the
-default model."""
+from a preset with a key (shown afterwards only as its last four characters), sets the
+default model, and deletes that provider only after being told the default model names it."""
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -48,3 +48,25 @@ def test_admin_sets_up_the_agent(admin, driver, tmp_path):  # noqa: F811
     wait.until(EC.text_to_be_present_in_element((By.ID, "model-saved"), "Saved."))
     settings = admin.get("/api/v1/settings/instance-defaults").json()["settings"]
     assert settings["model"] == "openai/gpt-5" and settings["fallbacks"] == ["openai/gpt-5-mini"]
+
+    # Deleting the provider the default model names: the page says why it is refused and
+    # deletes only when asked again.
+    delete = '#providers-list li[data-name="openai"] .btn-danger'
+
+    def dialog():
+        alert = wait.until(EC.alert_is_present())
+        return alert, alert.text
+
+    driver.find_element(By.CSS_SELECTOR, delete).click()
+    alert, text = dialog()
+    assert "Delete the provider openai?" in text, text
+    alert.accept()
+    alert, text = dialog()
+    assert "the default model" in text and "anyway" in text, text
+    alert.dismiss()
+    assert [p["name"] for p in admin.get("/api/v1/providers").json()["providers"]] == ["openai"]
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, delete))).click()
+    dialog()[0].accept()
+    dialog()[0].accept()
+    wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, '#providers-list li[data-name="openai"]')))
+    assert admin.get("/api/v1/providers").json()["providers"] == []

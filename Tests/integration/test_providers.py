@@ -34,8 +34,26 @@ def test_keys_go_in_and_never_come_out(admin):
     audit = admin.get("/api/v1/audit?action=provider.save").json()["entries"]
     assert len(audit) == 2 and all(KEY not in str(e) for e in audit)
 
+    # Named by a model setting (the defaults', or an instance's own): refused, nothing lost.
+    iid = admin.create("uses-fake")["id"]
+    for where, url, setting in [("the default model", "/api/v1/settings/instance-defaults", {"model": "fake/fake-3"}),
+                             ('instance "uses-fake"', f"/api/v1/instances/{iid}/settings", {"fallbacks": ["x/y", "fake/fake-3"]})]:
+        assert admin.http.put(admin.url(url), json=setting, timeout=30).status_code == 200
+        r = admin.delete("/api/v1/providers/fake")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "provider_in_use", r.text
+        assert where in r.json()["error"]["message"], r.text
+        assert admin.http.put(admin.url(url), json={}, timeout=30).status_code == 200
+    assert [p["name"] for p in admin.get("/api/v1/providers").json()["providers"]] == ["fake"]
+    assert admin.delete("/api/v1/instances/" + str(iid)).status_code == 204
     assert admin.delete("/api/v1/providers/fake").status_code == 204
     assert admin.delete("/api/v1/providers/fake").status_code == 404
+    # force=true deletes a provider still named (its agents lose that model, knowingly).
+    assert put(admin, "gone", body).status_code == 200
+    assert admin.http.put(admin.url("/api/v1/settings/instance-defaults"), json={"model": "gone/fake-1"}, timeout=30).status_code == 200
+    assert admin.delete("/api/v1/providers/gone").status_code == 409
+    assert admin.delete("/api/v1/providers/gone?force=true").status_code == 204
+    assert admin.delete("/api/v1/providers/missing?force=false").status_code == 404
+    assert admin.http.put(admin.url("/api/v1/settings/instance-defaults"), json={}, timeout=30).status_code == 200
 
 
 def test_bad_provider_input_is_refused_and_changes_nothing(admin):

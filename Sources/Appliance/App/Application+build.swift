@@ -139,7 +139,7 @@ func buildApplication(configuration: Configuration, logger: Logger,
     AgentController(policy: policy, bundles: bundles).addRoutes(to: api)
     InstancesController(policy: policy, manager: manager).addRoutes(to: api)
     SettingsController(policy: policy, layers: layers, manager: manager, providers: providers).addRoutes(to: api)
-    ProvidersController(policy: policy, providers: providers, manager: manager).addRoutes(to: api)
+    ProvidersController(policy: policy, providers: providers, layers: layers, manager: manager).addRoutes(to: api)
     UsageController(policy: policy, usage: store, layers: layers, instances: store).addRoutes(to: api)
     FilesController(policy: policy, paths: paths).addRoutes(to: api)
     ServicesController(policy: policy, manager: manager).addRoutes(to: api)

@@ -14,6 +14,7 @@ struct ProvidersController {
 
     let policy: AccessPolicy
     let providers: Providers
+    let layers: SettingsLayers
     let manager: InstanceManager
 
     func addRoutes(to group: RouterGroup<AppContext>) {
@@ -28,12 +29,31 @@ struct ProvidersController {
                                           apiKey: body.apiKey, models: body.models)
             return JSON.response(Envelope(provider: view, agents: await manager.reconfigureAgents()))
         }
-        group.delete("/providers/:name") { _, context in
+        group.delete("/providers/:name") { request, context in
             _ = try policy.authorize(.manageAgent, by: context.user)
-            try providers.delete(name: context.parameters.get("name") ?? "")
+            let name = context.parameters.get("name") ?? ""
+            // Deleting a provider that a model setting names would leave those agents without
+            // their model: refused unless asked for knowingly.
+            let users = try uses(of: name)
+            if !users.isEmpty && request.uri.queryParameters.get("force") != "true" {
+                guard try providers.store.provider(name: name) != nil else { throw APIError.notFound("The provider") }
+                throw APIError.conflict("provider_in_use", "The provider \"\(name)\" is named by \(users.joined(separator: ", ")). "
+                                        + "Change those settings first, or delete with force=true.")
+            }
+            try providers.delete(name: name)
             // 204 has no body to report in: the running agents are rewritten all the same.
             _ = await manager.reconfigureAgents()
             return Response(status: .noContent)
         }
+    }
+
+    /// The model settings that name the provider: the defaults', then each instance's own.
+    private func uses(of provider: String) throws -> [String] {
+        func names(_ s: InstanceSettings) -> Bool {
+            ([s.model].compactMap { $0 } + (s.fallbacks ?? [])).contains { $0.hasPrefix(provider + "/") }
+        }
+        let defaults = names(layers.defaults()) ? ["the default model"] : []
+        return defaults + (try layers.instances.allInstances()).filter { names(layers.overrides($0)) }
+            .map { "instance \"\($0.name)\"" }
     }
 }

@@ -135,7 +135,16 @@ function providersSection(ctx) {
         };
         remove.onclick = async () => {
             if (!confirm(`Delete the provider ${p.name}?`)) return;
-            try { await request("DELETE", `/providers/${encodeURIComponent(p.name)}`); } catch (e) { showError(error, e.message); }
+            const path = `/providers/${encodeURIComponent(p.name)}`;
+            try {
+                await request("DELETE", path);
+            } catch (e) {
+                // Model settings still name it: say which, and delete only if asked again.
+                if (e.code !== "provider_in_use") showError(error, e.message);
+                else if (confirm(`${e.message}\n\nDelete it anyway?`)) {
+                    try { await request("DELETE", `${path}?force=true`); } catch (e2) { showError(error, e2.message); }
+                }
+            }
             refresh();
         };
         const keyText = p.has_key ? (p.api_key_last4 ? `key …${p.api_key_last4}` : "key set") : "no key";
