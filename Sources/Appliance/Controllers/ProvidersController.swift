@@ -34,9 +34,9 @@ struct ProvidersController {
             let name = context.parameters.get("name") ?? ""
             // Deleting a provider that a model setting names would leave those agents without
             // their model: refused unless asked for knowingly.
+            guard try providers.store.provider(name: name) != nil else { throw APIError.notFound("The provider") }
             let users = try uses(of: name)
             if !users.isEmpty && request.uri.queryParameters.get("force") != "true" {
-                guard try providers.store.provider(name: name) != nil else { throw APIError.notFound("The provider") }
                 throw APIError.conflict("provider_in_use", "The provider \"\(name)\" is named by \(users.joined(separator: ", ")). "
                                         + "Change those settings first, or delete with force=true.")
             }

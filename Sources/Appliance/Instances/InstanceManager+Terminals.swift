@@ -1,8 +1,9 @@
 import Glibc
 import Supervisor
 
-/// Terminals inside a running instance, as its init hands them over: a new one, the ones that
-/// outlived a daemon restart, and hanging one up. TerminalSessions keeps the sessions.
+/// Terminals inside a running instance, as its init hands them over: a new one, and the ones
+/// that outlived a daemon restart. TerminalSessions keeps the sessions (and hangs them up
+/// through the channel they came with).
 extension InstanceManager {
     struct OpenedTerminal: Sendable {
         let terminal: UInt64
